@@ -1,0 +1,84 @@
+import os
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.factories import HostFactory, StaffFactory, TokenFactory, UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_configured_services(django_db_blocker):
+    """With DATABASE_URL/REDIS_URL set, an unreachable service fails the run instead of skipping."""
+    if os.environ.get("REDIS_URL"):
+        from django_redis import get_redis_connection
+
+        try:
+            get_redis_connection("default").ping()
+        except Exception as exc:
+            pytest.exit(f"REDIS_URL is set but Redis is unreachable: {exc}", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token = TokenFactory(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def guest(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def host(db):
+    return HostFactory()
+
+
+@pytest.fixture
+def other_host(db):
+    return HostFactory()
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory()
+
+
+@pytest.fixture
+def guest_client(guest) -> APIClient:
+    return client_for(guest)
+
+
+@pytest.fixture
+def host_client(host) -> APIClient:
+    return client_for(host)
+
+
+@pytest.fixture
+def other_host_client(other_host) -> APIClient:
+    return client_for(other_host)
+
+
+@pytest.fixture
+def staff_client(staff) -> APIClient:
+    return client_for(staff)
