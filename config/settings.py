@@ -125,8 +125,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # A file, not an in-memory database, so tests exercise WAL and cross-thread locking.
-    _db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    _db["TEST"] = {"NAME": env_str("TEST_DB_NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    if env_str("TEST_DB_NAME"):
+        _db["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
     # Django's built-in psycopg pool keeps connections open across requests; it
     # replaces CONN_MAX_AGE (Django refuses both at once). DB_POOL=0 falls back to
     # persistent connections for deployments behind pgbouncer.

@@ -1,0 +1,206 @@
+import datetime
+from collections import defaultdict
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from accounts.models import User
+from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus, Payout, PayoutItem, PayoutStatus
+from bookings.pricing import booking_quote
+from core.exceptions import Conflict, Forbidden, InvalidInput
+from properties.models import Property
+
+OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
+
+
+class BookingConflict(Conflict):
+    code = "booking_conflict"
+    default_message = "The property is already booked for some of these dates."
+
+
+def _validate_stay(
+    *, property: Property, guest: User, check_in: datetime.date, check_out: datetime.date, guests: int, today
+) -> None:
+    if check_out <= check_in:
+        raise InvalidInput("check_out must be after check_in.", fields={"check_out": ["Must be after check_in."]})
+    if check_in < today:
+        raise InvalidInput("check_in is in the past.", fields={"check_in": ["Must be today or later."]})
+    if check_in > today + datetime.timedelta(days=settings.BOOKING_MAX_ADVANCE_DAYS):
+        raise InvalidInput(
+            "check_in is too far in the future.",
+            fields={"check_in": [f"At most {settings.BOOKING_MAX_ADVANCE_DAYS} days ahead."]},
+        )
+    if (check_out - check_in).days > settings.BOOKING_MAX_NIGHTS:
+        raise InvalidInput(
+            f"A stay may be at most {settings.BOOKING_MAX_NIGHTS} nights.",
+            fields={"check_out": [f"At most {settings.BOOKING_MAX_NIGHTS} nights."]},
+        )
+    if guests > property.max_guests:
+        raise InvalidInput(
+            f"This property sleeps at most {property.max_guests} guests.",
+            fields={"guests": [f"At most {property.max_guests}."]},
+        )
+    if property.host_id == guest.pk:
+        raise InvalidInput("Hosts cannot book their own property.", code="own_property")
+
+
+def booking_overlaps(*, property_id: int, check_in: datetime.date, check_out: datetime.date):
+    return Booking.objects.filter(
+        property_id=property_id,
+        status__in=ACTIVE_BOOKING_STATUSES,
+        check_in__lt=check_out,
+        check_out__gt=check_in,
+    )
+
+
+def booking_create(
+    *,
+    guest: User,
+    property_id: int,
+    check_in: datetime.date,
+    check_out: datetime.date,
+    guests: int,
+    today: datetime.date | None = None,
+) -> Booking:
+    """Book a stay. The price is computed here; overlapping active bookings are refused with 409.
+
+    On PostgreSQL the property row lock serialises bookings of one listing and the exclusion
+    constraint is the last word; on SQLite the IMMEDIATE transaction serialises all writers.
+    """
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        property = Property.objects.select_for_update().filter(pk=property_id, is_active=True).first()
+        if property is None:
+            raise InvalidInput("This property does not exist or is not bookable.", fields={"property_id": ["Unknown."]})
+        _validate_stay(
+            property=property, guest=guest, check_in=check_in, check_out=check_out, guests=guests, today=today
+        )
+        if booking_overlaps(property_id=property.pk, check_in=check_in, check_out=check_out).exists():
+            raise BookingConflict()
+        quote = booking_quote(property=property, check_in=check_in, check_out=check_out)
+        try:
+            with transaction.atomic():
+                return Booking.objects.create(
+                    property=property,
+                    guest=guest,
+                    check_in=check_in,
+                    check_out=check_out,
+                    guests=guests,
+                    status=BookingStatus.PENDING,
+                    **quote.as_model_fields(),
+                )
+        except IntegrityError as exc:
+            if OVERLAP_CONSTRAINT in str(exc):
+                raise BookingConflict() from None
+            raise
+
+
+def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None = None) -> Booking:
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        booking = Booking.objects.select_for_update().select_related("property").get(pk=booking.pk)
+        if not (actor.is_staff or booking.guest_id == actor.pk or booking.property.host_id == actor.pk):
+            raise Forbidden("Only the guest, the host or staff can cancel this booking.")
+        if booking.status not in (BookingStatus.PENDING, BookingStatus.CONFIRMED):
+            raise Conflict(f"A {booking.status} booking cannot be cancelled.", code="invalid_status")
+        if booking.check_in <= today and not actor.is_staff:
+            raise Conflict("The stay has already started; contact support to cancel it.", code="stay_started")
+        booking.status = BookingStatus.CANCELLED
+        booking.cancelled_at = timezone.now()
+        booking.save(update_fields=["status", "cancelled_at", "updated_at"])
+        return booking
+
+
+def booking_confirm(*, booking: Booking, actor: User) -> Booking:
+    with transaction.atomic():
+        booking = Booking.objects.select_for_update().select_related("property").get(pk=booking.pk)
+        if not (actor.is_staff or booking.property.host_id == actor.pk):
+            raise Forbidden("Only the property's host can confirm a booking.")
+        if booking.status != BookingStatus.PENDING:
+            raise Conflict(f"A {booking.status} booking cannot be confirmed.", code="invalid_status")
+        booking.status = BookingStatus.CONFIRMED
+        booking.confirmed_at = timezone.now()
+        booking.save(update_fields=["status", "confirmed_at", "updated_at"])
+        return booking
+
+
+@transaction.atomic
+def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
+    """Confirmed stays whose check-out has passed become completed (reviewable, payable)."""
+    today = today or timezone.localdate()
+    return Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=today).update(
+        status=BookingStatus.COMPLETED, updated_at=timezone.now()
+    )
+
+
+def payout_eligible_bookings(*, host: User):
+    already_paid = PayoutItem.objects.filter(booking=OuterRef("pk"), released=False)
+    return Booking.objects.filter(property__host=host, status=BookingStatus.COMPLETED).exclude(Exists(already_paid))
+
+
+def payout_request(*, host: User) -> list[Payout]:
+    """Pay out every completed, not yet paid stay: one payout per currency.
+
+    The host row lock serialises concurrent requests; the partial unique index on
+    PayoutItem.booking makes paying a booking twice impossible even if it did not.
+    """
+    if not host.is_host:
+        raise Forbidden("Only hosts receive payouts.", code="not_a_host")
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=host.pk).first()
+        rows = list(
+            payout_eligible_bookings(host=host)
+            .order_by("check_out", "pk")
+            .values_list("pk", "currency", "host_payout_amount", "check_out")
+        )
+        if not rows:
+            raise InvalidInput("There is nothing to pay out yet.", code="nothing_to_pay_out")
+        by_currency: dict[str, list[tuple[int, Decimal, datetime.date]]] = defaultdict(list)
+        for pk, currency, amount, check_out in rows:
+            by_currency[currency].append((pk, amount, check_out))
+        payouts = []
+        try:
+            with transaction.atomic():
+                for currency, stays in sorted(by_currency.items()):
+                    payout = Payout.objects.create(
+                        host=host,
+                        currency=currency,
+                        amount=sum((amount for _, amount, _ in stays), Decimal("0")),
+                        period_start=stays[0][2],
+                        period_end=stays[-1][2],
+                        booking_count=len(stays),
+                    )
+                    PayoutItem.objects.bulk_create(
+                        PayoutItem(payout=payout, booking_id=pk, amount=amount) for pk, amount, _ in stays
+                    )
+                    payouts.append(payout)
+        except IntegrityError:
+            raise Conflict("Some of these bookings are already being paid out.", code="payout_conflict") from None
+        return payouts
+
+
+def payout_mark_paid(*, payout: Payout) -> Payout:
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().get(pk=payout.pk)
+        if payout.status not in (PayoutStatus.PENDING, PayoutStatus.PROCESSING):
+            raise Conflict(f"A {payout.status} payout cannot be marked paid.", code="invalid_status")
+        payout.status = PayoutStatus.PAID
+        payout.paid_at = timezone.now()
+        payout.save(update_fields=["status", "paid_at", "updated_at"])
+        return payout
+
+
+def payout_mark_failed(*, payout: Payout, reason: str) -> Payout:
+    """A failed payout releases its bookings so the next payout includes them again."""
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().get(pk=payout.pk)
+        if payout.status not in (PayoutStatus.PENDING, PayoutStatus.PROCESSING):
+            raise Conflict(f"A {payout.status} payout cannot be marked failed.", code="invalid_status")
+        payout.status = PayoutStatus.FAILED
+        payout.failure_reason = reason[:255]
+        payout.save(update_fields=["status", "failure_reason", "updated_at"])
+        payout.items.update(released=True)
+        return payout

@@ -1,0 +1,130 @@
+from decimal import Decimal
+from typing import Any
+
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count, Max
+
+from accounts.models import User
+from bookings.models import Booking, BookingStatus
+from core.exceptions import Conflict, Forbidden, InvalidInput
+from properties.images import validate_image_upload
+from properties.models import Amenity, Property, PropertyImage, Review
+
+PROPERTY_EDITABLE_FIELDS = frozenset(
+    {
+        "title",
+        "description",
+        "property_type",
+        "city",
+        "country",
+        "address",
+        "latitude",
+        "longitude",
+        "price_per_night",
+        "cleaning_fee",
+        "currency",
+        "max_guests",
+        "bedrooms",
+        "bathrooms",
+        "is_active",
+    }
+)
+
+
+def property_ensure_manageable(*, property: Property, actor: User) -> None:
+    if not (actor.is_staff or property.host_id == actor.pk):
+        raise Forbidden("Only the property's host can change it.")
+
+
+def _amenities_from_slugs(slugs: list[str]) -> list[Amenity]:
+    unique = sorted(set(slugs))
+    amenities = list(Amenity.objects.filter(slug__in=unique))
+    if len(amenities) != len(unique):
+        unknown = sorted(set(unique) - {a.slug for a in amenities})
+        raise InvalidInput("Unknown amenities.", fields={"amenities": [f"Unknown amenity: {s}" for s in unknown]})
+    return amenities
+
+
+@transaction.atomic
+def property_create(*, host: User, amenities: list[str] | None = None, **fields: Any) -> Property:
+    if not host.is_host:
+        raise Forbidden("Only hosts can list properties. Register as a host first.", code="not_a_host")
+    unknown = set(fields) - PROPERTY_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInput(f"Unexpected fields: {', '.join(sorted(unknown))}.")
+    property = Property.objects.create(host=host, **fields)
+    if amenities:
+        property.amenities.set(_amenities_from_slugs(amenities))
+    return property
+
+
+@transaction.atomic
+def property_update(*, property: Property, actor: User, amenities: list[str] | None = None, **fields: Any) -> Property:
+    property_ensure_manageable(property=property, actor=actor)
+    unknown = set(fields) - PROPERTY_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInput(f"Unexpected fields: {', '.join(sorted(unknown))}.")
+    for name, value in fields.items():
+        setattr(property, name, value)
+    if fields:
+        property.save(update_fields=[*fields, "updated_at"])
+    if amenities is not None:
+        property.amenities.set(_amenities_from_slugs(amenities))
+    return property
+
+
+@transaction.atomic
+def property_deactivate(*, property: Property, actor: User) -> Property:
+    """Delete means deactivate: bookings and reviews keep pointing at the listing."""
+    property_ensure_manageable(property=property, actor=actor)
+    if property.is_active:
+        property.is_active = False
+        property.save(update_fields=["is_active", "updated_at"])
+    return property
+
+
+def property_image_add(
+    *, property: Property, actor: User, image: UploadedFile, position: int | None = None
+) -> PropertyImage:
+    property_ensure_manageable(property=property, actor=actor)
+    validate_image_upload(image)
+    with transaction.atomic():
+        # Lock the listing so two concurrent uploads cannot pick the same next position.
+        Property.objects.select_for_update().filter(pk=property.pk).first()
+        if position is None:
+            last = property.images.aggregate(last=Max("position"))["last"]
+            position = 0 if last is None else last + 1
+        try:
+            with transaction.atomic():
+                return PropertyImage.objects.create(property=property, image=image, position=position)
+        except IntegrityError:
+            raise Conflict(
+                f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
+            ) from None
+
+
+@transaction.atomic
+def review_create(
+    *, property: Property, author: User, rating: int, text: str = "", booking_id: int | None = None
+) -> Review:
+    """One review per completed stay; the listing's rating summary is refreshed in the same transaction."""
+    stays = Booking.objects.filter(property=property, guest=author, status=BookingStatus.COMPLETED, review__isnull=True)
+    if booking_id is not None:
+        stays = stays.filter(pk=booking_id)
+    booking = stays.order_by("-check_out").first()
+    if booking is None:
+        raise Forbidden(
+            "Only guests with a completed, not yet reviewed stay at this property can review it.",
+            code="no_reviewable_stay",
+        )
+    try:
+        with transaction.atomic():
+            review = Review.objects.create(property=property, booking=booking, author=author, rating=rating, text=text)
+    except IntegrityError:
+        raise Conflict("This stay has already been reviewed.", code="already_reviewed") from None
+    summary = Review.objects.filter(property=property).aggregate(avg=Avg("rating"), count=Count("id"))
+    Property.objects.filter(pk=property.pk).update(
+        rating_average=Decimal(summary["avg"]).quantize(Decimal("0.01")), review_count=summary["count"]
+    )
+    return review
