@@ -30,7 +30,7 @@ class BookingQuote:
 
 
 def booking_quote(*, property: Property, check_in: datetime.date, check_out: datetime.date) -> BookingQuote:
-    """Price a stay server-side: nights × nightly price + cleaning fee + guest service fee.
+    """Price a stay server-side: nights x nightly price + cleaning fee + guest service fee.
 
     The host receives subtotal + cleaning fee minus the platform commission.
     """

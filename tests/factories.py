@@ -11,7 +11,7 @@ from bookings.pricing import booking_quote
 from properties.models import Amenity, Property, PropertyImage, Review
 
 # Hashing a password per factory user costs ~100 ms; tests that log in set one explicitly.
-FAST_PASSWORD_HASH = "!unusable-factory-password"  # noqa: S105
+FAST_PASSWORD_HASH = "!unusable-factory-password"
 
 
 class UserFactory(factory.django.DjangoModelFactory):
