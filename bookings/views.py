@@ -1,0 +1,144 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from bookings import selectors, services
+from bookings.models import Booking, Payout
+from bookings.serializers import (
+    BookingCreateInputSerializer,
+    BookingListQuerySerializer,
+    BookingOutputSerializer,
+    FinancialSummaryOutputSerializer,
+    HostBookingOutputSerializer,
+    PayoutOutputSerializer,
+)
+from core.exceptions import Forbidden
+from core.idempotency import IDEMPOTENCY_HEADER, idempotent
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description="Retrying with the same key and body returns the first response; keys expire after 24 h.",
+)
+
+
+def _filtered(queryset, request: Request):
+    query = BookingListQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    if "status" in query.validated_data:
+        queryset = queryset.filter(status=query.validated_data["status"])
+    if "property_id" in query.validated_data:
+        queryset = queryset.filter(property_id=query.validated_data["property_id"])
+    return queryset
+
+
+def _ensure_host(request: Request) -> None:
+    if not (request.user.is_host or request.user.is_staff):
+        raise Forbidden("This endpoint is for hosts.", code="not_a_host")
+
+
+def _serializer_for(booking: Booking, user) -> type[BookingOutputSerializer] | type[HostBookingOutputSerializer]:
+    if user.is_staff or booking.property.host_id == user.pk:
+        return HostBookingOutputSerializer
+    return BookingOutputSerializer
+
+
+class BookingListCreateView(generics.ListAPIView):
+    permission_classes = [IsAuthenticated]
+    serializer_class = BookingOutputSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Booking.objects.none()
+        return _filtered(selectors.booking_list_for_guest(guest=self.request.user), self.request)
+
+    @extend_schema(parameters=[BookingListQuerySerializer])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=BookingCreateInputSerializer,
+        responses={201: BookingOutputSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request: Request) -> Response:
+        return idempotent(request=request, scope="bookings.create", handler=lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        data = BookingCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        booking = services.booking_create(guest=request.user, **data.validated_data)
+        return Response(BookingOutputSerializer(booking).data, status=status.HTTP_201_CREATED)
+
+
+class BookingDetailView(generics.GenericAPIView):
+    permission_classes = [IsAuthenticated]
+    serializer_class = HostBookingOutputSerializer
+
+    def get_queryset(self):
+        return selectors.booking_visible_to(user=self.request.user)
+
+    def get(self, request: Request, pk: int) -> Response:
+        booking = self.get_object()
+        return Response(_serializer_for(booking, request.user)(booking).data)
+
+
+class BookingCancelView(BookingDetailView):
+    @extend_schema(request=None)
+    def post(self, request: Request, pk: int) -> Response:
+        booking = services.booking_cancel(booking=self.get_object(), actor=request.user)
+        return Response(_serializer_for(booking, request.user)(booking).data)
+
+
+class BookingConfirmView(BookingDetailView):
+    @extend_schema(request=None)
+    def post(self, request: Request, pk: int) -> Response:
+        booking = services.booking_confirm(booking=self.get_object(), actor=request.user)
+        return Response(HostBookingOutputSerializer(booking).data)
+
+
+class HostBookingListView(generics.ListAPIView):
+    permission_classes = [IsAuthenticated]
+    serializer_class = HostBookingOutputSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Booking.objects.none()
+        _ensure_host(self.request)
+        return _filtered(selectors.booking_list_for_host(host=self.request.user), self.request)
+
+    @extend_schema(parameters=[BookingListQuerySerializer])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class FinancialSummaryView(generics.GenericAPIView):
+    permission_classes = [IsAuthenticated]
+    serializer_class = FinancialSummaryOutputSerializer
+
+    def get(self, request: Request) -> Response:
+        _ensure_host(request)
+        summary = selectors.financial_summary_for_host(host=request.user)
+        return Response(self.get_serializer({"currencies": summary}).data)
+
+
+class PayoutListCreateView(generics.ListAPIView):
+    permission_classes = [IsAuthenticated]
+    serializer_class = PayoutOutputSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Payout.objects.none()
+        _ensure_host(self.request)
+        return selectors.payout_list_for_host(host=self.request.user)
+
+    @extend_schema(request=None, responses={201: PayoutOutputSerializer(many=True)}, parameters=[IDEMPOTENCY_PARAMETER])
+    def post(self, request: Request) -> Response:
+        return idempotent(request=request, scope="payouts.create", handler=lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        payouts = services.payout_request(host=request.user)
+        return Response(PayoutOutputSerializer(payouts, many=True).data, status=status.HTTP_201_CREATED)

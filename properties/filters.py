@@ -1,0 +1,75 @@
+import datetime
+
+import django_filters
+from django import forms
+from django.utils import timezone
+
+from properties.models import Property, PropertyType
+from properties.selectors import property_available_between, property_with_all_amenities
+
+MAX_SEARCH_STAY_NIGHTS = 365
+
+
+class CommaSeparatedField(forms.CharField):
+    def to_python(self, value: str | None) -> list[str]:
+        value = super().to_python(value)
+        return [item.strip() for item in value.split(",") if item.strip()] if value else []
+
+
+class PropertySearchForm(forms.Form):
+    def clean(self) -> dict:
+        data = super().clean()
+        check_in, check_out = data.get("check_in"), data.get("check_out")
+        if (check_in is None) != (check_out is None) and not self.errors:
+            missing = "check_out" if check_out is None else "check_in"
+            self.add_error(missing, "check_in and check_out must be given together.")
+        elif check_in and check_out:
+            if check_out <= check_in:
+                self.add_error("check_out", "Must be after check_in.")
+            elif check_in < timezone.localdate():
+                self.add_error("check_in", "Must be today or later.")
+            elif (check_out - check_in).days > MAX_SEARCH_STAY_NIGHTS:
+                self.add_error("check_out", f"A search spans at most {MAX_SEARCH_STAY_NIGHTS} nights.")
+        min_price, max_price = data.get("min_price"), data.get("max_price")
+        if min_price is not None and max_price is not None and min_price > max_price:
+            self.add_error("max_price", "Must be greater than or equal to min_price.")
+        return data
+
+
+class PropertySearchFilter(django_filters.FilterSet):
+    city = django_filters.CharFilter(field_name="city", lookup_expr="iexact", max_length=100)
+    country = django_filters.CharFilter(field_name="country", lookup_expr="iexact", max_length=100)
+    property_type = django_filters.ChoiceFilter(choices=PropertyType.choices)
+    min_price = django_filters.NumberFilter(
+        field_name="price_per_night", lookup_expr="gte", min_value=0, max_digits=10, decimal_places=2
+    )
+    max_price = django_filters.NumberFilter(
+        field_name="price_per_night", lookup_expr="lte", min_value=0, max_digits=10, decimal_places=2
+    )
+    guests = django_filters.NumberFilter(field_name="max_guests", lookup_expr="gte", min_value=1, max_value=100)
+    bedrooms = django_filters.NumberFilter(field_name="bedrooms", lookup_expr="gte", min_value=0, max_value=100)
+    amenities = django_filters.Filter(field_class=CommaSeparatedField, method="filter_amenities")
+    check_in = django_filters.DateFilter(method="filter_noop")
+    check_out = django_filters.DateFilter(method="filter_noop")
+    ordering = django_filters.OrderingFilter(
+        fields=(("price_per_night", "price"), ("created_at", "created"), ("rating_average", "rating")),
+    )
+
+    class Meta:
+        model = Property
+        form = PropertySearchForm
+        fields: list[str] = []
+
+    def filter_amenities(self, queryset, name, value: list[str]):
+        return property_with_all_amenities(queryset, slugs=value) if value else queryset
+
+    def filter_noop(self, queryset, name, value):
+        return queryset  # applied together in filter_queryset, once both dates are validated
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        check_in: datetime.date | None = self.form.cleaned_data.get("check_in")
+        check_out: datetime.date | None = self.form.cleaned_data.get("check_out")
+        if check_in and check_out:
+            queryset = property_available_between(queryset, check_in=check_in, check_out=check_out)
+        return queryset

@@ -1,0 +1,78 @@
+import datetime
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+
+from accounts.models import User
+from bookings.models import ACTIVE_BOOKING_STATUSES, Booking
+from properties.models import Amenity, Property, PropertyImage, Review
+
+
+def _with_listing_relations(queryset: QuerySet[Property]) -> QuerySet[Property]:
+    return queryset.prefetch_related(
+        Prefetch("amenities", queryset=Amenity.objects.only("id", "slug", "name")),
+        Prefetch("images", queryset=PropertyImage.objects.order_by("position")),
+    )
+
+
+def property_list_visible(*, user: User | None) -> QuerySet[Property]:
+    """Active listings for everyone; hosts also see their own inactive ones, staff see all."""
+    queryset = Property.objects.all()
+    if user is None or not user.is_authenticated:
+        queryset = queryset.filter(is_active=True)
+    elif not user.is_staff:
+        queryset = queryset.filter(Q(is_active=True) | Q(host=user))
+    return queryset
+
+
+def property_search(*, user: User | None) -> QuerySet[Property]:
+    return _with_listing_relations(property_list_visible(user=user).filter(is_active=True))
+
+
+def property_available_between(
+    queryset: QuerySet[Property], *, check_in: datetime.date, check_out: datetime.date
+) -> QuerySet[Property]:
+    taken = Booking.objects.filter(
+        property=OuterRef("pk"),
+        status__in=ACTIVE_BOOKING_STATUSES,
+        check_in__lt=check_out,
+        check_out__gt=check_in,
+    )
+    return queryset.exclude(Exists(taken))
+
+
+def property_with_all_amenities(queryset: QuerySet[Property], *, slugs: list[str]) -> QuerySet[Property]:
+    for slug in sorted(set(slugs)):
+        queryset = queryset.filter(
+            Exists(Property.amenities.through.objects.filter(property_id=OuterRef("pk"), amenity__slug=slug))
+        )
+    return queryset
+
+
+def property_detail(*, user: User | None) -> QuerySet[Property]:
+    return _with_listing_relations(property_list_visible(user=user).select_related("host"))
+
+
+def property_list_for_host(*, host: User) -> QuerySet[Property]:
+    return _with_listing_relations(Property.objects.filter(host=host))
+
+
+def property_booked_ranges(*, property: Property, start: datetime.date, end: datetime.date) -> QuerySet[Booking]:
+    return (
+        Booking.objects.filter(
+            property=property, status__in=ACTIVE_BOOKING_STATUSES, check_in__lt=end, check_out__gt=start
+        )
+        .order_by("check_in")
+        .only("id", "check_in", "check_out", "status")
+    )
+
+
+def review_list_for_property(*, property: Property) -> QuerySet[Review]:
+    return (
+        Review.objects.filter(property=property)
+        .select_related("author")
+        .only("id", "rating", "text", "created_at", "booking_id", "property_id", "author__id", "author__first_name")
+    )
+
+
+def amenity_list() -> QuerySet[Amenity]:
+    return Amenity.objects.order_by("name")

@@ -1,0 +1,168 @@
+import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from properties.models import Amenity, Currency, Property, PropertyImage, PropertyType, Review
+
+DEFAULT_AVAILABILITY_DAYS = 90
+MAX_AVAILABILITY_DAYS = 366
+
+
+class AmenityOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Amenity
+        fields = ["slug", "name"]
+
+
+class PropertyImageOutputSerializer(serializers.ModelSerializer):
+    url = serializers.ImageField(source="image", read_only=True)
+
+    class Meta:
+        model = PropertyImage
+        fields = ["id", "url", "width", "height", "position", "created_at"]
+
+
+class PropertyListOutputSerializer(serializers.ModelSerializer):
+    amenities = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    cover_image = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Property
+        fields = [
+            "id",
+            "title",
+            "property_type",
+            "city",
+            "country",
+            "latitude",
+            "longitude",
+            "price_per_night",
+            "cleaning_fee",
+            "currency",
+            "max_guests",
+            "bedrooms",
+            "bathrooms",
+            "rating_average",
+            "review_count",
+            "amenities",
+            "cover_image",
+            "is_active",
+            "host_id",
+        ]
+        read_only_fields = fields
+
+    def get_cover_image(self, obj: Property) -> str | None:
+        images = obj.images.all()  # prefetched, ordered by position
+        if not images:
+            return None
+        request = self.context.get("request")
+        url = images[0].image.url
+        return request.build_absolute_uri(url) if request else url
+
+
+class HostSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    first_name = serializers.CharField()
+
+
+class PropertyDetailOutputSerializer(PropertyListOutputSerializer):
+    amenities = AmenityOutputSerializer(many=True, read_only=True)
+    images = PropertyImageOutputSerializer(many=True, read_only=True)
+    host = HostSummarySerializer(read_only=True)
+
+    class Meta(PropertyListOutputSerializer.Meta):
+        fields = [
+            *PropertyListOutputSerializer.Meta.fields,
+            "description",
+            "address",
+            "images",
+            "host",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class PropertyInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    property_type = serializers.ChoiceField(choices=PropertyType.choices, required=False)
+    city = serializers.CharField(max_length=100)
+    country = serializers.CharField(max_length=100)
+    address = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    latitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=Decimal(-90), max_value=Decimal(90), required=False, allow_null=True
+    )
+    longitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=Decimal(-180), max_value=Decimal(180), required=False, allow_null=True
+    )
+    price_per_night = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
+    cleaning_fee = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0"), required=False)
+    currency = serializers.ChoiceField(choices=Currency.choices, required=False)
+    max_guests = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    bedrooms = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    bathrooms = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    amenities = serializers.ListField(
+        child=serializers.SlugField(max_length=50), required=False, max_length=100, allow_empty=True
+    )
+
+
+class PropertyUpdateInputSerializer(PropertyInputSerializer):
+    is_active = serializers.BooleanField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+
+
+class PropertyImageInputSerializer(serializers.Serializer):
+    # Content is validated by properties.images (real type by content, size, pixels).
+    image = serializers.FileField(allow_empty_file=False)
+    position = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+
+
+class AvailabilityQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(required=False, help_text="First night (default today).")
+    end = serializers.DateField(required=False, help_text="Day after the last night (default start + 90 days).")
+
+    def validate(self, attrs: dict) -> dict:
+        start = attrs.get("start") or timezone.localdate()
+        end = attrs.get("end") or start + datetime.timedelta(days=DEFAULT_AVAILABILITY_DAYS)
+        if end <= start:
+            raise serializers.ValidationError({"end": ["Must be after start."]})
+        if (end - start).days > MAX_AVAILABILITY_DAYS:
+            raise serializers.ValidationError({"end": [f"The range spans at most {MAX_AVAILABILITY_DAYS} days."]})
+        return {"start": start, "end": end}
+
+
+class BookedRangeSerializer(serializers.Serializer):
+    check_in = serializers.DateField()
+    check_out = serializers.DateField()
+
+
+class AvailabilityOutputSerializer(serializers.Serializer):
+    property_id = serializers.IntegerField()
+    start = serializers.DateField()
+    end = serializers.DateField()
+    booked = BookedRangeSerializer(many=True)
+
+
+class ReviewOutputSerializer(serializers.ModelSerializer):
+    author_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Review
+        fields = ["id", "property_id", "booking_id", "rating", "text", "author_name", "created_at"]
+        read_only_fields = fields
+
+    def get_author_name(self, obj: Review) -> str:
+        return obj.author.first_name or "Guest"
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    text = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    booking_id = serializers.IntegerField(required=False, min_value=1)

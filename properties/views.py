@@ -1,0 +1,121 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import IsAuthenticated, IsAuthenticatedOrReadOnly
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from properties import selectors, services
+from properties.filters import PropertySearchFilter
+from properties.models import Property, Review
+from properties.serializers import (
+    AvailabilityOutputSerializer,
+    AvailabilityQuerySerializer,
+    PropertyDetailOutputSerializer,
+    PropertyImageInputSerializer,
+    PropertyImageOutputSerializer,
+    PropertyInputSerializer,
+    PropertyListOutputSerializer,
+    PropertyUpdateInputSerializer,
+    ReviewInputSerializer,
+    ReviewOutputSerializer,
+)
+
+
+class PropertyListCreateView(generics.ListAPIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    serializer_class = PropertyListOutputSerializer
+    filterset_class = PropertySearchFilter
+
+    def get_queryset(self):
+        return selectors.property_search(user=self.request.user)
+
+    @extend_schema(request=PropertyInputSerializer, responses={201: PropertyDetailOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = PropertyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = services.property_create(host=request.user, **data.validated_data)
+        fresh = selectors.property_detail(user=request.user).get(pk=created.pk)
+        return Response(
+            PropertyDetailOutputSerializer(fresh, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class PropertyDetailView(generics.GenericAPIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    serializer_class = PropertyDetailOutputSerializer
+
+    def get_queryset(self):
+        return selectors.property_detail(user=self.request.user)
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(request=PropertyUpdateInputSerializer, responses={200: PropertyDetailOutputSerializer})
+    def patch(self, request: Request, pk: int) -> Response:
+        data = PropertyUpdateInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        services.property_update(property=self.get_object(), actor=request.user, **data.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.property_deactivate(property=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PropertyImageUploadView(generics.GenericAPIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [MultiPartParser]
+    serializer_class = PropertyImageOutputSerializer
+
+    def get_queryset(self):
+        return selectors.property_list_visible(user=self.request.user)
+
+    @extend_schema(request=PropertyImageInputSerializer, responses={201: PropertyImageOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        data = PropertyImageInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        image = services.property_image_add(property=self.get_object(), actor=request.user, **data.validated_data)
+        return Response(self.get_serializer(image).data, status=status.HTTP_201_CREATED)
+
+
+class PropertyAvailabilityView(generics.GenericAPIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    serializer_class = AvailabilityOutputSerializer
+
+    def get_queryset(self):
+        return selectors.property_list_visible(user=self.request.user).only("id")
+
+    @extend_schema(parameters=[AvailabilityQuerySerializer])
+    def get(self, request: Request, pk: int) -> Response:
+        query = AvailabilityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end = query.validated_data["start"], query.validated_data["end"]
+        property = self.get_object()
+        booked = selectors.property_booked_ranges(property=property, start=start, end=end)
+        return Response(
+            self.get_serializer({"property_id": property.pk, "start": start, "end": end, "booked": booked}).data
+        )
+
+
+class PropertyReviewListCreateView(generics.ListAPIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    serializer_class = ReviewOutputSerializer
+
+    def get_property(self) -> Property:
+        visible = selectors.property_list_visible(user=self.request.user)
+        return get_object_or_404(visible, pk=self.kwargs["pk"])
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Review.objects.none()
+        return selectors.review_list_for_property(property=self.get_property())
+
+    @extend_schema(request=ReviewInputSerializer, responses={201: ReviewOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        data = ReviewInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = services.review_create(property=self.get_property(), author=request.user, **data.validated_data)
+        return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)
