@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from core.exceptions import json_not_found
 
 api_v1 = [
     path("auth/", include("accounts.urls")),
@@ -16,6 +18,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Unknown API paths answer in the JSON error shape even with DEBUG on.
+    re_path(r"^api/", json_not_found),
 ]
 
 if settings.DEBUG:

@@ -4,7 +4,6 @@ Every error leaves Staybase as ``{"error": {"code", "message", "fields"}}``:
 validation errors, 401/403/404/405/415/429, domain errors and 500s alike.
 """
 
-import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -13,8 +12,6 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
-
-logger = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -101,12 +98,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     response = drf_exception_handler(exc, context)
     if response is None:
-        # Unhandled: let Django log it with the request, then answer in our shape.
-        logger.exception("Unhandled API error", exc_info=exc)
-        return Response(
-            error_body("server_error", "An unexpected error occurred."),
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
+        # Unexpected: re-raised by DRF so Django logs it, signals got_request_exception
+        # (error trackers hook there) and answers through handler500 in the same shape.
+        return None
     code = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else "error"
     if not isinstance(code, str):
         code = "error"

@@ -16,6 +16,10 @@ class CommaSeparatedField(forms.CharField):
         return [item.strip() for item in value.split(",") if item.strip()] if value else []
 
 
+class CommaSeparatedFilter(django_filters.Filter):
+    field_class = CommaSeparatedField
+
+
 class PropertySearchForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
@@ -48,7 +52,7 @@ class PropertySearchFilter(django_filters.FilterSet):
     )
     guests = django_filters.NumberFilter(field_name="max_guests", lookup_expr="gte", min_value=1, max_value=100)
     bedrooms = django_filters.NumberFilter(field_name="bedrooms", lookup_expr="gte", min_value=0, max_value=100)
-    amenities = django_filters.Filter(field_class=CommaSeparatedField, method="filter_amenities")
+    amenities = CommaSeparatedFilter(method="filter_amenities", help_text="Comma-separated amenity slugs; all must match.")
     check_in = django_filters.DateFilter(method="filter_noop")
     check_out = django_filters.DateFilter(method="filter_noop")
     ordering = django_filters.OrderingFilter(

@@ -1,0 +1,239 @@
+import datetime
+import io
+from decimal import Decimal
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from PIL import Image
+
+from bookings.models import BookingStatus
+from properties.models import Property, PropertyImage
+from tests.factories import AmenityFactory, BookingFactory, PropertyFactory, ReviewFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(response) -> list[int]:
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+def image_upload(fmt: str = "PNG", size=(32, 24), name: str = "photo.png") -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "teal").save(buffer, format=fmt)
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type=f"image/{fmt.lower()}")
+
+
+def test_search_filters_by_city_price_guests_and_amenities(anon_client):
+    wifi, pool = AmenityFactory(slug="wifi"), AmenityFactory(slug="pool")
+    cheap = PropertyFactory(city="Lisbon", price_per_night=Decimal("50.00"), max_guests=2, amenities=[wifi])
+    mid = PropertyFactory(city="lisbon", price_per_night=Decimal("120.00"), max_guests=6, amenities=[wifi, pool])
+    PropertyFactory(city="Lisbon", price_per_night=Decimal("400.00"), max_guests=8, amenities=[wifi, pool])
+    PropertyFactory(city="Porto", price_per_night=Decimal("60.00"))
+    PropertyFactory(city="Lisbon", is_active=False)
+
+    assert set(ids(anon_client.get("/api/v1/properties/", {"city": "LISBON"}))) >= {cheap.pk, mid.pk}
+    assert len(ids(anon_client.get("/api/v1/properties/", {"city": "Lisbon"}))) == 3
+    assert ids(anon_client.get("/api/v1/properties/", {"city": "Lisbon", "max_price": "200"})) == [mid.pk, cheap.pk]
+    assert ids(anon_client.get("/api/v1/properties/", {"city": "Lisbon", "min_price": "100", "max_price": "200"})) == [
+        mid.pk
+    ]
+    assert ids(anon_client.get("/api/v1/properties/", {"city": "Lisbon", "guests": 3, "max_price": 300})) == [mid.pk]
+    assert ids(anon_client.get("/api/v1/properties/", {"amenities": "pool,wifi", "max_price": 300})) == [mid.pk]
+    assert ids(anon_client.get("/api/v1/properties/", {"city": "Lisbon", "ordering": "price"})) == [
+        cheap.pk,
+        mid.pk,
+        Property.objects.get(price_per_night=400).pk,
+    ]
+
+
+def test_search_by_dates_returns_only_properties_free_for_the_whole_range(anon_client):
+    today = timezone.localdate()
+    free = PropertyFactory(city="Faro")
+    overlapping = PropertyFactory(city="Faro")
+    back_to_back = PropertyFactory(city="Faro")
+    only_cancelled = PropertyFactory(city="Faro")
+    BookingFactory(
+        property=overlapping,
+        check_in=today + datetime.timedelta(days=12),
+        check_out=today + datetime.timedelta(days=14),
+    )
+    BookingFactory(
+        property=back_to_back,
+        check_in=today + datetime.timedelta(days=5),
+        check_out=today + datetime.timedelta(days=10),
+    )
+    BookingFactory(
+        property=only_cancelled,
+        status=BookingStatus.CANCELLED,
+        check_in=today + datetime.timedelta(days=10),
+        check_out=today + datetime.timedelta(days=15),
+    )
+
+    response = anon_client.get(
+        "/api/v1/properties/",
+        {
+            "city": "Faro",
+            "check_in": (today + datetime.timedelta(days=10)).isoformat(),
+            "check_out": (today + datetime.timedelta(days=13)).isoformat(),
+        },
+    )
+
+    assert set(ids(response)) == {free.pk, back_to_back.pk, only_cancelled.pk}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"check_in": "2030-01-05"}, "check_out"),
+        ({"check_in": "2030-01-05", "check_out": "2030-01-05"}, "check_out"),
+        ({"check_in": "2020-01-05", "check_out": "2020-01-09"}, "check_in"),
+        ({"check_in": "not-a-date", "check_out": "2030-01-09"}, "check_in"),
+        ({"min_price": "-1"}, "min_price"),
+        ({"min_price": "300", "max_price": "100"}, "max_price"),
+        ({"guests": "many"}, "guests"),
+        ({"ordering": "password"}, "ordering"),
+        ({"page_size": "1000"}, "page_size"),
+    ],
+)
+def test_search_rejects_bad_parameters_with_a_400(anon_client, params, field):
+    response = anon_client.get("/api/v1/properties/", params)
+
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+
+
+def test_host_creates_updates_and_deactivates_a_listing(host_client, other_host_client):
+    AmenityFactory(slug="wifi")
+    created = host_client.post(
+        "/api/v1/properties/",
+        {
+            "title": "Loft by the river",
+            "city": "Porto",
+            "country": "Portugal",
+            "price_per_night": "95.50",
+            "currency": "EUR",
+            "max_guests": 3,
+            "amenities": ["wifi"],
+        },
+    )
+    assert created.status_code == 201, created.content
+    pk = created.json()["id"]
+    assert created.json()["amenities"] == [{"slug": "wifi", "name": "Wifi"}]
+
+    assert other_host_client.patch(f"/api/v1/properties/{pk}/", {"title": "Mine now"}).status_code == 403
+    updated = host_client.patch(f"/api/v1/properties/{pk}/", {"price_per_night": "110.00", "amenities": []})
+    assert updated.status_code == 200
+    assert updated.json()["price_per_night"] == "110.00"
+    assert updated.json()["amenities"] == []
+
+    assert host_client.delete(f"/api/v1/properties/{pk}/").status_code == 204
+    listing = Property.objects.get(pk=pk)
+    assert listing.is_active is False
+    assert listing.title == "Loft by the river"
+
+
+def test_unknown_amenity_is_a_400_and_nothing_is_created(host_client):
+    response = host_client.post(
+        "/api/v1/properties/",
+        {"title": "X", "city": "Porto", "country": "PT", "price_per_night": "10", "amenities": ["jacuzzi"]},
+    )
+    assert response.status_code == 400
+    assert "amenities" in response.json()["error"]["fields"]
+    assert not Property.objects.exists()
+
+
+def test_inactive_listing_is_hidden_from_others_but_not_from_its_host(anon_client, host_client, host):
+    listing = PropertyFactory(host=host, is_active=False)
+    assert anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 404
+    assert host_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 200
+
+
+def test_image_upload_validates_content_and_appends_positions(host_client, host, settings):
+    listing = PropertyFactory(host=host)
+    url = f"/api/v1/properties/{listing.pk}/images/"
+
+    first = host_client.post(url, {"image": image_upload()}, format="multipart")
+    second = host_client.post(url, {"image": image_upload("JPEG", name="b.jpg")}, format="multipart")
+    assert first.status_code == second.status_code == 201
+    assert [first.json()["position"], second.json()["position"]] == [0, 1]
+    assert (first.json()["width"], first.json()["height"]) == (32, 24)
+
+    fake = SimpleUploadedFile("evil.png", b"<?php echo 'hi'; ?>", content_type="image/png")
+    assert host_client.post(url, {"image": fake}, format="multipart").status_code == 400
+    gif = host_client.post(url, {"image": image_upload("GIF", name="a.gif")}, format="multipart")
+    assert gif.status_code == 400
+    settings.PROPERTY_IMAGE_MAX_BYTES = 100
+    too_big = host_client.post(url, {"image": image_upload(size=(300, 300))}, format="multipart")
+    assert too_big.status_code == 400
+    assert host_client.post(url, {"image": "x"}, format="json").status_code == 415
+    assert PropertyImage.objects.filter(property=listing).count() == 2
+    assert anon_client_detail_cover(host_client, listing.pk).endswith(".png")
+
+
+def anon_client_detail_cover(client, pk: int) -> str:
+    return client.get(f"/api/v1/properties/{pk}/").json()["cover_image"]
+
+
+def test_availability_lists_booked_ranges_in_the_window(anon_client):
+    today = timezone.localdate()
+    listing = PropertyFactory()
+    inside = BookingFactory(
+        property=listing, check_in=today + datetime.timedelta(days=3), check_out=today + datetime.timedelta(days=6)
+    )
+    BookingFactory(
+        property=listing, check_in=today + datetime.timedelta(days=100), check_out=today + datetime.timedelta(days=102)
+    )
+    BookingFactory(
+        property=listing,
+        status=BookingStatus.CANCELLED,
+        check_in=today + datetime.timedelta(days=7),
+        check_out=today + datetime.timedelta(days=9),
+    )
+
+    response = anon_client.get(f"/api/v1/properties/{listing.pk}/availability/")
+
+    assert response.status_code == 200
+    assert response.json()["booked"] == [
+        {"check_in": inside.check_in.isoformat(), "check_out": inside.check_out.isoformat()}
+    ]
+    assert (
+        anon_client.get(
+            f"/api/v1/properties/{listing.pk}/availability/", {"start": "2030-01-05", "end": "2030-01-01"}
+        ).status_code
+        == 400
+    )
+    assert (
+        anon_client.get(
+            f"/api/v1/properties/{listing.pk}/availability/", {"start": "2030-01-01", "end": "2032-01-01"}
+        ).status_code
+        == 400
+    )
+
+
+def test_guest_reviews_a_completed_stay_once_and_the_rating_summary_follows(guest, guest_client, anon_client):
+    listing = PropertyFactory()
+    ReviewFactory(property=listing, booking=BookingFactory(property=listing, status=BookingStatus.COMPLETED), rating=2)
+    stay = BookingFactory(
+        property=listing, guest=guest, status=BookingStatus.COMPLETED, check_in=datetime.date(2026, 1, 3)
+    )
+    url = f"/api/v1/properties/{listing.pk}/reviews/"
+
+    created = guest_client.post(url, {"rating": 5, "text": "Great"})
+    assert created.status_code == 201
+    assert created.json()["booking_id"] == stay.pk
+    again = guest_client.post(url, {"rating": 4})
+    assert again.status_code == 403
+    assert again.json()["error"]["code"] == "no_reviewable_stay"
+    assert guest_client.post(url, {"rating": 6}).status_code == 400
+
+    listing.refresh_from_db()
+    assert (listing.rating_average, listing.review_count) == (Decimal("3.50"), 1 + 1)
+    assert anon_client.get(url).json()["count"] == 2
+
+
+def test_a_guest_without_a_completed_stay_cannot_review(guest, guest_client):
+    listing = PropertyFactory()
+    BookingFactory(property=listing, guest=guest, status=BookingStatus.CONFIRMED)
+    assert guest_client.post(f"/api/v1/properties/{listing.pk}/reviews/", {"rating": 5}).status_code == 403
