@@ -20,6 +20,14 @@ class CommaSeparatedFilter(django_filters.Filter):
     field_class = CommaSeparatedField
 
 
+class StableOrderingFilter(django_filters.OrderingFilter):
+    """Adds the primary key as a tie-breaker so equal prices never shuffle between pages."""
+
+    def filter(self, qs, value):
+        qs = super().filter(qs, value)
+        return qs.order_by(*qs.query.order_by, "-id") if value else qs
+
+
 class PropertySearchForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
@@ -55,7 +63,7 @@ class PropertySearchFilter(django_filters.FilterSet):
     amenities = CommaSeparatedFilter(method="filter_amenities", help_text="Comma-separated amenity slugs; all must match.")
     check_in = django_filters.DateFilter(method="filter_noop")
     check_out = django_filters.DateFilter(method="filter_noop")
-    ordering = django_filters.OrderingFilter(
+    ordering = StableOrderingFilter(
         fields=(("price_per_night", "price"), ("created_at", "created"), ("rating_average", "rating")),
     )
 

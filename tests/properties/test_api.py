@@ -237,3 +237,14 @@ def test_a_guest_without_a_completed_stay_cannot_review(guest, guest_client):
     listing = PropertyFactory()
     BookingFactory(property=listing, guest=guest, status=BookingStatus.CONFIRMED)
     assert guest_client.post(f"/api/v1/properties/{listing.pk}/reviews/", {"rating": 5}).status_code == 403
+
+
+def test_ordering_breaks_ties_by_id_so_pages_never_repeat_a_listing(anon_client):
+    same_price = [PropertyFactory(city="Braga", price_per_night=Decimal("70.00")) for _ in range(5)]
+
+    page_one = ids(anon_client.get("/api/v1/properties/", {"city": "Braga", "ordering": "price", "page_size": 3}))
+    page_two = ids(
+        anon_client.get("/api/v1/properties/", {"city": "Braga", "ordering": "price", "page_size": 3, "page": 2})
+    )
+
+    assert page_one + page_two == sorted((p.pk for p in same_price), reverse=True)
