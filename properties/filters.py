@@ -60,7 +60,9 @@ class PropertySearchFilter(django_filters.FilterSet):
     )
     guests = django_filters.NumberFilter(field_name="max_guests", lookup_expr="gte", min_value=1, max_value=100)
     bedrooms = django_filters.NumberFilter(field_name="bedrooms", lookup_expr="gte", min_value=0, max_value=100)
-    amenities = CommaSeparatedFilter(method="filter_amenities", help_text="Comma-separated amenity slugs; all must match.")
+    amenities = CommaSeparatedFilter(
+        method="filter_amenities", help_text="Comma-separated amenity slugs; all must match."
+    )
     check_in = django_filters.DateFilter(method="filter_noop")
     check_out = django_filters.DateFilter(method="filter_noop")
     ordering = StableOrderingFilter(
