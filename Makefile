@@ -1,0 +1,69 @@
+# Staybase developer commands. Needs only GNU make and python3 (3.11+).
+#   make run    set up .venv, migrate, seed a small demo, start the API + job worker
+#   make test   set up .venv, run pytest (ARGS="-k booking -x" passes options through)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+DEPS_STAMP := $(VENV)/.requirements-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint check bench clean distclean
+
+help:
+	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
+	@echo "make test       run the test suite (ARGS='...' for pytest options; honours DATABASE_URL/REDIS_URL)"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
+	@echo "make bench      run the benchmark harness in bench/"
+	@echo "make clean      remove caches, test databases and collected static files"
+	@echo "make distclean  clean, then also remove .venv, the demo database and media"
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "Could not create $(VENV) with $(PYTHON) (on Debian/Ubuntu: apt install python3-venv)." >&2; exit 1; }
+
+# Reinstall only when requirements.txt is newer than the stamp.
+$(DEPS_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -r requirements.txt
+	@touch $@
+
+venv: $(DEPS_STAMP)
+
+run: $(DEPS_STAMP)
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_demo --small --if-empty
+	$(MANAGE) create_demo_staff
+	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
+	@$(MANAGE) qcluster & worker=$$!; \
+	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \
+	trap 'trap - INT TERM EXIT; kill $$web $$worker 2>/dev/null; wait; exit 0' INT TERM EXIT; \
+	while kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
+	echo "The API server or the job worker exited; stopping the other." >&2; \
+	trap - INT TERM EXIT; kill $$web $$worker 2>/dev/null; wait; exit 1
+
+test: $(DEPS_STAMP)
+	$(BIN)/pytest $(ARGS)
+
+lint: $(DEPS_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check: $(DEPS_STAMP)
+	$(MANAGE) check --fail-level WARNING
+	$(MANAGE) makemigrations --check --dry-run
+	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+
+bench: $(DEPS_STAMP)
+	$(BIN)/python bench/run.py $(ARGS)
+
+clean:
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache staticfiles .test-db-*
+
+distclean: clean
+	rm -rf $(VENV) media db.sqlite3 db.sqlite3-wal db.sqlite3-shm
