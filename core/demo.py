@@ -332,8 +332,8 @@ def _seed_properties(
     city_weights = [3 if i < 10 else 1.5 if i < 20 else 1 for i in range(len(CITIES))]
     city_weights[0] = 4  # Lisbon: the benchmark's search city always has plenty
     optional_amenities = [slug for slug in amenity_ids if slug not in COMMON_AMENITIES]
-    # Some hosts run many listings, most run a few.
-    host_weights = list(itertools.accumulate(rng.paretovariate(1.2) for _ in host_ids))
+    # Most hosts run a few listings; a handful of property managers run a few percent of all.
+    host_weights = list(itertools.accumulate(min(rng.paretovariate(1.5), 20.0) for _ in host_ids))
     check_floats = connection.vendor == "sqlite"
     created: list[_Listing] = []
     Through = Property.amenities.through
