@@ -1,0 +1,309 @@
+"""Benchmark the Staybase API under gunicorn and print one table per run.
+
+    .venv/bin/python bench/run.py [--size small|medium|full] [--duration 10] [--connections 16]
+                                  [--threads 2] [--workers 2] [--only NAME] [--variant NAME:KEY=VALUE,...]
+
+Prepares a database (SQLite under bench/results/, or the PostgreSQL database in DATABASE_URL),
+migrates and seeds it with seed_demo, gives a busy host and a busy guest tokens, counts the
+queries each endpoint makes (Django test client in a subprocess with the app's environment),
+then serves the app with gunicorn on 127.0.0.1 and loads each endpoint with wrk, or with a
+Python load generator when wrk is not installed. Writes the table to bench/results/latest.md.
+See bench/README.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import load  # noqa: E402
+from bench.scenarios import SCENARIOS, SIZES, VARIANTS, Scenario, Variant  # noqa: E402
+from bench.server import free_port, gunicorn  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: str
+    scenario: str
+    result: load.LoadResult
+    queries: int
+    count_status: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    scenarios = _select(args.only)
+    variants = args.variant or VARIANTS
+    generator = _generator(args.load)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gunicorn.log").unlink(missing_ok=True)
+    env = _base_env(args.size)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started in the background
+
+    load_before = os.getloadavg()[0]
+    database = "PostgreSQL (DATABASE_URL)" if env.get("DATABASE_URL") else f"SQLite {env['SQLITE_PATH']}"
+    print(f"== database: {database}", flush=True)
+    _prepare_database(env, size=args.size, reseed=args.reseed)
+    prepared = json.loads(_django_side(env, "prepare", "--city", args.city))
+    print(f"== data: {prepared['rows']}; host {prepared['users']['host']}, guest {prepared['users']['guest']}")
+
+    rows: list[Row] = []
+    for variant in variants:
+        variant_env = {**env, **variant.env}
+        requests = {s.name: _request(s, prepared) for s in scenarios}
+        counts = _count_queries(variant_env, scenarios, requests)
+        print(f"== variant {variant.name}: gunicorn, {args.workers} sync workers", flush=True)
+        with gunicorn(
+            root=ROOT,
+            env=variant_env,
+            workers=args.workers,
+            port=args.port or free_port(),
+            log_path=RESULTS / "gunicorn.log",
+        ) as port:
+            for scenario in scenarios:
+                request = requests[scenario.name]
+                load.warm_up(port=port, request=request, count=args.workers * 5)
+                result = _load(generator, port=port, request=request, args=args)
+                count = counts[scenario.name]
+                rows.append(Row(variant.name, scenario.name, result, count["queries"], count["status"]))
+                print(f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms", flush=True)
+
+    table = _table(rows, scenarios, show_variant=len(variants) > 1)
+    print()
+    print(table)
+    report = _report(
+        table, args=args, generator=generator, database=database, prepared=prepared, load_before=load_before
+    )
+    (RESULTS / "latest.md").write_text(report)
+    print(f"\nWritten to {(RESULTS / 'latest.md').relative_to(ROOT)}")
+    return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="medium", help="seed_demo size (default: medium)")
+    parser.add_argument("--full", dest="size", action="store_const", const="full", help="same as --size full")
+    parser.add_argument("--reseed", action="store_true", help="empty the database first (SQLite file or flush)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint (default: 10)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default: 16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: 2)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--city", default="Lisbon", help="city for the search and detail scenarios")
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto", help="load generator")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="run only these scenarios (repeat or comma)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=_variant,
+        metavar="NAME:KEY=VALUE,...",
+        help="run every scenario under this app environment; repeat to compare side by side "
+        "(replaces the variants in bench/scenarios.py; 'baseline:' adds one with no changes)",
+    )
+    args = parser.parse_args(argv)
+    if min(args.duration, args.connections, args.threads, args.workers) < 1:
+        parser.error("--duration, --connections, --threads and --workers must be at least 1")
+    return args
+
+
+def _variant(text: str) -> Variant:
+    name, _, assignments = text.partition(":")
+    env = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {assignment!r}")
+        env[key.strip()] = value
+    if not name:
+        raise argparse.ArgumentTypeError("a variant needs a name: NAME:KEY=VALUE,...")
+    return Variant(name=name, env=env)
+
+
+def _select(only: list[str]) -> list[Scenario]:
+    wanted = {name.strip() for item in only for name in item.split(",") if name.strip()}
+    unknown = wanted - {s.name for s in SCENARIOS}
+    if unknown:
+        sys.exit(f"Unknown scenario(s): {', '.join(sorted(unknown))}. Known: {', '.join(s.name for s in SCENARIOS)}")
+    return [s for s in SCENARIOS if not wanted or s.name in wanted]
+
+
+def _generator(choice: str) -> str:
+    if choice == "auto":
+        return "wrk" if load.wrk_available() else "python"
+    if choice == "wrk" and not load.wrk_available():
+        sys.exit("wrk is not installed (Debian: apt-get install wrk); use --load python.")
+    return choice
+
+
+def _base_env(size: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "development",
+        "DJANGO_DEBUG": "0",  # no browsable API or query logging in the measured app
+        "PYTHONUNBUFFERED": "1",
+    }
+    if not env.get("DATABASE_URL"):
+        env["SQLITE_PATH"] = str(RESULTS / f"bench-{size}.sqlite3")
+    return env
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop gunicorn
+
+
+def _manage(env: dict[str, str], *arguments: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *arguments], cwd=ROOT, env=env, check=True)
+
+
+def _prepare_database(env: dict[str, str], *, size: str, reseed: bool) -> None:
+    if reseed:
+        if env.get("DATABASE_URL"):
+            _manage(env, "flush", "--noinput")
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(env["SQLITE_PATH"] + suffix).unlink(missing_ok=True)
+    _manage(env, "migrate", "--noinput", "-v0")
+    options = [f"--{name}={value}" for name, value in SIZES[size].items()]
+    _manage(env, "seed_demo", "--if-empty", *options)
+
+
+def _django_side(env: dict[str, str], *arguments: str, stdin: str | None = None) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.django_side", *arguments],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if completed.returncode:
+        sys.exit(f"bench.django_side {arguments[0]} failed:\n{completed.stderr}")
+    return completed.stdout
+
+
+def _request(scenario: Scenario, prepared: dict) -> load.Request:
+    headers = {"Accept": "application/json"}
+    if scenario.auth:
+        headers["Authorization"] = f"Token {prepared['tokens'][scenario.auth]}"
+    return load.Request(
+        method=scenario.method, path=scenario.url_path(prepared["context"]), headers=headers, body=scenario.body
+    )
+
+
+def _count_queries(
+    env: dict[str, str], scenarios: list[Scenario], requests: dict[str, load.Request]
+) -> dict[str, dict[str, int]]:
+    payload = [
+        {
+            "name": s.name,
+            "method": s.method,
+            "path": requests[s.name].path,
+            "token": requests[s.name].headers.get("Authorization", "").removeprefix("Token ") or None,
+            "body": s.body,
+        }
+        for s in scenarios
+    ]
+    counted = json.loads(_django_side(env, "count", stdin=json.dumps(payload)))
+    return {item["name"]: item for item in counted}
+
+
+def _load(generator: str, *, port: int, request: load.Request, args: argparse.Namespace) -> load.LoadResult:
+    if generator == "wrk":
+        return load.run_wrk(
+            port=port, request=request, duration_s=args.duration, connections=args.connections, threads=args.threads
+        )
+    return load.run_python(port=port, request=request, duration_s=args.duration, connections=args.connections)
+
+
+def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) -> str:
+    header = ["endpoint", "req/s", "p50 ms", "p99 ms", "queries/request", "errors"]
+    if show_variant:
+        header.insert(1, "variant")
+    order = {s.name: i for i, s in enumerate(scenarios)}
+    lines = []
+    for row in sorted(rows, key=lambda r: order[r.scenario]):  # variants of one endpoint side by side
+        queries = str(row.queries) if 200 <= row.count_status < 300 else f"{row.queries} (HTTP {row.count_status})"
+        cells = [
+            row.scenario,
+            f"{row.result.rps:.1f}",
+            f"{row.result.p50_ms:.1f}",
+            f"{row.result.p99_ms:.1f}",
+            queries,
+            f"{row.result.errors}",
+        ]
+        if show_variant:
+            cells.insert(1, row.variant)
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+
+    def render(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i < 1 + show_variant else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
+
+    separator = (
+        "|"
+        + "|".join("-" * (w + 2) if i < 1 + show_variant else "-" * (w + 1) + ":" for i, w in enumerate(widths))
+        + "|"
+    )
+    return "\n".join([render(header), separator, *(render(line) for line in lines)])
+
+
+def _report(
+    table: str, *, args: argparse.Namespace, generator: str, database: str, prepared: dict, load_before: float
+) -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    rows = prepared["rows"]
+    load_line = f"{generator}, {args.duration}s per endpoint, {args.connections} connections"
+    if generator == "wrk":
+        load_line += f", {min(args.threads, args.connections)} threads"
+    return "\n".join(
+        [
+            "# Staybase API benchmark",
+            "",
+            f"- when: {datetime.datetime.now(tz=datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}",
+            f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, load average before "
+            f"{load_before:.2f}, Python {platform.python_version()}",
+            f"- database: {database}, size '{args.size}': {rows['properties']} properties "
+            f"({rows['properties_in_city']} active in {args.city}), {rows['bookings']} bookings",
+            f"- users: host {prepared['users']['host']} ({rows['host_bookings']} bookings on their listings), "
+            f"guest {prepared['users']['guest']} ({rows['guest_bookings']} bookings)",
+            f"- app: gunicorn, {args.workers} sync workers, DJANGO_ENV=development, DJANGO_DEBUG=0",
+            f"- load: {load_line}; queries/request counted on a warm request with the Django test client",
+            "",
+            table,
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        sys.exit(f"bench failed: {exc}")
