@@ -1,10 +1,13 @@
 from rest_framework import serializers
 
+# Primary keys are 64-bit; larger numbers are input errors, not database overflows.
+MAX_ID = 2**63 - 1
+
 from bookings.models import Booking, BookingStatus, Payout
 
 
 class BookingCreateInputSerializer(serializers.Serializer):
-    property_id = serializers.IntegerField(min_value=1)
+    property_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     check_in = serializers.DateField()
     check_out = serializers.DateField()
     guests = serializers.IntegerField(min_value=1, max_value=100)
@@ -69,7 +72,7 @@ class HostBookingOutputSerializer(serializers.ModelSerializer):
 
 class BookingListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=BookingStatus.choices, required=False)
-    property_id = serializers.IntegerField(min_value=1, required=False)
+    property_id = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
 
 
 class CurrencySummarySerializer(serializers.Serializer):

@@ -74,26 +74,28 @@ class BookingListCreateView(generics.ListAPIView):
         return Response(BookingOutputSerializer(booking).data, status=status.HTTP_201_CREATED)
 
 
-class BookingDetailView(generics.GenericAPIView):
+class _VisibleBookingView(generics.GenericAPIView):
     permission_classes = [IsAuthenticated]
     serializer_class = HostBookingOutputSerializer
 
     def get_queryset(self):
         return selectors.booking_visible_to(user=self.request.user)
 
+
+class BookingDetailView(_VisibleBookingView):
     def get(self, request: Request, pk: int) -> Response:
         booking = self.get_object()
         return Response(_serializer_for(booking, request.user)(booking).data)
 
 
-class BookingCancelView(BookingDetailView):
+class BookingCancelView(_VisibleBookingView):
     @extend_schema(request=None)
     def post(self, request: Request, pk: int) -> Response:
         booking = services.booking_cancel(booking=self.get_object(), actor=request.user)
         return Response(_serializer_for(booking, request.user)(booking).data)
 
 
-class BookingConfirmView(BookingDetailView):
+class BookingConfirmView(_VisibleBookingView):
     @extend_schema(request=None)
     def post(self, request: Request, pk: int) -> Response:
         booking = services.booking_confirm(booking=self.get_object(), actor=request.user)

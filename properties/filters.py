@@ -10,10 +10,17 @@ from properties.selectors import property_available_between, property_with_all_a
 MAX_SEARCH_STAY_NIGHTS = 365
 
 
+MAX_AMENITY_FILTERS = 20
+
+
 class CommaSeparatedField(forms.CharField):
     def to_python(self, value: str | None) -> list[str]:
         value = super().to_python(value)
         return [item.strip() for item in value.split(",") if item.strip()] if value else []
+
+    def validate(self, value: list[str]) -> None:
+        if len(value) > MAX_AMENITY_FILTERS:
+            raise forms.ValidationError(f"At most {MAX_AMENITY_FILTERS} amenities per search.")
 
 
 class CommaSeparatedFilter(django_filters.Filter):

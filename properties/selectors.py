@@ -1,6 +1,6 @@
 import datetime
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
 from accounts.models import User
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking
@@ -41,11 +41,15 @@ def property_available_between(
 
 
 def property_with_all_amenities(queryset: QuerySet[Property], *, slugs: list[str]) -> QuerySet[Property]:
-    for slug in sorted(set(slugs)):
-        queryset = queryset.filter(
-            Exists(Property.amenities.through.objects.filter(property_id=OuterRef("pk"), amenity__slug=slug))
-        )
-    return queryset
+    wanted = sorted(set(slugs))
+    having_all = (
+        Property.amenities.through.objects.filter(amenity__slug__in=wanted)
+        .values("property_id")
+        .annotate(matched=Count("amenity_id"))
+        .filter(matched=len(wanted))
+        .values("property_id")
+    )
+    return queryset.filter(pk__in=having_all)
 
 
 def property_detail(*, user: User | None) -> QuerySet[Property]:

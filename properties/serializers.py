@@ -1,6 +1,7 @@
 import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -130,6 +131,9 @@ class AvailabilityQuerySerializer(serializers.Serializer):
 
     def validate(self, attrs: dict) -> dict:
         start = attrs.get("start") or timezone.localdate()
+        horizon = timezone.localdate() + datetime.timedelta(days=settings.BOOKING_MAX_ADVANCE_DAYS)
+        if start > horizon:
+            raise serializers.ValidationError({"start": [f"Must be on or before {horizon.isoformat()}."]})
         end = attrs.get("end") or start + datetime.timedelta(days=DEFAULT_AVAILABILITY_DAYS)
         if end <= start:
             raise serializers.ValidationError({"end": ["Must be after start."]})
@@ -165,4 +169,4 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
 class ReviewInputSerializer(serializers.Serializer):
     rating = serializers.IntegerField(min_value=1, max_value=5)
     text = serializers.CharField(required=False, allow_blank=True, max_length=5000)
-    booking_id = serializers.IntegerField(required=False, min_value=1)
+    booking_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
