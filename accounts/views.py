@@ -14,6 +14,12 @@ from accounts.serializers import (
 )
 
 
+def _token_response(user, token, *, status: int) -> Response:
+    response = Response(TokenOutputSerializer({"token": token.key, "user": user}).data, status=status)
+    response.contains_secrets = True  # never compressed: see config.middleware.SelectiveGZipMiddleware
+    return response
+
+
 class RegisterView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -23,7 +29,7 @@ class RegisterView(APIView):
         data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user, token = services.user_register(**data.validated_data)
-        return Response(TokenOutputSerializer({"token": token.key, "user": user}).data, status=status.HTTP_201_CREATED)
+        return _token_response(user, token, status=status.HTTP_201_CREATED)
 
 
 class LoginView(APIView):
@@ -35,7 +41,7 @@ class LoginView(APIView):
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user, token = services.user_login(**data.validated_data)
-        return Response(TokenOutputSerializer({"token": token.key, "user": user}).data)
+        return _token_response(user, token, status=status.HTTP_200_OK)
 
 
 class LogoutView(APIView):

@@ -1,9 +1,9 @@
 from rest_framework import serializers
 
+from bookings.models import Booking, BookingStatus, Payout
+
 # Primary keys are 64-bit; larger numbers are input errors, not database overflows.
 MAX_ID = 2**63 - 1
-
-from bookings.models import Booking, BookingStatus, Payout
 
 
 class BookingCreateInputSerializer(serializers.Serializer):

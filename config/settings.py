@@ -75,6 +75,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SelectiveGZipMiddleware",
+    "config.middleware.RateLimitHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -219,6 +221,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.RuleThrottle"],
     "COERCE_DECIMAL_TO_STRING": True,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -235,6 +238,52 @@ SPECTACULAR_SETTINGS = {
         "PayoutStatusEnum": "bookings.models.PayoutStatus",
     },
 }
+
+# --- Rate limits (core/throttling.py, state in caching/ratelimit.py) ------------------
+# Rules are data: rate "N/unit" (s, min, h, day, or e.g. "15min"), scope (ip, user, account,
+# global, endpoint, object), algorithm (sliding_window, gcra, fixed_window), burst for gcra,
+# fail "open" or "closed" when the store is unreachable, tiered (user tier multiplies),
+# staff_exempt. RATE_LIMIT_OVERRIDES="login_ip=20/min,default=1000/min" changes rates by env;
+# RATE_LIMIT_SCALE multiplies every limit (load tests keep throttles on with raised limits).
+RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
+RATE_LIMIT_SCALE = float(env_str("RATE_LIMIT_SCALE", "1"))
+RATE_LIMIT_OVERRIDES = env_str("RATE_LIMIT_OVERRIDES")
+RATE_LIMIT_TIER_MULTIPLIERS = {"free": 1, "pro": 5, "enterprise": 20}
+RATE_LIMIT_RULES = {
+    "global_ip": {"rate": "600/min", "scope": "ip", "algorithm": "gcra", "burst": 100, "tiered": False},
+    "default": {"rate": "100/min", "scope": "user"},
+    "staff": {"rate": "500/min", "scope": "user", "tiered": False},
+    "login_ip": {"rate": "5/min", "scope": "ip", "fail": "closed", "tiered": False, "staff_exempt": False},
+    "login_account": {"rate": "5/min", "scope": "account", "fail": "closed", "tiered": False, "staff_exempt": False},
+    "register_ip": {"rate": "3/min", "scope": "ip", "tiered": False, "staff_exempt": False},
+    "property_view": {"rate": "100/h", "scope": "user"},
+    "property_create": {"rate": "10/h", "scope": "user"},
+    "property_update": {"rate": "20/h", "scope": "user"},
+    "uploads": {"rate": "20/h", "scope": "user"},
+    # Per listing, whoever uploads: caps how fast one listing's gallery can grow.
+    "images": {"rate": "50/h", "scope": "object", "tiered": False},
+    "analytics_dashboard": {"rate": "50/h", "scope": "user"},
+    "market_data": {"rate": "20/h", "scope": "user"},
+    "financial_summary": {"rate": "100/h", "scope": "user"},
+    "payouts": {"rate": "20/h", "scope": "user"},
+}
+# URL name -> HTTP method -> rules (besides global_ip, always checked). Unlisted: "default".
+RATE_LIMIT_ENDPOINTS = {
+    "auth-login": {"POST": ["login_ip", "login_account"]},
+    "auth-register": {"POST": ["register_ip"]},
+    "property-list": {"POST": ["property_create"]},
+    "property-detail": {"GET": ["property_view"], "PATCH": ["property_update"], "DELETE": ["property_update"]},
+    "property-images": {"POST": ["uploads", "images"]},
+    "analytics-dashboard": {"GET": ["analytics_dashboard"]},
+    "analytics-market": {"GET": ["market_data"]},
+    "financial-summary": {"GET": ["financial_summary"]},
+    "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
+}
+GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
+# Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated). Empty: never.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
+CIRCUIT_BREAKER_RESET_S = float(env_str("CIRCUIT_BREAKER_RESET_S", "5"))
 
 # --- Business rules -----------------------------------------------------------
 # Guest-side service fee on the stay subtotal, host-side platform commission on

@@ -4,6 +4,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from core.throttling import reset_local_rate_limits
 from tests.factories import HostFactory, StaffFactory, TokenFactory, UserFactory
 
 
@@ -21,9 +22,11 @@ def _require_configured_services(django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    cache.clear()  # on Redis this also drops rate-limit state, which lives in the same database
+    reset_local_rate_limits()
     yield
     cache.clear()
+    reset_local_rate_limits()
 
 
 @pytest.fixture(autouse=True)

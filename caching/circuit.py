@@ -1,0 +1,123 @@
+"""A small circuit breaker so a dead Redis costs one timeout, not one per request.
+
+Closed: calls go through. After ``failure_threshold`` consecutive failures it opens:
+calls are refused at once for ``reset_timeout`` seconds, then one trial call is let
+through (half-open); its success closes the circuit, its failure re-opens it.
+State is per process, which is what matters: each process stops waiting on its own.
+"""
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class CircuitOpenError(ConnectionError):
+    """Raised instead of calling a dependency the breaker considers down."""
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 3,
+        reset_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+        self.events: Counter[str] = Counter()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.reset_timeout:
+            return "half-open"
+        return "open"
+
+    def _before_call(self) -> None:
+        with self._lock:
+            state = self._state()
+            if state == "open" or (state == "half-open" and self._trial_in_flight):
+                self.events["short_circuited"] += 1
+                raise CircuitOpenError(f"{self.name} circuit is open")
+            if state == "half-open":
+                self._trial_in_flight = True
+
+    def record_success(self) -> None:
+        with self._lock:
+            if self._opened_at is not None:
+                logger.warning("%s circuit closed: dependency is back", self.name)
+                self.events["closed"] += 1
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+
+    def record_failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self.events["failures"] += 1
+            self._failures += 1
+            was_half_open = self._trial_in_flight
+            self._trial_in_flight = False
+            if was_half_open or (self._opened_at is None and self._failures >= self.failure_threshold):
+                self._opened_at = self._clock()
+                self.events["opened"] += 1
+                logger.error("%s circuit opened after %d failure(s): %s", self.name, self._failures, exc)
+
+    def call(self, func: Callable[[], T], *, errors: tuple[type[BaseException], ...]) -> T:
+        """Run ``func``; ``errors`` count as dependency failures, anything else propagates untouched."""
+        self._before_call()
+        try:
+            result = func()
+        except errors as exc:
+            self.record_failure(exc)
+            raise
+        except BaseException:
+            # Not the dependency's fault: release a half-open trial without judging it.
+            with self._lock:
+                self._trial_in_flight = False
+            raise
+        self.record_success()
+        return result
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+            self.events.clear()
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(name: str) -> CircuitBreaker:
+    from django.conf import settings
+
+    with _breakers_lock:
+        if name not in _breakers:
+            _breakers[name] = CircuitBreaker(
+                name,
+                failure_threshold=getattr(settings, "CIRCUIT_BREAKER_FAILURES", 3),
+                reset_timeout=getattr(settings, "CIRCUIT_BREAKER_RESET_S", 5.0),
+            )
+        return _breakers[name]

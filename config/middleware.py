@@ -1,0 +1,49 @@
+"""Middleware that is truly global."""
+
+import math
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.middleware.gzip import GZipMiddleware
+
+
+class RateLimitHeadersMiddleware:
+    """Puts the tightest rate-limit rule's numbers on every throttled endpoint's response.
+
+    ``X-RateLimit-*`` for today's clients, and the IETF httpapi draft's structured fields:
+    ``RateLimit-Policy`` lists every rule checked, ``RateLimit`` the one closest to its limit.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        outcome = getattr(request, "rate_limit", None)
+        if outcome is None:
+            return response
+        rule, state = outcome.tightest()
+        reset_s = math.ceil(state.reset_ms / 1000)
+        response["X-RateLimit-Limit"] = str(rule.limit)
+        response["X-RateLimit-Remaining"] = str(state.remaining)
+        response["X-RateLimit-Reset"] = str(math.ceil(outcome.checked_at + state.reset_ms / 1000))
+        response["RateLimit-Policy"] = ", ".join(f'"{r.name}";q={r.limit};w={r.window_s}' for r in outcome.rules)
+        response["RateLimit"] = f'"{rule.name}";r={state.remaining};t={reset_s}'
+        return response
+
+
+class SelectiveGZipMiddleware(GZipMiddleware):
+    """GZip for responses above a size threshold, except those that carry secrets.
+
+    Compressing a response that reflects attacker-controlled input next to a secret
+    (an auth token) opens it to BREACH-style length oracles; such views mark their
+    response with ``response.contains_secrets = True``.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if getattr(response, "contains_secrets", False):
+            return response
+        if not response.streaming and len(response.content) < settings.GZIP_MIN_BYTES:
+            return response
+        return super().process_response(request, response)

@@ -1,0 +1,208 @@
+import re
+import threading
+import time
+from collections import Counter
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from accounts.models import User, UserTier
+from caching.circuit import breaker_for
+from core import throttling
+from tests.conftest import client_for
+from tests.factories import PropertyFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def rules(settings, **changes):
+    """Replace the rules dict (the throttle recompiles when the object changes)."""
+    updated = {name: dict(spec) for name, spec in settings.RATE_LIMIT_RULES.items()}
+    for name, spec in changes.items():
+        updated[name] = {**updated.get(name, {}), **spec}
+    settings.RATE_LIMIT_RULES = updated
+
+
+def login(client, email="ana@example.com", password="wrong-password", ip="198.51.100.7", **extra):
+    return client.post(
+        "/api/v1/auth/login/", {"email": email, "password": password}, REMOTE_ADDR=ip, format="json", **extra
+    )
+
+
+def test_every_throttled_response_carries_the_limit_headers(anon_client):
+    listing = PropertyFactory()
+
+    response = anon_client.get(f"/api/v1/properties/{listing.pk}/")
+
+    assert response.status_code == 200
+    assert response["X-RateLimit-Limit"] == "100"
+    assert response["X-RateLimit-Remaining"] == "99"
+    assert int(response["X-RateLimit-Reset"]) >= int(time.time())
+    assert response["RateLimit-Policy"] == '"global_ip";q=600;w=60, "property_view";q=100;w=3600'
+    assert re.fullmatch(r'"property_view";r=99;t=\d+', response["RateLimit"])
+
+
+def test_login_is_limited_per_ip_with_retry_after_and_the_error_shape(anon_client):
+    statuses = [login(anon_client, email=f"user{i}@example.com").status_code for i in range(6)]
+
+    assert statuses == [400] * 5 + [429]
+    refused = login(anon_client, email="someone@example.com")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "throttled"
+    assert refused["X-RateLimit-Remaining"] == "0"
+
+
+def test_login_is_limited_per_account_across_ips(anon_client):
+    statuses = [login(anon_client, ip=f"198.51.100.{i}").status_code for i in range(1, 8)]
+
+    assert statuses == [400] * 5 + [429, 429]
+    assert login(anon_client, email="bo@example.com", ip="198.51.100.50").status_code == 400
+
+
+def test_a_forged_forwarded_for_from_an_untrusted_peer_does_not_reset_the_limit(anon_client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    for i in range(5):
+        login(anon_client, email=f"u{i}@example.com", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}")
+
+    forged = login(anon_client, email="new@example.com", HTTP_X_FORWARDED_FOR="203.0.113.200")
+
+    assert forged.status_code == 429
+
+
+def test_forwarded_for_is_honoured_from_a_trusted_proxy(anon_client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    for i in range(5):
+        assert (
+            login(anon_client, email=f"u{i}@example.com", ip="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.1").status_code
+            == 400
+        )
+
+    other_client_same_proxy = login(
+        anon_client, email="v@example.com", ip="10.0.0.2", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.2"
+    )
+    same_client_again = login(anon_client, email="w@example.com", ip="10.0.0.3", HTTP_X_FORWARDED_FOR="203.0.113.1")
+
+    assert other_client_same_proxy.status_code == 400  # the right-most untrusted hop, not the forgeable left one
+    assert same_client_again.status_code == 429
+
+
+def test_the_users_tier_multiplies_their_limits(settings):
+    pro = UserFactory(tier=UserTier.PRO)
+    listing = PropertyFactory()
+
+    response = client_for(pro).get(f"/api/v1/properties/{listing.pk}/")
+
+    assert '"property_view";q=500;w=3600' in response["RateLimit-Policy"]
+    assert '"global_ip";q=600;w=60' in response["RateLimit-Policy"]  # per-IP ceiling is not tiered
+
+
+def test_staff_skip_endpoint_rules_but_meet_the_staff_rule(staff_client):
+    listing = PropertyFactory()
+
+    response = staff_client.get(f"/api/v1/properties/{listing.pk}/")
+
+    assert "property_view" not in response["RateLimit-Policy"]
+    assert '"staff";q=500;w=60' in response["RateLimit-Policy"]
+
+
+def test_rates_are_configurable_from_overrides_and_scale(settings, anon_client):
+    settings.RATE_LIMIT_OVERRIDES = "property_view=3/min"
+    listing = PropertyFactory()
+    statuses = [anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+    settings.RATE_LIMIT_OVERRIDES = ""
+    settings.RATE_LIMIT_SCALE = 10.0
+    response = anon_client.get(f"/api/v1/properties/{listing.pk}/")
+    assert response.status_code == 200
+    assert '"property_view";q=1000;w=3600' in response["RateLimit-Policy"]
+
+
+class BrokenStore:
+    def check(self, checks):
+        raise ConnectionError("redis is gone")
+
+
+@pytest.fixture
+def broken_store(monkeypatch):
+    monkeypatch.setattr(throttling, "rate_limit_store", lambda: BrokenStore())
+    breaker_for("redis").reset()
+    yield
+    breaker_for("redis").reset()
+
+
+def test_an_unreachable_store_fails_open_and_is_counted(anon_client, broken_store):
+    listing = PropertyFactory()
+    before = throttling.rate_limit_stats.failed_open
+
+    response = anon_client.get(f"/api/v1/properties/{listing.pk}/")
+
+    assert response.status_code == 200
+    assert "X-RateLimit-Limit" not in response
+    assert throttling.rate_limit_stats.failed_open == before + 1
+
+
+def test_login_fails_closed_when_the_store_is_unreachable(anon_client, broken_store):
+    response = login(anon_client)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "rate_limiter_unavailable"
+
+
+def test_the_circuit_opens_so_requests_stop_waiting_on_a_dead_store(anon_client, broken_store):
+    listing = PropertyFactory()
+    for _ in range(5):
+        assert anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 200
+
+    assert breaker_for("redis").state == "open"
+    assert breaker_for("redis").events["short_circuited"] >= 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_hundred_concurrent_requests_at_a_limit_of_one_hundred_get_exactly_one_hundred_through(settings):
+    rules(settings, default={"rate": "100/h"}, global_ip={"rate": "100000/min", "burst": 100000})
+    listing = PropertyFactory()
+    url = f"/api/v1/properties/{listing.pk}/availability/"
+    start = threading.Barrier(50)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def burst():
+        client = APIClient()
+        try:
+            start.wait(timeout=10)
+            for _ in range(4):
+                statuses.append(client.get(url).status_code)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=burst) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors
+    assert Counter(statuses) == {200: 100, 429: 100}
+
+
+def test_gzip_compresses_large_json_but_never_token_responses(anon_client):
+    PropertyFactory.create_batch(20)
+    User.objects.create_user(email="ana@example.com", password=PASSWORD)
+
+    search = anon_client.get("/api/v1/properties/", HTTP_ACCEPT_ENCODING="gzip")
+    token = anon_client.post(
+        "/api/v1/auth/login/", {"email": "ana@example.com", "password": PASSWORD}, HTTP_ACCEPT_ENCODING="gzip"
+    )
+    small = anon_client.get("/api/v1/nothing-here/", HTTP_ACCEPT_ENCODING="gzip")
+
+    assert search["Content-Encoding"] == "gzip"
+    assert token.status_code == 200
+    assert "Content-Encoding" not in token
+    assert "Content-Encoding" not in small
