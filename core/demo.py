@@ -502,7 +502,7 @@ def _booking(
         cancelled_at = min(now, created_at + (_moment(rng, stay.check_in) - created_at) * rng.random())
     elif status != BookingStatus.PENDING:
         confirmed_at = min(now, created_at + datetime.timedelta(minutes=rng.randrange(1, 720)))
-    guests = min(prop.max_guests, rng.choices((1, 2, 2, 2, 3, 4, 5, 6))[0])
+    guests = min(prop.max_guests, rng.choice((1, 2, 2, 2, 3, 4, 5, 6)))
     return Booking(
         property_id=prop.pk,
         guest_id=guest_id,
