@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_q",
+    "django_ratelimit",
     "core",
     "accounts",
     "properties",
@@ -83,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -280,6 +282,14 @@ RATE_LIMIT_ENDPOINTS = {
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
 }
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
+# django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).
+ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/m")
+RATELIMIT_VIEW = "core.exceptions.json_too_many_requests"
+RATELIMIT_FAIL_OPEN = False  # a login limiter that cannot count refuses rather than guesses
+if not REDIS_URL:
+    # The embedded default is one process, so the local-memory counter is exact; the check
+    # exists for multi-process deployments, which run with REDIS_URL (django_redis backend).
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated). Empty: never.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)

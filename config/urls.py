@@ -4,12 +4,16 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from core.exceptions import json_not_found
+from core.throttling import admin_login_limited
+
+admin.site.login = admin_login_limited(admin.site.login)
 
 api_v1 = [
     path("auth/", include("accounts.urls")),
     path("", include("properties.urls")),
     path("", include("bookings.urls")),
     path("analytics/", include("analytics.urls")),
+    path("admin/", include("core.urls")),
 ]
 
 urlpatterns = [

@@ -124,3 +124,9 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse(error_body("server_error", "An unexpected error occurred."), status=500)
+
+
+def json_too_many_requests(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    response = JsonResponse(error_body("throttled", "Too many attempts; wait a minute and try again."), status=429)
+    response["Retry-After"] = "60"
+    return response

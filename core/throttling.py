@@ -270,3 +270,19 @@ class RuleThrottle(BaseThrottle):
 
 def _django_request(request: Request) -> HttpRequest:
     return getattr(request, "_request", request)
+
+
+def _admin_login_rate(group: str, request: HttpRequest) -> str:
+    return settings.ADMIN_LOGIN_RATE
+
+
+def _client_ip_key(group: str, request: HttpRequest) -> str:
+    return client_ip(request)
+
+
+def admin_login_limited(view):
+    """The admin login, limited per client IP and per submitted account (POSTs only)."""
+    from django_ratelimit.decorators import ratelimit
+
+    per_account = ratelimit(key="post:username", rate=_admin_login_rate, method="POST", block=True)(view)
+    return ratelimit(key=_client_ip_key, rate=_admin_login_rate, method="POST", block=True)(per_account)

@@ -11,20 +11,37 @@ MAX_SEARCH_STAY_NIGHTS = 365
 
 
 MAX_AMENITY_FILTERS = 20
+MAX_BULK_IDS = 100
 
 
 class CommaSeparatedField(forms.CharField):
+    max_items = MAX_AMENITY_FILTERS
+
     def to_python(self, value: str | None) -> list[str]:
         value = super().to_python(value)
         return [item.strip() for item in value.split(",") if item.strip()] if value else []
 
     def validate(self, value: list[str]) -> None:
-        if len(value) > MAX_AMENITY_FILTERS:
-            raise forms.ValidationError(f"At most {MAX_AMENITY_FILTERS} amenities per search.")
+        if len(value) > self.max_items:
+            raise forms.ValidationError(f"At most {self.max_items} values.")
+
+
+class CommaSeparatedIdsField(CommaSeparatedField):
+    max_items = MAX_BULK_IDS
+
+    def to_python(self, value: str | None) -> list[int]:  # type: ignore[override]
+        items = super().to_python(value)
+        if not all(item.isdigit() and 0 < int(item) < 2**63 for item in items):
+            raise forms.ValidationError("Give comma-separated positive integer ids.")
+        return [int(item) for item in items]
 
 
 class CommaSeparatedFilter(django_filters.Filter):
     field_class = CommaSeparatedField
+
+
+class CommaSeparatedIdsFilter(django_filters.Filter):
+    field_class = CommaSeparatedIdsField
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):
@@ -70,6 +87,9 @@ class PropertySearchFilter(django_filters.FilterSet):
     amenities = CommaSeparatedFilter(
         method="filter_amenities", help_text="Comma-separated amenity slugs; all must match."
     )
+    ids = CommaSeparatedIdsFilter(
+        method="filter_ids", help_text=f"Bulk fetch: up to {MAX_BULK_IDS} comma-separated property ids."
+    )
     check_in = django_filters.DateFilter(method="filter_noop")
     check_out = django_filters.DateFilter(method="filter_noop")
     ordering = StableOrderingFilter(
@@ -83,6 +103,9 @@ class PropertySearchFilter(django_filters.FilterSet):
 
     def filter_amenities(self, queryset, name, value: list[str]):
         return property_with_all_amenities(queryset, slugs=value) if value else queryset
+
+    def filter_ids(self, queryset, name, value: list[int]):
+        return queryset.filter(pk__in=value) if value else queryset
 
     def filter_noop(self, queryset, name, value):
         return queryset  # applied together in filter_queryset, once both dates are validated

@@ -206,3 +206,44 @@ def test_gzip_compresses_large_json_but_never_token_responses(anon_client):
     assert token.status_code == 200
     assert "Content-Encoding" not in token
     assert "Content-Encoding" not in small
+
+
+def test_admin_login_is_limited_per_ip_by_django_ratelimit(client, settings):
+    settings.ADMIN_LOGIN_RATE = "3/m"
+    attempts = [
+        client.post("/admin/login/", {"username": f"u{i}@example.com", "password": "x"}, REMOTE_ADDR="198.51.100.9")
+        for i in range(4)
+    ]
+
+    assert [r.status_code for r in attempts] == [200, 200, 200, 429]  # 200: the form again, with an error
+    assert attempts[-1].json()["error"]["code"] == "throttled"
+    assert attempts[-1]["Retry-After"] == "60"
+    assert client.get("/admin/login/", REMOTE_ADDR="198.51.100.9").status_code == 200  # GETs are not counted
+
+
+def test_admin_login_is_limited_per_account_across_ips(client, settings):
+    settings.ADMIN_LOGIN_RATE = "2/m"
+    statuses = [
+        client.post(
+            "/admin/login/", {"username": "admin@example.com", "password": "x"}, REMOTE_ADDR=f"198.51.100.{i}"
+        ).status_code
+        for i in range(3)
+    ]
+
+    assert statuses == [200, 200, 429]
+
+
+def test_staff_see_the_most_limited_clients_of_the_last_hour(anon_client, staff_client, guest_client):
+    for i in range(7):
+        login(anon_client, email=f"x{i}@example.com", ip="198.51.100.66")
+
+    report = staff_client.get("/api/v1/admin/ratelimits/")
+
+    assert report.status_code == 200
+    body = report.json()
+    assert body["top_limited_clients"][0] == {"rule": "login_ip", "identity": "ip:198.51.100.66", "rejections": 2}
+    assert body["rejections_by_rule"]["login_ip"] >= 2
+    assert body["circuit"] == "closed"
+    assert guest_client.get("/api/v1/admin/ratelimits/").status_code == 403
+    assert anon_client.get("/api/v1/admin/ratelimits/").status_code == 401
+    assert staff_client.get("/api/v1/admin/ratelimits/", {"minutes": 500}).status_code == 400

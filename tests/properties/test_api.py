@@ -248,3 +248,22 @@ def test_ordering_breaks_ties_by_id_so_pages_never_repeat_a_listing(anon_client)
     )
 
     assert page_one + page_two == sorted((p.pk for p in same_price), reverse=True)
+
+
+def test_bulk_fetch_by_ids_returns_those_listings_in_one_call(anon_client, django_assert_max_num_queries):
+    wanted = PropertyFactory.create_batch(3)
+    PropertyFactory.create_batch(2)
+    inactive = PropertyFactory(is_active=False)
+
+    with django_assert_max_num_queries(4):
+        response = anon_client.get("/api/v1/properties/", {"ids": f"{wanted[0].pk},{wanted[2].pk},{inactive.pk}"})
+
+    assert set(ids(response)) == {wanted[0].pk, wanted[2].pk}
+
+
+@pytest.mark.parametrize("value", ["1,abc", "-1", ",".join(str(i) for i in range(1, 102)), "99999999999999999999"])
+def test_bulk_fetch_rejects_malformed_or_too_many_ids(anon_client, value):
+    response = anon_client.get("/api/v1/properties/", {"ids": value})
+
+    assert response.status_code == 400
+    assert "ids" in response.json()["error"]["fields"]

@@ -1,0 +1,23 @@
+from rest_framework import serializers
+
+
+class RateLimitReportQuerySerializer(serializers.Serializer):
+    minutes = serializers.IntegerField(min_value=1, max_value=120, default=60)
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+
+class LimitedClientSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    identity = serializers.CharField()
+    rejections = serializers.IntegerField()
+
+
+class RateLimitReportSerializer(serializers.Serializer):
+    window_minutes = serializers.IntegerField()
+    store = serializers.CharField()
+    circuit = serializers.CharField()
+    top_limited_clients = LimitedClientSerializer(many=True)
+    rejections_by_rule = serializers.DictField(child=serializers.IntegerField())
+    process_store_errors = serializers.IntegerField()
+    process_failed_open = serializers.IntegerField()
+    process_failed_closed = serializers.IntegerField()

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from core import views
+
+urlpatterns = [
+    path("ratelimits/", views.RateLimitReportView.as_view(), name="admin-ratelimits"),
+]
