@@ -1,7 +1,9 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.postgres.fields import DateRangeField, RangeBoundary, RangeOperators
 from django.db import models
-from django.db.models import F, Func, Q
+from django.db.models import F, Func, Q, Value
 
 from bookings.constraints import PostgresExclusionConstraint
 from properties.models import Currency
@@ -13,6 +15,8 @@ class BookingStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     COMPLETED = "completed", "Completed"
 
+
+HALF_CENT = Value(Decimal("0.005"))
 
 # Bookings in these states hold the property's nights.
 ACTIVE_BOOKING_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.COMPLETED)
@@ -61,12 +65,20 @@ class Booking(models.Model):
                 condition=Q(subtotal__gte=0, cleaning_fee__gte=0, service_fee__gte=0, host_fee__gte=0),
                 name="booking_amounts_non_negative",
             ),
+            # Within half a cent: exact on PostgreSQL (numeric values are whole cents), and
+            # immune to SQLite storing decimals as binary floats.
             models.CheckConstraint(
-                condition=Q(total_price=F("subtotal") + F("cleaning_fee") + F("service_fee")),
+                condition=Q(
+                    total_price__gt=F("subtotal") + F("cleaning_fee") + F("service_fee") - HALF_CENT,
+                    total_price__lt=F("subtotal") + F("cleaning_fee") + F("service_fee") + HALF_CENT,
+                ),
                 name="booking_total_is_sum_of_parts",
             ),
             models.CheckConstraint(
-                condition=Q(host_payout_amount=F("subtotal") + F("cleaning_fee") - F("host_fee")),
+                condition=Q(
+                    host_payout_amount__gt=F("subtotal") + F("cleaning_fee") - F("host_fee") - HALF_CENT,
+                    host_payout_amount__lt=F("subtotal") + F("cleaning_fee") - F("host_fee") + HALF_CENT,
+                ),
                 name="booking_host_payout_is_earnings_minus_fee",
             ),
             PostgresExclusionConstraint(

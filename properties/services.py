@@ -1,9 +1,9 @@
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Avg, Count, Max
+from django.db.models import Count, Max, Sum
 
 from accounts.models import User
 from bookings.models import Booking, BookingStatus
@@ -123,8 +123,8 @@ def review_create(
             review = Review.objects.create(property=property, booking=booking, author=author, rating=rating, text=text)
     except IntegrityError:
         raise Conflict("This stay has already been reviewed.", code="already_reviewed") from None
-    summary = Review.objects.filter(property=property).aggregate(avg=Avg("rating"), count=Count("id"))
-    Property.objects.filter(pk=property.pk).update(
-        rating_average=Decimal(summary["avg"]).quantize(Decimal("0.01")), review_count=summary["count"]
-    )
+    # Exact integer sum / count, rounded half-up: the same on every database.
+    summary = Review.objects.filter(property=property).aggregate(total=Sum("rating"), count=Count("id"))
+    average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
     return review

@@ -222,3 +222,29 @@ def test_failed_payout_releases_its_bookings_for_the_next_one():
 def test_guests_get_no_payouts():
     with pytest.raises(Forbidden):
         payout_request(host=UserFactory())
+
+
+@pytest.mark.parametrize("price", ["33.33", "49.99", "101.07", "87.65", "0.07", "12345.67"])
+@pytest.mark.parametrize("nights", [1, 3, 7, 11])
+def test_booking_create_stores_awkward_prices_exactly(price, nights):
+    """SQLite keeps decimals as binary floats; the money checks must still accept every real quote."""
+    property = PropertyFactory(price_per_night=Decimal(price), cleaning_fee=Decimal("17.77"))
+
+    booking = booking_create(
+        guest=UserFactory(),
+        property_id=property.pk,
+        check_in=days(1),
+        check_out=days(1 + nights),
+        guests=1,
+        today=TODAY,
+    )
+
+    booking.refresh_from_db()
+    assert booking.subtotal == Decimal(price) * nights
+    assert booking.total_price == booking.subtotal + booking.cleaning_fee + booking.service_fee
+
+
+def test_database_refuses_a_total_one_cent_off():
+    booking = BookingFactory()
+    with pytest.raises(IntegrityError):
+        Booking.objects.filter(pk=booking.pk).update(host_payout_amount=booking.host_payout_amount - Decimal("0.01"))
