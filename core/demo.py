@@ -20,7 +20,7 @@ from django.db.models import Count, Sum
 
 from accounts.models import User, UserTier
 from bookings.models import Booking, BookingStatus
-from bookings.pricing import BookingQuote, booking_quote
+from bookings.pricing import booking_quote
 from properties.models import Amenity, Currency, Property, PropertyType, Review
 
 DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - published on purpose: it logs into the demo accounts.
@@ -158,7 +158,6 @@ class DemoSeedError(ValueError):
 @dataclass(frozen=True)
 class _Listing:
     property: Property
-    # Stay lengths whose price the database accepts, always including 1 (see _storable).
     lengths: tuple[int, ...]
 
 
@@ -335,7 +334,6 @@ def _seed_properties(
     optional_amenities = [slug for slug in amenity_ids if slug not in COMMON_AMENITIES]
     # Most hosts run a few listings; a handful of property managers run a few percent of all.
     host_weights = list(itertools.accumulate(min(rng.paretovariate(1.5), 20.0) for _ in host_ids))
-    check_floats = connection.vendor == "sqlite"
     created: list[_Listing] = []
     Through = Property.amenities.through
     for start in range(0, count, BATCH_SIZE):
@@ -366,7 +364,7 @@ def _seed_properties(
                 created_at=created_at,
                 updated_at=created_at + datetime.timedelta(days=rng.randrange(0, 400)),
             )
-            batch.append(_listing(prop, check_floats=check_floats))
+            batch.append(_listing(prop))
         _bulk_insert(
             Property,
             [listing.property for listing in batch],
@@ -385,33 +383,8 @@ def _seed_properties(
     return created
 
 
-def _listing(prop: Property, *, check_floats: bool) -> _Listing:
-    lengths = tuple(range(1, MAX_NIGHTS + 1))
-    if not check_floats:
-        return _Listing(property=prop, lengths=lengths)
-    day = datetime.date(2000, 1, 1)
-    while True:
-        fits = tuple(
-            n for n in lengths if _storable(booking_quote(property=prop, check_in=day, check_out=day + n * DAY))
-        )
-        if fits and fits[0] == 1:
-            return _Listing(property=prop, lengths=fits)
-        prop.price_per_night += Decimal("0.01")
-
-
-def _storable(quote: BookingQuote) -> bool:
-    """Whether SQLite's check constraints accept these amounts.
-
-    SQLite keeps DecimalField values as binary floats, so booking_total_is_sum_of_parts and
-    booking_host_payout_is_earnings_minus_fee compare float sums and reject about 40% of
-    cent amounts. This mirrors SQLite's arithmetic so the seed writes only accepted prices.
-    """
-    subtotal, cleaning, service, host_fee = map(
-        float, (quote.subtotal, quote.cleaning_fee, quote.service_fee, quote.host_fee)
-    )
-    return subtotal + cleaning + service == float(quote.total_price) and subtotal + cleaning - host_fee == float(
-        quote.host_payout_amount
-    )
+def _listing(prop: Property) -> _Listing:
+    return _Listing(property=prop, lengths=tuple(range(1, MAX_NIGHTS + 1)))
 
 
 @transaction.atomic
