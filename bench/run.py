@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402
-from bench.scenarios import SCENARIOS, SIZES, VARIANTS, Scenario, Variant  # noqa: E402
+from bench.scenarios import SCENARIOS, SIZES, SUITES, VARIANTS, Scenario, Variant  # noqa: E402
 from bench.server import free_port, gunicorn  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -44,8 +44,9 @@ class Row:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    scenarios = _select(args.only)
-    variants = args.variant or VARIANTS
+    suite = SUITES[args.suite] if args.suite else None
+    scenarios = _select(args.only or (suite.scenarios if suite else []))
+    variants = args.variant or (suite.variants if suite else VARIANTS)
     generator = _generator(args.load)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "gunicorn.log").unlink(missing_ok=True)
@@ -98,7 +99,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--full", dest="size", action="store_const", const="full", help="same as --size full")
     parser.add_argument("--reseed", action="store_true", help="empty the database first (SQLite file or flush)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint (default: 10)")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default: 16)")
+    parser.add_argument(
+        "--connections", type=int, default=None, help="concurrent connections (default: 16, or the suite's)"
+    )
+    parser.add_argument("--suite", choices=sorted(SUITES), help="a named comparison from bench/scenarios.py")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: 2)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
@@ -116,6 +120,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(replaces the variants in bench/scenarios.py; 'baseline:' adds one with no changes)",
     )
     args = parser.parse_args(argv)
+    if args.connections is None:
+        suite = SUITES.get(args.suite) if args.suite else None
+        args.connections = suite.connections if suite and suite.connections else 16
     if min(args.duration, args.connections, args.threads, args.workers) < 1:
         parser.error("--duration, --connections, --threads and --workers must be at least 1")
     return args
@@ -238,7 +245,11 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
     header = ["endpoint", "req/s", "p50 ms", "p99 ms", "queries/request", "errors"]
     if show_variant:
         header.insert(1, "variant")
+        header += ["req/s vs first", "p50 delta ms"]
     order = {s.name: i for i, s in enumerate(scenarios)}
+    first: dict[str, Row] = {}
+    for row in rows:
+        first.setdefault(row.scenario, row)
     lines = []
     for row in sorted(rows, key=lambda r: order[r.scenario]):  # variants of one endpoint side by side
         queries = str(row.queries) if 200 <= row.count_status < 300 else f"{row.queries} (HTTP {row.count_status})"
@@ -252,6 +263,9 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
         ]
         if show_variant:
             cells.insert(1, row.variant)
+            base = first[row.scenario].result
+            cells.append(f"{row.result.rps / base.rps:.3f}x" if base.rps else "-")
+            cells.append(f"{row.result.p50_ms - base.p50_ms:+.2f}")
         lines.append(cells)
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 

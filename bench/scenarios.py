@@ -47,3 +47,28 @@ SIZES: dict[str, dict[str, int]] = {
     "medium": {"hosts": 50, "guests": 500, "properties": 1_000, "bookings": 20_000},
     "full": {"hosts": 200, "guests": 2_000, "properties": 5_000, "bookings": 100_000},
 }
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named comparison: these scenarios under these variants, in one run (``--suite NAME``)."""
+
+    scenarios: list[str]
+    variants: list[Variant]
+    # Load for the suite when the command line does not set it; latency comparisons want as
+    # many connections as workers, so p50 is service time rather than time queued in gunicorn.
+    connections: int | None = None
+    description: str = ""
+
+
+SUITES: dict[str, Suite] = {
+    "throttle": Suite(
+        scenarios=["auth_me", "property_detail"],
+        variants=[
+            Variant("throttle_off", {"RATE_LIMIT_ENABLED": "0"}),
+            Variant("throttle_on", {"RATE_LIMIT_ENABLED": "1"}),
+        ],
+        connections=2,
+        description="cost of the rate-limit check (run with REDIS_URL for the Redis store)",
+    ),
+}
