@@ -74,9 +74,10 @@ def idempotent(*, request: Request, scope: str, handler: Callable[[], Response])
     if key is None:
         return handler()
     key = key.strip()
-    if not 1 <= len(key) <= 255:
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
         raise InvalidInput(
-            "Idempotency-Key must be 1 to 255 characters.", fields={IDEMPOTENCY_HEADER: ["Invalid length."]}
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            fields={IDEMPOTENCY_HEADER: ["Invalid length."]},
         )
     fingerprint = request_fingerprint(request)
     claimed = _claim(request=request, scope=scope, key=key, fingerprint=fingerprint)

@@ -19,6 +19,8 @@ class CommaSeparatedField(forms.CharField):
 
     def to_python(self, value: str | None) -> list[str]:
         value = super().to_python(value)
+        if "\x00" in value:  # checked here: the list this returns hides NULs from CharField's validator
+            raise forms.ValidationError("Null characters are not allowed.")
         return [item.strip() for item in value.split(",") if item.strip()] if value else []
 
     def validate(self, value: list[str]) -> None:

@@ -5,10 +5,14 @@ from PIL import Image, UnidentifiedImageError
 from core.exceptions import InvalidInput
 
 ALLOWED_IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
-def validate_image_upload(upload: UploadedFile) -> None:
-    """Check size, real format (by content, not by name or header) and pixel count."""
+def validate_image_upload(upload: UploadedFile) -> str:
+    """Check size, real format (by content, not by name or header) and pixel count.
+
+    Returns the file extension of the detected format.
+    """
     if upload.size is None or upload.size == 0:
         raise InvalidInput("The image file is empty.", fields={"image": ["Empty file."]})
     if upload.size > settings.PROPERTY_IMAGE_MAX_BYTES:
@@ -29,3 +33,4 @@ def validate_image_upload(upload: UploadedFile) -> None:
         raise InvalidInput(f"Unsupported image type; use one of {allowed}.", fields={"image": ["Unsupported type."]})
     if width * height > settings.PROPERTY_IMAGE_MAX_PIXELS:
         raise InvalidInput("The image has too many pixels.", fields={"image": ["Too many pixels."]})
+    return IMAGE_EXTENSIONS[image_format]

@@ -1,3 +1,4 @@
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -88,7 +89,9 @@ def property_image_add(
     *, property: Property, actor: User, image: UploadedFile, position: int | None = None
 ) -> PropertyImage:
     property_ensure_manageable(property=property, actor=actor)
-    validate_image_upload(image)
+    extension = validate_image_upload(image)
+    # Never keep the client's file name: a valid PNG called x.html would be served as HTML.
+    image.name = f"{uuid.uuid4().hex}.{extension}"
     with transaction.atomic():
         # Lock the listing so two concurrent uploads cannot pick the same next position.
         Property.objects.select_for_update().filter(pk=property.pk).first()

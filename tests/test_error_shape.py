@@ -500,11 +500,6 @@ def test_image_upload_rejects_non_images(host_client, listing, upload):
     assert not listing.images.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: property_image_add stores the upload under the client's file name and extension; a valid PNG "
-    "named x.html is saved as properties/<id>/x.html and served as text/html (PNG/HTML polyglot -> stored XSS)",
-)
 @pytest.mark.parametrize("name", ["x.html", "x.svg"])
 def test_image_upload_stores_the_file_under_the_extension_of_its_real_format(host_client, listing, name):
     response = _upload(host_client, listing, image=image_upload(name))
@@ -526,20 +521,18 @@ def test_image_upload_rejects_a_taken_position(host_client, listing):
 # --- Search filters that reach the database -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    connection.vendor == "postgresql",
-    strict=True,
-    reason="BUG: the amenities search filter (CommaSeparatedField) skips Django's null-character check; "
-    "a NUL in a slug reaches PostgreSQL -> DataError -> 500",
-)
 def test_property_search_rejects_null_characters_in_amenities(anon_client, listing):
     anon_client.raise_request_exception = False
 
     response = anon_client.get(f"{API}/properties/", {"amenities": "wi\x00fi"})
 
-    assert response.status_code in (200, 400), response.content
-    if response.status_code == 400:
-        assert_error_shape(response, 400, "invalid", "amenities")
+    assert_error_shape(response, 400, "invalid", "amenities")
+
+
+def test_idempotency_keys_must_be_printable_ascii(guest_client, listing):
+    response = guest_client.post(f"{API}/bookings/", {"property_id": listing.pk}, HTTP_IDEMPOTENCY_KEY="a\x00b")
+
+    assert_error_shape(response, 400, "invalid", "Idempotency-Key")
 
 
 @pytest.mark.parametrize("count", [21, 200])
