@@ -77,7 +77,7 @@ def idempotent(*, request: Request, scope: str, handler: Callable[[], Response])
     if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
         raise InvalidInput(
             "Idempotency-Key must be 1 to 255 printable ASCII characters.",
-            fields={IDEMPOTENCY_HEADER: ["Invalid length."]},
+            fields={IDEMPOTENCY_HEADER: ["Invalid key."]},
         )
     fingerprint = request_fingerprint(request)
     claimed = _claim(request=request, scope=scope, key=key, fingerprint=fingerprint)
