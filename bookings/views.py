@@ -16,6 +16,7 @@ from bookings.serializers import (
 )
 from core.exceptions import Forbidden
 from core.idempotency import IDEMPOTENCY_HEADER, idempotent
+from core.pagination import NewestFirstCursorPagination
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
@@ -48,6 +49,7 @@ def _serializer_for(booking: Booking, user) -> type[BookingOutputSerializer] | t
 
 class BookingListCreateView(generics.ListAPIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = NewestFirstCursorPagination
     serializer_class = BookingOutputSerializer
 
     def get_queryset(self):
@@ -104,6 +106,7 @@ class BookingConfirmView(_VisibleBookingView):
 
 class HostBookingListView(generics.ListAPIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = NewestFirstCursorPagination
     serializer_class = HostBookingOutputSerializer
 
     def get_queryset(self):
@@ -129,6 +132,7 @@ class FinancialSummaryView(generics.GenericAPIView):
 
 class PayoutListCreateView(generics.ListAPIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = NewestFirstCursorPagination
     serializer_class = PayoutOutputSerializer
 
     def get_queryset(self):

@@ -305,13 +305,9 @@ def test_booking_create_allows_back_to_back_stays(guest_client, listing, today):
 # --- Pagination -----------------------------------------------------------------------------------------------
 
 
-LIST_URLS = [
-    f"{API}/properties/",
-    f"{API}/bookings/",
-    f"{API}/host/bookings/",
-    f"{API}/payouts/",
-    f"{API}/properties/{{listing}}/reviews/",
-]
+PAGE_NUMBER_LIST_URLS = [f"{API}/properties/", f"{API}/properties/{{listing}}/reviews/"]
+CURSOR_LIST_URLS = [f"{API}/bookings/", f"{API}/host/bookings/", f"{API}/payouts/"]
+LIST_URLS = PAGE_NUMBER_LIST_URLS + CURSOR_LIST_URLS
 
 
 @pytest.mark.parametrize("url", LIST_URLS)
@@ -322,10 +318,19 @@ def test_lists_reject_bad_page_sizes(host_client, listing, url, page_size):
     assert_error_shape(response, 400, "invalid", "page_size")
 
 
-@pytest.mark.parametrize("url", LIST_URLS)
+@pytest.mark.parametrize("url", PAGE_NUMBER_LIST_URLS)
 @pytest.mark.parametrize("page", ["9999", "0", "-1", "abc", "99999999999999999999"])
 def test_lists_answer_pages_out_of_range_with_404(host_client, listing, url, page):
     response = host_client.get(url.format(listing=listing.pk), {"page": page})
+
+    assert_error_shape(response, 404, "not_found")
+
+
+@pytest.mark.parametrize("url", CURSOR_LIST_URLS)
+@pytest.mark.parametrize("cursor", ["garbage", "é", "cD1hYmM=", "cD05OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ=="])
+def test_cursor_lists_answer_bad_cursors_with_404(host_client, url, cursor):
+    host_client.raise_request_exception = False
+    response = host_client.get(url, {"cursor": cursor})
 
     assert_error_shape(response, 404, "not_found")
 
