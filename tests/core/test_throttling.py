@@ -247,3 +247,29 @@ def test_staff_see_the_most_limited_clients_of_the_last_hour(anon_client, staff_
     assert guest_client.get("/api/v1/admin/ratelimits/").status_code == 403
     assert anon_client.get("/api/v1/admin/ratelimits/").status_code == 401
     assert staff_client.get("/api/v1/admin/ratelimits/", {"minutes": 500}).status_code == 400
+
+
+@pytest.fixture
+def redis_at_a_closed_port(settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "KEY_PREFIX": "sb",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    breaker_for("redis").reset()
+    yield
+    breaker_for("redis").reset()
+
+
+def test_with_redis_unreachable_the_api_still_answers_and_the_circuit_opens(anon_client, redis_at_a_closed_port):
+    listing = PropertyFactory()
+
+    statuses = [anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code for _ in range(6)]
+
+    assert statuses == [200] * 6
+    assert breaker_for("redis").state == "open"
+    assert breaker_for("redis").events["failures"] == 3  # later requests did not even try
+    assert login(anon_client).status_code == 503  # login fails closed
