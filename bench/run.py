@@ -61,26 +61,34 @@ def main(argv: list[str] | None = None) -> int:
     prepared = json.loads(_django_side(env, "prepare", "--city", args.city))
     print(f"== data: {prepared['rows']}; host {prepared['users']['host']}, guest {prepared['users']['guest']}")
 
+    requests = {s.name: _request(s, prepared) for s in scenarios}
+    counts = {v.name: _count_queries({**env, **v.env}, scenarios, requests) for v in variants}
+    measured: dict[tuple[str, str], list[load.LoadResult]] = {}
+    # Rounds alternate the variants, so drift in machine load hits every variant alike;
+    # the table reports each row's median round.
+    for round_number in range(1, args.rounds + 1):
+        for variant in variants:
+            label = f" (round {round_number}/{args.rounds})" if args.rounds > 1 else ""
+            print(f"== variant {variant.name}: gunicorn, {args.workers} sync workers{label}", flush=True)
+            with gunicorn(
+                root=ROOT,
+                env={**env, **variant.env},
+                workers=args.workers,
+                port=args.port or free_port(),
+                log_path=RESULTS / "gunicorn.log",
+            ) as port:
+                for scenario in scenarios:
+                    request = requests[scenario.name]
+                    load.warm_up(port=port, request=request, count=args.workers * 5)
+                    result = _load(generator, port=port, request=request, args=args)
+                    measured.setdefault((variant.name, scenario.name), []).append(result)
+                    print(f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms", flush=True)
     rows: list[Row] = []
     for variant in variants:
-        variant_env = {**env, **variant.env}
-        requests = {s.name: _request(s, prepared) for s in scenarios}
-        counts = _count_queries(variant_env, scenarios, requests)
-        print(f"== variant {variant.name}: gunicorn, {args.workers} sync workers", flush=True)
-        with gunicorn(
-            root=ROOT,
-            env=variant_env,
-            workers=args.workers,
-            port=args.port or free_port(),
-            log_path=RESULTS / "gunicorn.log",
-        ) as port:
-            for scenario in scenarios:
-                request = requests[scenario.name]
-                load.warm_up(port=port, request=request, count=args.workers * 5)
-                result = _load(generator, port=port, request=request, args=args)
-                count = counts[scenario.name]
-                rows.append(Row(variant.name, scenario.name, result, count["queries"], count["status"]))
-                print(f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms", flush=True)
+        for scenario in scenarios:
+            results = sorted(measured[(variant.name, scenario.name)], key=lambda r: r.rps)
+            count = counts[variant.name][scenario.name]
+            rows.append(Row(variant.name, scenario.name, results[len(results) // 2], count["queries"], count["status"]))
 
     table = _table(rows, scenarios, show_variant=len(variants) > 1)
     print()
@@ -103,6 +111,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--connections", type=int, default=None, help="concurrent connections (default: 16, or the suite's)"
     )
     parser.add_argument("--suite", choices=sorted(SUITES), help="a named comparison from bench/scenarios.py")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate the variants this many times; report the median (default: 1)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: 2)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
-from caching.keys import raw_key
+from caching.keys import raw_key, raw_key_builder
 
 SLIDING_WINDOW = "sliding_window"
 GCRA = "gcra"
@@ -179,7 +179,8 @@ class RedisRateLimitStore:
 
     def check(self, checks: list[LimitCheck]) -> tuple[bool, list[LimitState]]:
         bucket = int(time.time() * 1000) // REJECTION_BUCKET_MS
-        keys = [c.key for c in checks] + [_rejection_bucket_key(bucket), _rejection_totals_key()]
+        key = raw_key_builder()
+        keys = [c.key for c in checks] + [key("rl", "rejections", bucket), key("rl", "rejected_total")]
         args: list[object] = [len(checks)]
         for c in checks:
             args += [c.algorithm, c.limit, c.window_ms, c.burst, _label(c)]

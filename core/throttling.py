@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from caching.circuit import CircuitOpenError, breaker_for
-from caching.keys import raw_key
+from caching.keys import raw_key_builder
 from caching.ratelimit import (
     ALGORITHMS,
     GCRA,
@@ -230,9 +230,10 @@ class RuleThrottle(BaseThrottle):
         if not settings.RATE_LIMIT_ENABLED:
             return True
         rules = rules_for(request, view)
+        key = raw_key_builder()
         checks = [
             LimitCheck(
-                key=raw_key("rl", rule.name, identity),
+                key=key("rl", rule.name, identity),
                 algorithm=rule.algorithm,
                 limit=rule.limit,
                 window_ms=rule.window_s * 1000,
