@@ -8,12 +8,27 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
+from bookings.cache import booking_namespaces
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus, Payout, PayoutItem, PayoutStatus
 from bookings.pricing import booking_quote
+from caching.invalidation import invalidate_on_commit, user_namespace
 from core.exceptions import Conflict, Forbidden, InvalidInput
 from properties.models import Property
 
 OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
+
+
+def _invalidate_booking(booking: Booking, property: Property) -> None:
+    invalidate_on_commit(
+        booking_namespaces(
+            property_id=property.pk,
+            host_id=property.host_id,
+            guest_id=booking.guest_id,
+            city=property.city,
+            check_in=booking.check_in,
+            check_out=booking.check_out,
+        )
+    )
 
 
 class BookingConflict(Conflict):
@@ -83,7 +98,7 @@ def booking_create(
         quote = booking_quote(property=property, check_in=check_in, check_out=check_out)
         try:
             with transaction.atomic():
-                return Booking.objects.create(
+                booking = Booking.objects.create(
                     property=property,
                     guest=guest,
                     check_in=check_in,
@@ -96,6 +111,8 @@ def booking_create(
             if OVERLAP_CONSTRAINT in str(exc):
                 raise BookingConflict() from None
             raise
+        _invalidate_booking(booking, property)
+        return booking
 
 
 def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None = None) -> Booking:
@@ -111,6 +128,7 @@ def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None
         booking.status = BookingStatus.CANCELLED
         booking.cancelled_at = timezone.now()
         booking.save(update_fields=["status", "cancelled_at", "updated_at"])
+        _invalidate_booking(booking, booking.property)
         return booking
 
 
@@ -124,6 +142,7 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
         booking.status = BookingStatus.CONFIRMED
         booking.confirmed_at = timezone.now()
         booking.save(update_fields=["status", "confirmed_at", "updated_at"])
+        _invalidate_booking(booking, booking.property)
         return booking
 
 
@@ -131,9 +150,10 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
 def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
     """Confirmed stays whose check-out has passed become completed (reviewable, payable)."""
     today = today or timezone.localdate()
-    return Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=today).update(
-        status=BookingStatus.COMPLETED, updated_at=timezone.now()
-    )
+    finished = Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=today)
+    people = set(finished.values_list("guest_id", "property__host_id"))
+    invalidate_on_commit(user_namespace(pk) for pair in people for pk in pair)
+    return finished.update(status=BookingStatus.COMPLETED, updated_at=timezone.now())
 
 
 def payout_eligible_bookings(*, host: User):
@@ -179,6 +199,7 @@ def payout_request(*, host: User) -> list[Payout]:
                     payouts.append(payout)
         except IntegrityError:
             raise Conflict("Some of these bookings are already being paid out.", code="payout_conflict") from None
+        invalidate_on_commit([user_namespace(host.pk)])
         return payouts
 
 
@@ -190,6 +211,7 @@ def payout_mark_paid(*, payout: Payout) -> Payout:
         payout.status = PayoutStatus.PAID
         payout.paid_at = timezone.now()
         payout.save(update_fields=["status", "paid_at", "updated_at"])
+        invalidate_on_commit([user_namespace(payout.host_id)])
         return payout
 
 
@@ -203,4 +225,5 @@ def payout_mark_failed(*, payout: Payout, reason: str) -> Payout:
         payout.failure_reason = reason[:255]
         payout.save(update_fields=["status", "failure_reason", "updated_at"])
         payout.items.update(released=True)
+        invalidate_on_commit([user_namespace(payout.host_id)])
         return payout

@@ -241,6 +241,31 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Caching (caching/) -------------------------------------------------------------
+CACHE_ENABLED = env_bool("CACHE_ENABLED", True)
+# Seconds an entry is fresh, per kind; past it one worker refreshes while others serve it.
+CACHE_TTLS = {
+    "default": 180,
+    "property": env_int("CACHE_TTL_PROPERTY_S", 180),
+    "search": env_int("CACHE_TTL_SEARCH_S", 180),
+    "availability": env_int("CACHE_TTL_AVAILABILITY_S", 60),
+    "reviews": env_int("CACHE_TTL_REVIEWS_S", 180),
+    "dashboard": env_int("CACHE_TTL_DASHBOARD_S", 600),
+    "financial": env_int("CACHE_TTL_DASHBOARD_S", 600),
+    "market": env_int("CACHE_TTL_MARKET_S", 3600),
+    "user": env_int("CACHE_TTL_USER_S", 900),
+    "auth": env_int("CACHE_TTL_USER_S", 900),
+    "amenities": env_int("CACHE_TTL_AMENITIES_S", 7200),
+}
+CACHE_STALE_GRACE_S = env_int("CACHE_STALE_GRACE_S", 60)
+CACHE_LOCK_TIMEOUT_S = env_int("CACHE_LOCK_TIMEOUT_S", 10)
+CACHE_LOCK_WAIT_S = float(env_str("CACHE_LOCK_WAIT_S", "2"))
+CACHE_STATS_FLUSH_S = float(env_str("CACHE_STATS_FLUSH_S", "5"))
+# In-process tier in front of Redis (only with REDIS_URL); see caching/l1.py for the bound.
+CACHE_L1_ENABLED = env_bool("CACHE_L1_ENABLED", False)
+CACHE_L1_MAX_ENTRIES = env_int("CACHE_L1_MAX_ENTRIES", 2000)
+CACHE_L1_TTL_S = float(env_str("CACHE_L1_TTL_S", "2"))
+
 # --- Rate limits (core/throttling.py, state in caching/ratelimit.py) ------------------
 # Rules are data: rate "N/unit" (s, min, h, day, or e.g. "15min"), scope (ip, user, account,
 # global, endpoint, object), algorithm (sliding_window, gcra, fixed_window), burst for gcra,

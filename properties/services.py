@@ -8,7 +8,9 @@ from django.db.models import Count, Max, Sum
 
 from accounts.models import User
 from bookings.models import Booking, BookingStatus
+from caching.invalidation import invalidate_on_commit
 from core.exceptions import Conflict, Forbidden, InvalidInput
+from properties.cache import listing_namespaces
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
 
@@ -38,6 +40,12 @@ def property_ensure_manageable(*, property: Property, actor: User) -> None:
         raise Forbidden("Only the property's host can change it.")
 
 
+def _invalidate_listing(property: Property, *also_cities: str) -> None:
+    invalidate_on_commit(
+        listing_namespaces(property_id=property.pk, host_id=property.host_id, cities=[property.city, *also_cities])
+    )
+
+
 def _amenities_from_slugs(slugs: list[str]) -> list[Amenity]:
     unique = sorted(set(slugs))
     amenities = list(Amenity.objects.filter(slug__in=unique))
@@ -57,6 +65,7 @@ def property_create(*, host: User, amenities: list[str] | None = None, **fields:
     property = Property.objects.create(host=host, **fields)
     if amenities:
         property.amenities.set(_amenities_from_slugs(amenities))
+    _invalidate_listing(property)
     return property
 
 
@@ -66,12 +75,14 @@ def property_update(*, property: Property, actor: User, amenities: list[str] | N
     unknown = set(fields) - PROPERTY_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"Unexpected fields: {', '.join(sorted(unknown))}.")
+    previous_city = property.city
     for name, value in fields.items():
         setattr(property, name, value)
     if fields:
         property.save(update_fields=[*fields, "updated_at"])
     if amenities is not None:
         property.amenities.set(_amenities_from_slugs(amenities))
+    _invalidate_listing(property, previous_city)
     return property
 
 
@@ -82,6 +93,7 @@ def property_deactivate(*, property: Property, actor: User) -> Property:
     if property.is_active:
         property.is_active = False
         property.save(update_fields=["is_active", "updated_at"])
+        _invalidate_listing(property)
     return property
 
 
@@ -100,11 +112,13 @@ def property_image_add(
             position = 0 if last is None else last + 1
         try:
             with transaction.atomic():
-                return PropertyImage.objects.create(property=property, image=image, position=position)
+                created = PropertyImage.objects.create(property=property, image=image, position=position)
         except IntegrityError:
             raise Conflict(
                 f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
             ) from None
+        _invalidate_listing(property)
+        return created
 
 
 @transaction.atomic
@@ -130,4 +144,5 @@ def review_create(
     summary = Review.objects.filter(property=property).aggregate(total=Sum("rating"), count=Count("id"))
     average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
+    _invalidate_listing(property)
     return review

@@ -1,0 +1,266 @@
+"""Cache access that never takes the product down.
+
+Every call goes through the Redis circuit breaker shared with the rate limiter: when
+Redis is unreachable the first few calls fail fast (short socket timeouts), the breaker
+opens, and from then on cache calls return "miss" at once; the caller computes from the
+database. Failures are logged (by the breaker, once per opening) and counted.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
+
+from caching.circuit import CircuitOpenError, breaker_for
+from caching.keys import generation_key, raw_key
+from caching.stats import cache_stats_counter
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+STORE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
+GLOBAL_NAMESPACE = "all"
+# Set when an invalidation could not reach Redis; the next successful call repairs it by
+# bumping the namespace every entry depends on, so nothing cached before is served again.
+_lost_invalidations = False
+INVALIDATION_CHANNEL_PARTS = ("cache", "invalidations")
+
+
+def is_redis() -> bool:
+    return settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache"
+
+
+def backend_name() -> str:
+    return "redis" if is_redis() else "locmem"
+
+
+def breaker_state() -> str:
+    return breaker_for("redis").state if is_redis() else "n/a"
+
+
+def redis_client():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def guarded(kind: str, func: Callable[[], T], default: T) -> T:
+    """Run a cache call; a Redis failure or an open circuit counts as an error and yields ``default``."""
+    global _lost_invalidations
+    if not is_redis():
+        return func()
+    try:
+        result = breaker_for("redis").call(func, errors=STORE_ERRORS)
+    except CircuitOpenError:
+        cache_stats_counter.add(kind, "errors")
+        return default
+    except STORE_ERRORS as exc:
+        cache_stats_counter.add(kind, "errors")
+        logger.warning("cache %s call failed, answering from the database: %s", kind, exc)
+        return default
+    if _lost_invalidations and kind != "invalidation":
+        _lost_invalidations = False
+        logger.warning("Redis is back: invalidating every cache entry once (invalidations were lost)")
+        bump_generations([GLOBAL_NAMESPACE])
+    return result
+
+
+def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
+    found = guarded(kind, lambda: cache.get_many(keys), {})
+    _flush_stats_if_due()
+    return found
+
+
+def set_value(kind: str, key: str, value: Any, timeout: float) -> bool:
+    return guarded(kind, lambda: cache.set(key, value, timeout) is not False, False)
+
+
+def add(kind: str, key: str, value: Any, timeout: float) -> bool:
+    return guarded(kind, lambda: bool(cache.add(key, value, timeout)), False)
+
+
+def delete_many(kind: str, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if keys:
+        guarded(kind, lambda: cache.delete_many(keys), None)
+
+
+# --- generations -----------------------------------------------------------------------
+
+
+def fresh_generation() -> int:
+    """A starting value no earlier generation of the namespace can have had: if Redis evicts
+    a generation key, entries tagged with its old values can never match the new one."""
+    return time.time_ns() // 1000
+
+
+def ensure_generations(kind: str, namespaces: list[str]) -> dict[str, int]:
+    """Create missing generation counters (never expiring) and return the current values."""
+    keys = [generation_key(ns) for ns in namespaces]
+    for key in keys:
+        add(kind, key, fresh_generation(), None)
+    found = get_many(kind, keys)
+    return {ns: found[key] for ns, key in zip(namespaces, keys, strict=True) if key in found}
+
+
+_BUMP_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local gen
+  if redis.call('EXISTS', key) == 1 then gen = redis.call('INCR', key)
+  else gen = tonumber(ARGV[2]); redis.call('SET', key, gen) end
+  out[i] = gen
+  redis.call('PUBLISH', ARGV[1], ARGV[2 + i] .. ' ' .. gen)
+end
+return out
+"""
+_bump_script = None
+
+
+def bump_generations(namespaces: Iterable[str]) -> None:
+    """Invalidate every entry of these namespaces: one INCR each (O(1), no SCAN)."""
+    namespaces = sorted(set(namespaces))
+    if not namespaces:
+        return
+    for ns in namespaces:
+        cache_stats_counter.add(ns.split(":", 1)[0], "invalidations")
+    if is_redis():
+        from caching import l1
+
+        global _lost_invalidations
+        generations = guarded("invalidation", lambda: _bump_redis(namespaces), None)
+        if generations is not None:
+            l1.note_generations(generations)
+        else:
+            # Redis is unreachable: the bump is lost, so nothing cached before it may be trusted.
+            _lost_invalidations = True
+            l1.clear()
+    else:
+        for ns in namespaces:
+            key = generation_key(ns)
+            cache.add(key, fresh_generation(), None)
+            cache.incr(key)
+
+
+def _bump_redis(namespaces: list[str]) -> dict[str, int]:
+    global _bump_script
+    client = redis_client()
+    if _bump_script is None:
+        _bump_script = client.register_script(_BUMP_LUA)
+    keys = [cache.make_and_validate_key(generation_key(ns)) for ns in namespaces]
+    generations = _bump_script(keys=keys, args=[invalidation_channel(), fresh_generation(), *namespaces], client=client)
+    return dict(zip(namespaces, (int(g) for g in generations), strict=True))
+
+
+def invalidation_channel() -> str:
+    return raw_key(*INVALIDATION_CHANNEL_PARTS)
+
+
+# --- stats, info -------------------------------------------------------------------------
+
+
+def _stats_key(kind: str) -> str:
+    return raw_key("cache", "stats", kind)
+
+
+def _flush_stats_if_due(*, force: bool = False) -> None:
+    if not is_redis():
+        return
+    batch = cache_stats_counter.take_unflushed(force=force)
+    if batch is None:
+        return
+
+    def flush() -> None:
+        pipe = redis_client().pipeline(transaction=False)
+        for kind, counts in batch.items():
+            for event, count in counts.items():
+                pipe.hincrby(_stats_key(kind), event, count)
+        pipe.execute()
+
+    try:
+        breaker_for("redis").call(flush, errors=STORE_ERRORS)
+    except (CircuitOpenError, *STORE_ERRORS):
+        cache_stats_counter.restore(batch)
+
+
+def cluster_counters() -> dict[str, dict[str, int]] | None:
+    """Counters summed over every process that flushed to Redis (None on the local cache)."""
+    if not is_redis():
+        return None
+    _flush_stats_if_due(force=True)
+
+    def read() -> dict[str, dict[str, int]]:
+        client = redis_client()
+        prefix = raw_key("cache", "stats", "")
+        result = {}
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            name = key.decode() if isinstance(key, bytes) else key
+            raw = client.hgetall(name)
+            result[name[len(prefix) :]] = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return result
+
+    return guarded("stats", read, None)
+
+
+def redis_info() -> dict[str, Any] | None:
+    if not is_redis():
+        return None
+
+    def read() -> dict[str, Any]:
+        client = redis_client()
+        memory, stats, keyspace = client.info("memory"), client.info("stats"), client.info("keyspace")
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        return {
+            "used_memory_bytes": memory.get("used_memory"),
+            "maxmemory_bytes": memory.get("maxmemory"),
+            "maxmemory_policy": memory.get("maxmemory_policy"),
+            "keys": keyspace.get(f"db{db}", {}).get("keys", 0),
+            "evicted_keys": stats.get("evicted_keys"),
+            "expired_keys": stats.get("expired_keys"),
+            "keyspace_hits": stats.get("keyspace_hits"),
+            "keyspace_misses": stats.get("keyspace_misses"),
+        }
+
+    return guarded("stats", read, None)
+
+
+def l1_info() -> dict[str, Any]:
+    from caching import l1
+
+    return l1.info()
+
+
+def clear_all() -> int:
+    """Delete every Staybase key (cache, generations, stats, rate limits) by prefix, in
+    batches with SCAN + UNLINK: never FLUSHALL/FLUSHDB, the Redis may be shared."""
+    from caching import l1
+
+    l1.clear()
+    if not is_redis():
+        cache.clear()  # the local-memory cache holds nothing but ours
+        return 0
+
+    def unlink_by_prefix() -> int:
+        client = redis_client()
+        deleted = 0
+        batch: list = []
+        patterns = [f"{cache.make_and_validate_key('')}*", f"{raw_key('')}*"]
+        for pattern in patterns:
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += client.unlink(*batch)
+                    batch = []
+        if batch:
+            deleted += client.unlink(*batch)
+        return deleted
+
+    deleted = guarded("admin", unlink_by_prefix, 0)
+    # Peers drop their in-process copies too.
+    guarded("admin", lambda: redis_client().publish(invalidation_channel(), "* 0"), None)
+    return deleted
