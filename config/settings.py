@@ -5,6 +5,7 @@ django-q2 on the ORM broker. Production differs only by environment variables;
 README.md lists every one of them with its default.
 """
 
+import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_q",
     "django_ratelimit",
+    "django_prometheus",
     "core",
     "accounts",
     "properties",
@@ -72,9 +74,14 @@ INSTALLED_APPS = [
     "analytics",
     "caching",
     "jobs",
+    "observability",
 ]
 
 MIDDLEWARE = [
+    # Health and metrics are answered here, ahead of host validation and the HTTPS redirect.
+    "observability.middleware.ProbeMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "observability.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
     "config.middleware.RateLimitHeadersMiddleware",
@@ -85,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -361,14 +369,64 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Staybase <no-reply@staybase.local>")
 
+# --- Observability (observability/, config/gunicorn.py, deploy/) -----------------------------
+# INSTRUMENTATION_ENABLED=0 removes the per-request instrumentation (request ids, access and
+# slow-request logs, django-prometheus middleware, the SQL execute wrapper, per-endpoint
+# stats): bench/ measures what it costs. Health and metrics endpoints stay.
+INSTRUMENTATION_ENABLED = env_bool("INSTRUMENTATION_ENABLED", True)
+INSTRUMENTATION_MIDDLEWARE = (
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "observability.middleware.RequestObservabilityMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+)
+if not INSTRUMENTATION_ENABLED:
+    MIDDLEWARE = [name for name in MIDDLEWARE if name not in INSTRUMENTATION_MIDDLEWARE]
+SLOW_QUERY_MS = env_int("SLOW_QUERY_MS", 200)
+SLOW_REQUEST_MS = env_int("SLOW_REQUEST_MS", 1000)
+KPI_CACHE_SECONDS = env_int("KPI_CACHE_SECONDS", 30)
+# /metrics: open in development; in production only from these networks or with the token.
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", not IS_PRODUCTION)
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN")
+try:
+    for _network in METRICS_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_network, strict=False)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_exc}") from _exc
+if METRICS_BEARER_TOKEN and len(METRICS_BEARER_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_BEARER_TOKEN must be at least 24 characters.")
+HEALTH_DISK_MIN_FREE_MB = env_int("HEALTH_DISK_MIN_FREE_MB", 500)
+HEALTH_REDIS_TIMEOUT_S = float(env_str("REDIS_SOCKET_TIMEOUT_S", "0.5"))
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
+SENTRY_RELEASE = env_str("SENTRY_RELEASE")
+SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
+SENTRY_SEND_DEFAULT_PII = env_bool("SENTRY_SEND_DEFAULT_PII", False)
+
 # --- Logging ------------------------------------------------------------------
+# One JSON object per line in production (log pipelines), readable text in development;
+# every line carries the request id (and user, method, path) of the request it belongs to.
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if IS_PRODUCTION else "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_context": {"()": "observability.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "observability.logging.JsonFormatter"},
+        "text": {"()": "observability.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_context"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # Replaces Django's own "django" console handler, which would print every line twice.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        # Replaces Django's own "django" console handler, which would print every line twice.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # runserver's access line would repeat the middleware's (staybase.request), minus the request id.
+        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }
 
 # --- Production hardening -------------------------------------------------------

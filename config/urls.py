@@ -14,9 +14,11 @@ api_v1 = [
     path("", include("bookings.urls")),
     path("analytics/", include("analytics.urls")),
     path("admin/", include("core.urls")),
+    path("admin/", include("observability.api_urls")),
 ]
 
 urlpatterns = [
+    path("", include("observability.urls")),  # /health/, /health/ready/, /metrics
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.signals import request_finished
+from django.db.backends.signals import connection_created
+
+
+class ObservabilityConfig(AppConfig):
+    name = "observability"
+
+    def ready(self) -> None:
+        from observability.db import instrument_connection
+        from observability.metrics import sample_db_pools
+        from observability.sentry import sentry_init
+
+        if settings.INSTRUMENTATION_ENABLED:
+            connection_created.connect(instrument_connection, dispatch_uid="observability.instrument_connection")
+            # After Django's own request_finished receiver has returned the connection to its pool.
+            request_finished.connect(sample_db_pools, dispatch_uid="observability.sample_db_pools")
+        sentry_init()

@@ -1,0 +1,96 @@
+"""Log records that carry their request: a filter adds the context, two formatters render it.
+
+Production writes one JSON object per line for the log pipeline; development writes
+readable text. ``config.settings.LOGGING`` picks the formatter from ``LOG_FORMAT``.
+"""
+
+import datetime
+import json
+import logging
+from typing import Any
+
+from django.utils.functional import empty
+
+from observability.context import current_request_var, request_id_var
+
+# Fields every JSON line has, null when the record is not about a request.
+CORE_FIELDS = ("request_id", "user_id", "method", "path", "status", "duration_ms")
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    # Django's request logger passes the request object itself; method and path already say it.
+    "request",
+    "status_code",
+}
+
+
+def _user_id(request: Any) -> int | None:
+    # Read what authentication already resolved; evaluating a lazy user here would run a
+    # session query from inside a log call.
+    user = request.__dict__.get("user")
+    if user is None:
+        return None
+    resolved = getattr(user, "_wrapped", user)
+    if resolved is empty or not getattr(resolved, "is_authenticated", False):
+        return None
+    return resolved.pk
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds request_id, user_id, method and path of the current request to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        values = record.__dict__
+        # Django logs 4xx/5xx responses after the middleware has returned, passing the request.
+        request = current_request_var.get() or values.get("request")
+        request_id = request_id_var.get() or getattr(request, "request_id", None)
+        if request_id is not None:
+            values.setdefault("request_id", request_id)
+        if request is not None and hasattr(request, "method"):
+            values.setdefault("method", request.method)
+            values.setdefault("path", request.path)
+            if values.get("user_id") is None:
+                values["user_id"] = _user_id(request)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; extra= fields are kept, exceptions become structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "timestamp": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CORE_FIELDS:
+            payload[name] = record.__dict__.get(name)
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_ATTRIBUTES and name not in payload and not name.startswith("_"):
+                payload[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc_value, _ = record.exc_info
+            payload["exception"] = {
+                "type": f"{exc_type.__module__}.{exc_type.__qualname__}",
+                "message": str(exc_value),
+                "stacktrace": self.formatException(record.exc_info),
+            }
+        elif record.exc_text:
+            payload["exception"] = {"type": None, "message": None, "stacktrace": record.exc_text}
+        if record.stack_info:
+            payload["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger [request-id] message`` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        # The default covers records outside a request and those that bypassed the filter.
+        super().__init__(
+            "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s", defaults={"request_id": "-"}
+        )

@@ -1,0 +1,283 @@
+"""Staybase's own Prometheus metrics and the ``/metrics`` payload.
+
+Two kinds of numbers:
+
+* per-process ones (slow requests, DB pool, rate-limiter and circuit-breaker events) are
+  prometheus_client metrics; under gunicorn ``PROMETHEUS_MULTIPROC_DIR`` makes every worker
+  write them to shared files that one scrape adds up (see config/gunicorn.py);
+* platform-wide ones (business KPIs, cache hit ratios, rate-limit rejections, job queues)
+  are read at scrape time by ``PlatformCollector`` from the database and the shared stores,
+  with the expensive part cached for ``KPI_CACHE_SECONDS``, so a scrape never runs heavy
+  queries and several workers answering scrapes share one computation.
+"""
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+slow_requests_total = Counter(
+    "staybase_http_slow_requests_total", "Requests slower than SLOW_REQUEST_MS, by view.", ["view"]
+)
+# livesum: the pool gauges of every live worker add up; dead workers drop out (child_exit).
+db_pool_connections = Gauge(
+    "staybase_db_pool_connections",
+    "Django's psycopg connection pool per process: in_use, idle, size, max, waiting (requests).",
+    ["alias", "state"],
+    multiprocess_mode="livesum",
+)
+ratelimit_events_total = Counter(
+    "staybase_ratelimit_store_events_total",
+    "Rate-limit store failures and what the limiter did about them (store_errors, failed_open, failed_closed).",
+    ["event"],
+)
+circuit_events_total = Counter(
+    "staybase_circuit_breaker_events_total",
+    "Circuit breaker events: failures, opened, closed, short_circuited.",
+    ["breaker", "event"],
+)
+circuit_open = Gauge(
+    "staybase_circuit_breaker_open",
+    "1 while a process's breaker for the dependency is open or half-open.",
+    ["breaker"],
+    multiprocess_mode="livemax",
+)
+
+KPI_CACHE_KEY = "obs:platform-kpis:v1"
+
+
+# --- per-process numbers kept elsewhere, mirrored into prometheus counters ----------------
+
+
+class _CounterMirror:
+    """Adds the growth of plain in-process counters (core.throttling, caching.circuit) to
+    Prometheus counters, so multiprocess mode sums them across workers like any counter."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, ...], int] = {}
+
+    def mirror(self, key: tuple[str, ...], current: int, inc: Callable[[int], None]) -> None:
+        with self._lock:
+            previous = self._seen.get(key, 0)
+            self._seen[key] = current
+        if current > previous:
+            inc(current - previous)
+
+
+_mirror = _CounterMirror()
+_BREAKER_EVENTS = ("failures", "opened", "closed", "short_circuited")
+
+
+def sync_process_counters() -> None:
+    from caching.circuit import breaker_for
+    from core.throttling import rate_limit_stats
+
+    for event in ("store_errors", "failed_open", "failed_closed"):
+        _mirror.mirror(("rl", event), getattr(rate_limit_stats, event), ratelimit_events_total.labels(event).inc)
+    breaker = breaker_for("redis")
+    for event in _BREAKER_EVENTS:
+        _mirror.mirror(("cb", "redis", event), breaker.events[event], circuit_events_total.labels("redis", event).inc)
+    circuit_open.labels("redis").set(0 if breaker.state == "closed" else 1)
+
+
+def sample_db_pools(**kwargs: Any) -> None:
+    """``request_finished`` receiver: the pools as they are between requests."""
+    for alias in connections:
+        connection = connections[alias]
+        # The pools dict, not the ``pool`` property: reading the property would create a pool.
+        pool = getattr(connection, "_connection_pools", {}).get(alias)
+        if pool is None:
+            continue
+        stats = pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        db_pool_connections.labels(alias, "in_use").set(size - idle)
+        db_pool_connections.labels(alias, "idle").set(idle)
+        db_pool_connections.labels(alias, "size").set(size)
+        db_pool_connections.labels(alias, "max").set(stats.get("pool_max", 0))
+        db_pool_connections.labels(alias, "waiting").set(stats.get("requests_waiting", 0))
+
+
+# --- platform-wide numbers, read at scrape time -------------------------------------------
+
+_local_kpis: tuple[float, dict[str, Any]] | None = None
+_local_kpis_lock = threading.Lock()
+
+
+def platform_kpis() -> dict[str, Any]:
+    """The KPI snapshot, at most ``KPI_CACHE_SECONDS`` old.
+
+    Shared through the cache so N workers answering scrapes compute it once per interval;
+    a copy in this process covers a cache that is down, so a dead Redis cannot turn every
+    scrape into the full set of queries.
+    """
+    global _local_kpis
+    ttl = settings.KPI_CACHE_SECONDS
+    now = time.time()
+    local = _local_kpis
+    if local is not None and now - local[0] < ttl:
+        return local[1]
+    from observability.stores import STORE_ERRORS
+
+    shared: dict[str, Any] | None
+    try:
+        shared = cache.get(KPI_CACHE_KEY)
+    except STORE_ERRORS:
+        shared = None
+    if shared is None or now - shared["computed_at"] >= ttl:
+        from observability.selectors import platform_kpi_snapshot
+
+        shared = platform_kpi_snapshot()
+        try:
+            cache.set(KPI_CACHE_KEY, shared, timeout=ttl)
+        except STORE_ERRORS:
+            logger.warning("KPI snapshot not shared: cache unavailable")
+    with _local_kpis_lock:
+        _local_kpis = (now, shared)
+    return shared
+
+
+def reset_platform_kpis() -> None:
+    global _local_kpis
+    with _local_kpis_lock:
+        _local_kpis = None
+
+
+def _money(value: Decimal | str | float | None) -> float:
+    return float(value or 0)
+
+
+def _kpi_families(kpis: dict[str, Any]) -> Iterator[Metric]:
+    active = GaugeMetricFamily("staybase_active_users", "Users who made an API request recently.", labels=["window"])
+    active.add_metric(["15m"], kpis["active_users_15m"])
+    yield active
+
+    bookings = GaugeMetricFamily("staybase_bookings", "Bookings by status.", labels=["status"])
+    for status, count in sorted(kpis["bookings_by_status"].items()):
+        bookings.add_metric([status], count)
+    yield bookings
+
+    revenue = GaugeMetricFamily(
+        "staybase_revenue",
+        "Booking value (gross: what guests pay) and platform revenue (service fee + host commission) "
+        "of bookings made in the window, cancelled ones excluded.",
+        labels=["window", "currency", "kind"],
+    )
+    for row in kpis["revenue"]:
+        revenue.add_metric([row["window"], row["currency"], "gross"], _money(row["gross"]))
+        revenue.add_metric([row["window"], row["currency"], "platform"], _money(row["platform"]))
+    yield revenue
+
+    yield GaugeMetricFamily("staybase_active_properties", "Listings open for booking.", value=kpis["active_properties"])
+
+    payouts = GaugeMetricFamily(
+        "staybase_payouts_pending", "Payouts not yet paid, by status.", labels=["status", "currency"]
+    )
+    payout_amounts = GaugeMetricFamily(
+        "staybase_payouts_pending_amount", "Amount of payouts not yet paid.", labels=["status", "currency"]
+    )
+    for row in kpis["payouts_pending"]:
+        payouts.add_metric([row["status"], row["currency"]], row["count"])
+        payout_amounts.add_metric([row["status"], row["currency"]], _money(row["amount"]))
+    yield payouts
+    yield payout_amounts
+
+    server = kpis.get("db_server_connections")
+    if server is not None:
+        yield GaugeMetricFamily(
+            "staybase_db_server_connections", "Connections open on the PostgreSQL server.", value=server["used"]
+        )
+        yield GaugeMetricFamily(
+            "staybase_db_server_max_connections", "PostgreSQL max_connections.", value=server["max"]
+        )
+    yield GaugeMetricFamily(
+        "staybase_kpi_snapshot_timestamp_seconds", "When the KPI snapshot was computed.", value=kpis["computed_at"]
+    )
+
+
+def _cache_families() -> Iterator[Metric]:
+    """Per-kind cache counters from caching.stats: cluster-wide with Redis, else this process's."""
+    from caching.stats import EVENTS, cache_stats
+
+    stats = cache_stats()
+    per_kind = stats.get("cluster") or stats.get("process") or {}
+    events = CounterMetricFamily("staybase_cache_events", "Cache events by kind.", labels=["kind", "event"])
+    ratio = GaugeMetricFamily(
+        "staybase_cache_hit_ratio", "Lookups served from the cache (fresh, stale or L1) / lookups.", labels=["kind"]
+    )
+    for kind, row in sorted(per_kind.items()):
+        for event in EVENTS:
+            events.add_metric([kind, event], int(row.get(event, 0)))
+        if row.get("hit_ratio") is not None:
+            ratio.add_metric([kind], float(row["hit_ratio"]))
+    yield events
+    yield ratio
+
+
+def _ratelimit_families() -> Iterator[Metric]:
+    from core.throttling import rate_limit_store
+
+    rejections = CounterMetricFamily(
+        "staybase_ratelimit_rejections", "Requests refused (429) by each rate-limit rule.", labels=["rule"]
+    )
+    for rule, count in sorted(rate_limit_store().rejection_totals().items()):
+        rejections.add_metric([rule], count)
+    yield rejections
+
+
+class PlatformCollector(Collector):
+    """Reads platform-wide numbers at scrape time; each source reports its own ``up``."""
+
+    SOURCES: dict[str, Callable[[], Iterator[Metric]]] = {
+        "kpis": lambda: _kpi_families(platform_kpis()),
+        "cache": _cache_families,
+        "ratelimit": _ratelimit_families,
+    }
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "staybase_metrics_source_up", "1 if the source answered this scrape, 0 if it failed.", labels=["source"]
+        )
+        for name, source in self.SOURCES.items():
+            try:
+                families = list(source())
+            except Exception:
+                # A failing source must not take the request metrics down with it; the
+                # source's up=0 is what alerting sees, the log line says why.
+                logger.exception("metrics source %s failed", name)
+                up.add_metric([name], 0)
+                continue
+            up.add_metric([name], 1)
+            yield from families
+        yield up
+
+
+_platform_registry = CollectorRegistry(auto_describe=False)
+_platform_registry.register(PlatformCollector())
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render_metrics() -> bytes:
+    """Text exposition: every worker's metrics (or this process's), then the platform ones."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry) + generate_latest(_platform_registry)

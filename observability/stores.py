@@ -1,0 +1,70 @@
+"""Where observability keeps shared state: Redis when the cache is Redis, else this process.
+
+Same rule as the rate limiter's store (core.throttling): with REDIS_URL every process
+shares one view; the embedded default serves the API from one process, whose memory is
+then the whole truth.
+"""
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from caching.circuit import CircuitOpenError, breaker_for
+
+STORE_ERRORS = (RedisError, OSError)
+T = TypeVar("T")
+
+store_errors_total = Counter(
+    "staybase_observability_store_errors_total",
+    "Writes of observability data (performance stats, active users) that the store refused.",
+    ["store"],
+)
+
+
+def uses_redis() -> bool:
+    from django_redis.cache import RedisCache
+
+    return issubclass(import_string(settings.CACHES["default"]["BACKEND"]), RedisCache)
+
+
+def guarded_write(store: str, write: Callable[[], object]) -> None:
+    """Observability must not fail a request: a refused write is counted and dropped.
+
+    The shared Redis circuit breaker keeps a dead Redis from costing a timeout per request.
+    """
+    try:
+        breaker_for("redis").call(write, errors=STORE_ERRORS)
+    except (CircuitOpenError, *STORE_ERRORS):
+        store_errors_total.labels(store).inc()
+
+
+_lock = threading.Lock()
+_stores: dict[tuple[str, str], Any] = {}
+
+
+def store_for(kind: str, *, local: Callable[[], T], redis: Callable[[Any], T]) -> T:
+    """One store of ``kind`` per configured cache, built on first use."""
+    cache_config = settings.CACHES["default"]
+    key = (kind, f"{cache_config['BACKEND']}|{cache_config.get('LOCATION')}")
+    store = _stores.get(key)
+    if store is None:
+        with _lock:
+            store = _stores.get(key)
+            if store is None:
+                if uses_redis():
+                    from django_redis import get_redis_connection
+
+                    store = redis(get_redis_connection("default"))
+                else:
+                    store = local()
+                _stores[key] = store
+    return store
+
+
+def stores_of(kind: str) -> list[Any]:
+    return [store for (store_kind, _), store in list(_stores.items()) if store_kind == kind]
