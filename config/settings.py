@@ -339,21 +339,52 @@ IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 PROPERTY_IMAGE_MAX_BYTES = env_int("PROPERTY_IMAGE_MAX_BYTES", 10 * 1024 * 1024)
 PROPERTY_IMAGE_MAX_PIXELS = env_int("PROPERTY_IMAGE_MAX_PIXELS", 40_000_000)
 
-# --- Background jobs (django-q2) ----------------------------------------------
+# --- Background jobs (django-q2, jobs/) ----------------------------------------
+# One django-q2 cluster per priority (critical, high, normal, low), each with its own queue
+# and workers, so critical work never waits behind a backlog: one worker process serves one
+# priority (Q_CLUSTER_NAME=staybase-critical manage.py qcluster); manage.py run_workers
+# starts all four. jobs.brokers adds job tracking, delays and retries to django-q2's broker.
+Q_TIMEOUT_S = env_int("Q_TIMEOUT_S", 300)
 Q_CLUSTER = {
     "name": "staybase",
     "workers": env_int("Q_WORKERS", 2),
-    "timeout": env_int("Q_TIMEOUT_S", 300),
+    "timeout": Q_TIMEOUT_S,
     # retry must exceed timeout, or a slow task is handed to a second worker.
-    "retry": env_int("Q_TIMEOUT_S", 300) + 60,
+    "retry": Q_TIMEOUT_S + 60,
+    # Schedules with side effects (payouts, emails) must not fire a burst of missed runs.
     "catch_up": False,
     "save_limit": 1000,
     "ack_failures": True,
+    "ALT_CLUSTERS": {
+        "staybase-critical": {"workers": env_int("Q_WORKERS_CRITICAL", 1)},
+        "staybase-high": {"workers": env_int("Q_WORKERS_HIGH", 1)},
+        "staybase-normal": {"workers": env_int("Q_WORKERS", 2)},
+        "staybase-low": {"workers": env_int("Q_WORKERS_LOW", 1)},
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["django_redis"] = "default"
+    Q_CLUSTER["broker_class"] = "jobs.brokers.RedisBroker"
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "jobs.brokers.OrmBroker"
+    # django-q2 keeps cluster heartbeats in a cache; the local-memory cache is private to each
+    # process, so the job dashboard would never see a worker. A file cache is shared on the host.
+    CACHES["jobs"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": env_str("Q_STATS_DIR", str(BASE_DIR / ".q-stats")),
+    }
+    Q_CLUSTER["cache"] = "jobs"
+# Finished job records, resolved dead letters and django-q2 results older than this are pruned.
+JOBS_RETENTION_DAYS = env_int("JOBS_RETENTION_DAYS", 14)
+# What the jobs do: payouts wait this long after check-out; cleanup keeps cancelled bookings
+# and host reports this long; the market endpoint trusts a precomputed row this long.
+PAYOUT_HOLDING_DAYS = env_int("PAYOUT_HOLDING_DAYS", 3)
+CANCELLED_BOOKING_RETENTION_DAYS = env_int("CANCELLED_BOOKING_RETENTION_DAYS", 365)
+HOST_REPORT_RETENTION_DAYS = env_int("HOST_REPORT_RETENTION_DAYS", 90)
+MARKET_DATA_MAX_AGE_MINUTES = env_int("MARKET_DATA_MAX_AGE_MINUTES", 90)
+# Uploaded images are scaled down to fit this many pixels on their longest side.
+PROPERTY_IMAGE_MAX_DIMENSION = env_int("PROPERTY_IMAGE_MAX_DIMENSION", 2560)
 
 # --- Email --------------------------------------------------------------------
 EMAIL_BACKEND = env_str(

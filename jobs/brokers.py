@@ -1,0 +1,165 @@
+"""django-q2 brokers that carry tracked jobs and run the dispatcher.
+
+``Q_CLUSTER["broker_class"]`` points at one of these (ORM on the embedded default, Redis
+when ``REDIS_URL`` is set). On top of django-q2's broker they
+
+* build the messages for tracked jobs themselves, one cheap signed package per job with
+  no log line per enqueue, and push many at once (one Redis ``RPUSH`` or one ``INSERT``);
+* run the dispatcher from the pusher loop of every cluster: about once a second the
+  cluster hands its priority's due jobs (delayed, backing off, or never pushed) to the
+  broker, and every half minute it recovers jobs whose worker died or whose message was
+  lost. A cluster therefore needs no scheduler tick (30 s in django-q2) to retry a job.
+"""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django import db
+from django.db import transaction
+from django.utils import timezone
+from django_q.brokers import get_broker, orm, redis_broker
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from jobs.priorities import Priority, priority_of_queue, queue_name
+
+logger = logging.getLogger(__name__)
+
+RUNNER = "jobs.runner.execute"
+DISPATCH_INTERVAL_S = 1.0
+RECOVER_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """What a worker needs to claim and run a job without reading its record first."""
+
+    job_id: int
+    dispatch: int
+    attempts: int
+    max_attempts: int
+    task: str
+    args: list[Any]
+    request_id: str
+    timeout: int | None
+
+    def package(self) -> str:
+        task: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "name": f"job-{self.job_id}.{self.dispatch}",
+            "func": RUNNER,
+            "args": (self.job_id, self.dispatch, self.attempts, self.max_attempts, self.task, self.args),
+            "kwargs": {"request_id": self.request_id},
+            "started": timezone.now(),
+            # The job record is the result store; django-q2 still saves what it alone sees
+            # (an attempt killed at its timeout).
+            "save": False,
+            "ack_failure": True,
+        }
+        if self.timeout is not None:
+            task["timeout"] = self.timeout
+        return SignedPackage.dumps(task)
+
+
+class TrackedJobsBroker:
+    """Mixed into a django-q2 broker class; see the module docstring."""
+
+    queue: str
+
+    def _init_dispatcher(self, queue: str) -> None:
+        self.queue = queue
+        self.priority: Priority | None = priority_of_queue(queue)
+        self._next_dispatch = 0.0
+        self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
+
+    def __setstate__(self, state: tuple) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        self._init_dispatcher(self.queue_of(self.list_key))
+
+    @staticmethod
+    def queue_of(list_key: str) -> str:
+        return list_key
+
+    def push_jobs(self, messages: list[JobMessage]) -> None:
+        raise NotImplementedError
+
+    def dispatcher_tick(self) -> None:
+        """Called by the cluster's pusher before each pull; cheap unless a period elapsed."""
+        if self.priority is None:
+            return
+        now = time.monotonic()
+        if now < self._next_dispatch:
+            return
+        self._next_dispatch = now + DISPATCH_INTERVAL_S
+        from jobs import dispatcher
+
+        try:
+            while dispatcher.dispatch_due(priority=self.priority, broker=self) == dispatcher.DISPATCH_BATCH:
+                pass
+            if now >= self._next_recover:
+                self._next_recover = now + RECOVER_INTERVAL_S
+                dispatcher.recover_stuck(priority=self.priority, broker=self)
+        except Exception:
+            # The pusher must keep pulling even while the database hiccups; the next tick retries.
+            logger.exception("Job dispatcher for %s failed; retrying in %s s", self.queue, DISPATCH_INTERVAL_S)
+
+
+class OrmBroker(TrackedJobsBroker, orm.ORM):
+    def __init__(self, list_key: str | None = None):
+        super().__init__(list_key=list_key)
+        self._init_dispatcher(self.list_key)
+
+    @staticmethod
+    def get_connection(list_key: str | None = None):
+        # django-q2 closes stale connections on every call, which in a web process means a
+        # reconnect per enqueue; only the long-lived pusher needs that (see dequeue).
+        return OrmQ.objects.using(Conf.ORM)
+
+    def dequeue(self):
+        if transaction.get_autocommit(using=Conf.ORM):
+            db.close_old_connections()
+        self.dispatcher_tick()
+        return super().dequeue()
+
+    def push_jobs(self, messages: list[JobMessage]) -> None:
+        now = timezone.now()
+        OrmQ.objects.using(Conf.ORM).bulk_create(
+            [OrmQ(key=self.list_key, payload=message.package(), lock=now) for message in messages]
+        )
+
+
+class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
+    def __init__(self, list_key: str | None = None):
+        super().__init__(list_key=list_key)
+        self._init_dispatcher(self.queue_of(self.list_key))
+
+    @staticmethod
+    def queue_of(list_key: str) -> str:
+        # django-q2 stores queue "x" under the Redis key "django_q:x:q".
+        return list_key.removeprefix("django_q:").removesuffix(":q")
+
+    def dequeue(self):
+        self.dispatcher_tick()
+        return super().dequeue()
+
+    def push_jobs(self, messages: list[JobMessage]) -> None:
+        self.connection.rpush(self.list_key, *(message.package() for message in messages))
+
+
+_brokers: dict[str, TrackedJobsBroker] = {}
+
+
+def broker_for(priority: str) -> TrackedJobsBroker:
+    """This process's broker for ``priority`` (one per queue, reused for every push)."""
+    name = queue_name(priority)
+    broker = _brokers.get(name)
+    if broker is None:
+        broker = get_broker(name)
+        if not isinstance(broker, TrackedJobsBroker):
+            raise TypeError(f'Q_CLUSTER["broker_class"] must be a jobs.brokers class, got {type(broker).__name__}.')
+        _brokers[name] = broker
+    return broker

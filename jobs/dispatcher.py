@@ -1,0 +1,125 @@
+"""Hands waiting jobs to the broker and recovers jobs that fell through the cracks.
+
+Runs inside every cluster's pusher (``jobs.brokers``), for that cluster's priority.
+Messages are pushed *before* the transaction that marks them dispatched commits: if the
+commit fails the rows stay waiting and are pushed again with a new dispatch number, and
+the first message no longer matches its job, so at-least-once delivery never becomes
+at-least-twice execution.
+"""
+
+import datetime
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from jobs.brokers import JobMessage, TrackedJobsBroker, broker_for
+from jobs.errors import TransientError, UnknownTask
+from jobs.models import WAITING_STATUSES, JobRecord, JobStatus
+from jobs.priorities import Priority
+from jobs.registry import get_spec
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_BATCH = 500
+# A queued job whose message is nowhere after this long (its queue is empty) is pushed again.
+LOST_AFTER = datetime.timedelta(minutes=10)
+RECOVER_BATCH = 100
+
+
+class WorkerLost(TransientError):
+    """The attempt's worker stopped reporting: killed, out of memory, or its host died."""
+
+
+def task_timeout(task: str) -> int | None:
+    try:
+        return get_spec(task).timeout
+    except UnknownTask:
+        return None  # the runner dead-letters it; it must still be delivered to say so
+
+
+def dispatch_due(*, priority: Priority, broker: TrackedJobsBroker | None = None) -> int:
+    """Push up to ``DISPATCH_BATCH`` waiting jobs of ``priority`` that are due. Returns how many."""
+    broker = broker or broker_for(priority)
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            JobRecord.objects.select_for_update(skip_locked=True)
+            .filter(priority=priority, status__in=WAITING_STATUSES, dispatched_at__isnull=True)
+            .filter(Q(eta__isnull=True) | Q(eta__lte=now))
+            .order_by(F("eta").asc(nulls_first=True), "pk")
+            .values_list("pk", "dispatch", "attempts", "max_attempts", "task", "args", "request_id")[:DISPATCH_BATCH]
+        )
+        if not rows:
+            return 0
+        JobRecord.objects.filter(
+            pk__in=[row[0] for row in rows], status__in=WAITING_STATUSES, dispatched_at__isnull=True
+        ).update(status=JobStatus.QUEUED, dispatch=F("dispatch") + 1, dispatched_at=now)
+        broker.push_jobs(
+            [
+                JobMessage(
+                    job_id=pk,
+                    dispatch=dispatch + 1,
+                    attempts=attempts,
+                    max_attempts=max_attempts,
+                    task=task,
+                    args=args,
+                    request_id=request_id,
+                    timeout=task_timeout(task),
+                )
+                for pk, dispatch, attempts, max_attempts, task, args, request_id in rows
+            ]
+        )
+    return len(rows)
+
+
+def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None) -> tuple[int, int]:
+    """Fail attempts whose worker died; re-dispatch queued jobs whose message was lost.
+
+    An attempt is lost when it has run longer than the cluster timeout plus a minute:
+    django-q2 would have stopped it by then, and its worker reports every failure, so
+    only a dead worker stays silent. It counts as a failed attempt (retried or dead-lettered).
+
+    A message is lost when the job has waited ``LOST_AFTER`` while its queue is empty
+    (the enqueuing process died between commit and push, or Redis lost it). Re-dispatching
+    gives it a new dispatch number, so if the old message was merely slow it is dropped.
+    Returns (attempts failed, jobs re-dispatched).
+    """
+    from jobs.runner import job_attempt_failed
+
+    broker = broker or broker_for(priority)
+    now = timezone.now()
+    silence = datetime.timedelta(seconds=settings.Q_CLUSTER["timeout"] + 60)
+    stuck = list(
+        JobRecord.objects.filter(priority=priority, status=JobStatus.RUNNING, started_at__lt=now - silence)
+        .order_by("started_at")
+        .values_list("pk", "dispatch", "attempts", "max_attempts", "task")[:RECOVER_BATCH]
+    )
+    for pk, dispatch, attempts, max_attempts, task in stuck:
+        error = WorkerLost(f"No result from the worker within {silence.total_seconds():.0f} s.")
+        job_attempt_failed(
+            job_id=pk,
+            dispatch=dispatch,
+            attempt=attempts,
+            max_attempts=max_attempts,
+            task=task,
+            exc=error,
+            duration_ms=None,
+        )
+    redispatched = 0
+    if broker.queue_size() == 0:
+        lost = JobRecord.objects.filter(
+            priority=priority, status=JobStatus.QUEUED, dispatched_at__lt=now - LOST_AFTER
+        ).values("pk")[:RECOVER_BATCH]
+        redispatched = JobRecord.objects.filter(pk__in=list(lost), status=JobStatus.QUEUED).update(dispatched_at=None)
+    if stuck or redispatched:
+        logger.warning(
+            "Recovered %s %s jobs: %s lost attempt(s), %s lost message(s)",
+            len(stuck) + redispatched,
+            priority,
+            len(stuck),
+            redispatched,
+        )
+    return len(stuck), redispatched

@@ -1,0 +1,217 @@
+"""Writes of the jobs app: enqueue, dead-letter handling, pruning."""
+
+import datetime
+import json
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from accounts.models import User
+from core.exceptions import Conflict
+from jobs.brokers import JobMessage, broker_for
+from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
+from jobs.priorities import Priority
+from jobs.registry import JobSpec, get_spec
+from observability.context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_args(args: tuple[Any, ...]) -> list[Any]:
+    """Task arguments are stored as JSON: primary keys and plain values, never model instances."""
+
+    def check(value: Any) -> None:
+        if isinstance(value, JSON_SCALARS):
+            return
+        if isinstance(value, list | tuple):
+            for item in value:
+                check(item)
+            return
+        if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+            for item in value.values():
+                check(item)
+            return
+        raise TypeError(f"Job arguments must be JSON values (pass primary keys); got {type(value).__name__}.")
+
+    for arg in args:
+        check(arg)
+    return json.loads(json.dumps(list(args)))
+
+
+def _as_delay(delay: datetime.timedelta | float | None) -> datetime.timedelta | None:
+    if delay is None:
+        return None
+    if not isinstance(delay, datetime.timedelta):
+        delay = datetime.timedelta(seconds=delay)
+    if delay < datetime.timedelta(0):
+        raise ValueError("delay cannot be negative.")
+    return delay or None
+
+
+def enqueue(
+    task: str | Callable[..., object],
+    *args: Any,
+    priority: Priority | str | None = None,
+    delay: datetime.timedelta | float | None = None,
+    dedupe_key: str = "",
+) -> JobRecord:
+    """Queue ``task(*args)`` as a tracked job and return its record.
+
+    Inside a transaction the record is written in that transaction and the message goes
+    to the broker only when it commits (nothing runs if it rolls back; a worker never sees
+    a row that is not there yet). The record doubles as an outbox: a push that fails, or
+    never happens because the process died right after the commit, is done by the
+    dispatcher. ``priority`` overrides the task's own; ``delay`` (seconds or a timedelta)
+    holds the job back; ``dedupe_key`` returns the existing job instead while one with
+    the same key is queued, running or waiting to retry.
+    """
+    spec = get_spec(task)
+    priority = Priority(priority) if priority else spec.priority
+    job_args = _json_args(args)
+    wait = _as_delay(delay)
+    if len(dedupe_key) > JobRecord._meta.get_field("dedupe_key").max_length:
+        raise ValueError("dedupe_key is too long.")
+    now = timezone.now()
+    record = JobRecord(
+        task=spec.name,
+        priority=priority,
+        args=job_args,
+        max_attempts=spec.max_attempts,
+        dispatch=0 if wait else 1,
+        dedupe_key=dedupe_key,
+        subject=spec.subject_of(job_args)[:100],
+        request_id=current_request_id() or "",
+        enqueued_at=now,
+        eta=now + wait if wait else None,
+        dispatched_at=None if wait else now,
+    )
+    if dedupe_key:
+        existing = _insert_unless_pending(record)
+        if existing is not None:
+            return existing
+    else:
+        record.save(force_insert=True)
+    if not wait:
+        message = JobMessage(
+            job_id=record.pk,
+            dispatch=record.dispatch,
+            attempts=0,
+            max_attempts=record.max_attempts,
+            task=spec.name,
+            args=job_args,
+            request_id=record.request_id,
+            timeout=spec.timeout,
+        )
+        # Runs at once outside a transaction, after the outermost commit inside one.
+        transaction.on_commit(partial(_push, priority, message))
+    return record
+
+
+def _insert_unless_pending(record: JobRecord) -> JobRecord | None:
+    """Insert ``record``, or return the pending job that already holds its dedupe key."""
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                record.save(force_insert=True)
+            return None
+        except IntegrityError:
+            existing = JobRecord.objects.filter(dedupe_key=record.dedupe_key, status__in=PENDING_STATUSES).first()
+            if existing is not None:
+                return existing
+            # The holder finished between our insert and our look: the key is free again.
+            record.pk = None
+    raise IntegrityError(f"Could not enqueue a job with dedupe key {record.dedupe_key!r}.")
+
+
+def _push(priority: Priority, message: JobMessage) -> None:
+    try:
+        broker_for(priority).push_jobs([message])
+    except Exception:
+        # The job is committed; hand it to the dispatcher rather than fail the caller's request.
+        logger.exception("Could not push job %s to the %s queue; the dispatcher will", message.job_id, priority)
+        JobRecord.objects.filter(pk=message.job_id, dispatch=message.dispatch, status=JobStatus.QUEUED).update(
+            dispatched_at=None
+        )
+
+
+def enqueue_from_schedule(task: str, *args: Any) -> int:
+    """What a django-q2 schedule runs: queue the task as a tracked job, once at a time.
+
+    The dedupe key skips a run while the previous one is still queued, running or
+    retrying, so a slow job never piles up behind its own schedule.
+    """
+    spec: JobSpec = get_spec(task)
+    return enqueue(spec.name, *args, dedupe_key=f"schedule:{spec.name}"[:200]).pk
+
+
+@transaction.atomic
+def dead_letter_retry(*, dead_letter: DeadLetter, actor: User | None = None) -> JobRecord:
+    """Queue a dead job again with a fresh set of attempts."""
+    dead_letter = DeadLetter.objects.select_for_update().select_related("job").get(pk=dead_letter.pk)
+    if dead_letter.state != DeadLetterState.OPEN:
+        raise Conflict(f"This dead letter was already {dead_letter.state}.", code="dead_letter_resolved")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            JobRecord.objects.filter(pk=dead_letter.job_id, status=JobStatus.DEAD).update(
+                status=JobStatus.QUEUED,
+                attempts=0,
+                dispatch=F("dispatch") + 1,
+                eta=None,
+                dispatched_at=None,
+                started_at=None,
+                finished_at=None,
+            )
+    except IntegrityError:
+        raise Conflict(
+            "Another job with the same dedupe key is pending; it will do this work.", code="dedupe_key_pending"
+        ) from None
+    dead_letter.state = DeadLetterState.RETRIED
+    dead_letter.resolved_at = now
+    dead_letter.resolved_by = actor
+    dead_letter.save(update_fields=["state", "resolved_at", "resolved_by"])
+    job = JobRecord.objects.get(pk=dead_letter.job_id)
+    # Handed to the broker by the dispatcher of its priority within about a second.
+    return job
+
+
+@transaction.atomic
+def dead_letter_discard(*, dead_letter: DeadLetter, actor: User | None = None) -> DeadLetter:
+    """Accept the loss: the job stays dead and the letter leaves the open list."""
+    dead_letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
+    if dead_letter.state != DeadLetterState.OPEN:
+        raise Conflict(f"This dead letter was already {dead_letter.state}.", code="dead_letter_resolved")
+    dead_letter.state = DeadLetterState.DISCARDED
+    dead_letter.resolved_at = timezone.now()
+    dead_letter.resolved_by = actor
+    dead_letter.save(update_fields=["state", "resolved_at", "resolved_by"])
+    return dead_letter
+
+
+def jobs_prune(*, older_than: datetime.datetime, dry_run: bool = False, batch_size: int = 5000) -> int:
+    """Delete finished job records (and their resolved dead letters) that ended before ``older_than``.
+
+    A dead job whose dead letter is still open is kept until staff retry or discard it.
+    Deletes in batches so no single transaction holds many row locks.
+    """
+    open_letter = DeadLetter.objects.filter(job=OuterRef("pk"), state=DeadLetterState.OPEN)
+    prunable = JobRecord.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=older_than).exclude(
+        Exists(open_letter)
+    )
+    if dry_run:
+        return prunable.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(prunable.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            DeadLetter.objects.filter(job_id__in=ids).delete()
+            deleted += JobRecord.objects.filter(pk__in=ids).delete()[1].get(JobRecord._meta.label, 0)
