@@ -127,6 +127,7 @@ MATRIX = [
     ("GET    /analytics/dashboard/?host_id={host}", 401,       DENIED,     200,          DENIED,       200),
     ("GET    /analytics/market/?city=Lisbon",       401,       200,        200,          200,          200),
     ("GET    /admin/ratelimits/",                   401,       DENIED,     DENIED,       DENIED,       200),
+    ("GET    /admin/performance/",                  401,       DENIED,     DENIED,       DENIED,       200),
 ]
 # fmt: on
 
