@@ -13,9 +13,13 @@ from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus, Pay
 from bookings.pricing import booking_quote
 from caching.invalidation import invalidate_on_commit, user_namespace
 from core.exceptions import Conflict, Forbidden, InvalidInput
+from jobs.services import enqueue
 from properties.models import Property
 
 OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
+# By name: bookings.tasks imports this module.
+BOOKING_EMAILS_TASK = "bookings.tasks.send_booking_emails"
+PAYOUT_EMAIL_TASK = "bookings.tasks.send_payout_email"
 
 
 def _invalidate_booking(booking: Booking, property: Property) -> None:
@@ -34,6 +38,11 @@ def _invalidate_booking(booking: Booking, property: Property) -> None:
 class BookingConflict(Conflict):
     code = "booking_conflict"
     default_message = "The property is already booked for some of these dates."
+
+
+def _notify(booking: Booking, event: str) -> None:
+    """Email guest and host about ``event`` once the transaction commits."""
+    enqueue(BOOKING_EMAILS_TASK, booking.pk, event, dedupe_key=f"booking:{booking.pk}:{event}:emails")
 
 
 def _validate_stay(
@@ -112,6 +121,7 @@ def booking_create(
                 raise BookingConflict() from None
             raise
         _invalidate_booking(booking, property)
+        _notify(booking, "requested")
         return booking
 
 
@@ -129,6 +139,7 @@ def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None
         booking.cancelled_at = timezone.now()
         booking.save(update_fields=["status", "cancelled_at", "updated_at"])
         _invalidate_booking(booking, booking.property)
+        _notify(booking, "cancelled")
         return booking
 
 
@@ -143,6 +154,7 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
         booking.confirmed_at = timezone.now()
         booking.save(update_fields=["status", "confirmed_at", "updated_at"])
         _invalidate_booking(booking, booking.property)
+        _notify(booking, "confirmed")
         return booking
 
 
@@ -156,23 +168,29 @@ def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
     return finished.update(status=BookingStatus.COMPLETED, updated_at=timezone.now())
 
 
-def payout_eligible_bookings(*, host: User):
+def payout_eligible_bookings(*, host: User, checked_out_by: datetime.date | None = None):
+    """Completed stays of ``host`` not in an unreleased payout; only those checked out by a date if given."""
     already_paid = PayoutItem.objects.filter(booking=OuterRef("pk"), released=False)
-    return Booking.objects.filter(property__host=host, status=BookingStatus.COMPLETED).exclude(Exists(already_paid))
+    bookings = Booking.objects.filter(property__host=host, status=BookingStatus.COMPLETED)
+    if checked_out_by is not None:
+        bookings = bookings.filter(check_out__lte=checked_out_by)
+    return bookings.exclude(Exists(already_paid))
 
 
-def payout_request(*, host: User) -> list[Payout]:
+def payout_request(*, host: User, checked_out_by: datetime.date | None = None) -> list[Payout]:
     """Pay out every completed, not yet paid stay: one payout per currency.
 
     The host row lock serialises concurrent requests; the partial unique index on
     PayoutItem.booking makes paying a booking twice impossible even if it did not.
+    ``checked_out_by`` limits it to stays that checked out on or before that day (the
+    automatic payouts' holding period). The host is emailed about each payout after commit.
     """
     if not host.is_host:
         raise Forbidden("Only hosts receive payouts.", code="not_a_host")
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=host.pk).first()
         rows = list(
-            payout_eligible_bookings(host=host)
+            payout_eligible_bookings(host=host, checked_out_by=checked_out_by)
             .order_by("check_out", "pk")
             .values_list("pk", "currency", "host_payout_amount", "check_out")
         )
@@ -200,6 +218,8 @@ def payout_request(*, host: User) -> list[Payout]:
         except IntegrityError:
             raise Conflict("Some of these bookings are already being paid out.", code="payout_conflict") from None
         invalidate_on_commit([user_namespace(host.pk)])
+        for payout in payouts:
+            enqueue(PAYOUT_EMAIL_TASK, payout.pk, dedupe_key=f"payout:{payout.pk}:email")
         return payouts
 
 

@@ -87,6 +87,25 @@ class TrackedJobsBroker:
     def push_jobs(self, messages: list[JobMessage]) -> None:
         raise NotImplementedError
 
+    @staticmethod
+    def _queue_key(cluster_id: object) -> str:
+        # Outside django-q2's stat key pattern, which only holds signed Stat packages.
+        return f"django_q:{Conf.PREFIX}:queue-of:{cluster_id}"
+
+    def set_stat(self, key: str, value: str, timeout: int) -> None:
+        """Heartbeat of the cluster (every guard cycle); also say which queue it serves.
+
+        django-q2's Stat does not record its queue, and the dashboard counts workers per priority.
+        """
+        super().set_stat(key, value, timeout)  # type: ignore[misc]
+        self._store_queue(self._queue_key(key.rsplit(":", 1)[-1]), timeout)
+
+    def _store_queue(self, key: str, timeout: int) -> None:
+        raise NotImplementedError
+
+    def queue_of_cluster(self, cluster_id: object) -> str:
+        raise NotImplementedError
+
     def dispatcher_tick(self) -> None:
         """Called by the cluster's pusher before each pull; cheap unless a period elapsed."""
         if self.priority is None:
@@ -125,6 +144,13 @@ class OrmBroker(TrackedJobsBroker, orm.ORM):
         self.dispatcher_tick()
         return super().dequeue()
 
+    def _store_queue(self, key: str, timeout: int) -> None:
+        if self.cache is not None:
+            self.cache.set(key, self.queue, timeout)
+
+    def queue_of_cluster(self, cluster_id: object) -> str:
+        return (self.cache.get(self._queue_key(cluster_id)) if self.cache is not None else None) or ""
+
     def push_jobs(self, messages: list[JobMessage]) -> None:
         now = timezone.now()
         OrmQ.objects.using(Conf.ORM).bulk_create(
@@ -145,6 +171,13 @@ class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
     def dequeue(self):
         self.dispatcher_tick()
         return super().dequeue()
+
+    def _store_queue(self, key: str, timeout: int) -> None:
+        self.connection.set(key, self.queue, timeout)
+
+    def queue_of_cluster(self, cluster_id: object) -> str:
+        queue = self.connection.get(self._queue_key(cluster_id))
+        return queue.decode() if isinstance(queue, bytes) else (queue or "")
 
     def push_jobs(self, messages: list[JobMessage]) -> None:
         self.connection.rpush(self.list_key, *(message.package() for message in messages))
