@@ -100,6 +100,11 @@ class PropertyImage(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     position = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Filled by the image processing job (properties/image_processing.py) shortly after upload:
+    # the original re-encoded without metadata and scaled to fit, and two thumbnails.
+    thumbnail_small = models.ImageField(upload_to=property_image_path, null=True, blank=True)
+    thumbnail_medium = models.ImageField(upload_to=property_image_path, null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["property", "position"]

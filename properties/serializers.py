@@ -19,10 +19,26 @@ class AmenityOutputSerializer(serializers.ModelSerializer):
 
 class PropertyImageOutputSerializer(serializers.ModelSerializer):
     url = serializers.ImageField(source="image", read_only=True)
+    thumbnail_small_url = serializers.ImageField(
+        source="thumbnail_small", read_only=True, allow_null=True, help_text="320 px JPEG; null until processed."
+    )
+    thumbnail_medium_url = serializers.ImageField(
+        source="thumbnail_medium", read_only=True, allow_null=True, help_text="800 px JPEG; null until processed."
+    )
 
     class Meta:
         model = PropertyImage
-        fields = ["id", "url", "width", "height", "position", "created_at"]
+        fields = [
+            "id",
+            "url",
+            "thumbnail_small_url",
+            "thumbnail_medium_url",
+            "processed_at",
+            "width",
+            "height",
+            "position",
+            "created_at",
+        ]
 
 
 class PropertyListOutputSerializer(serializers.ModelSerializer):

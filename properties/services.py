@@ -10,6 +10,7 @@ from accounts.models import User
 from bookings.models import Booking, BookingStatus
 from caching.invalidation import invalidate_on_commit
 from core.exceptions import Conflict, Forbidden, InvalidInput
+from jobs.services import enqueue
 from properties.cache import listing_namespaces
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
@@ -33,6 +34,10 @@ PROPERTY_EDITABLE_FIELDS = frozenset(
         "is_active",
     }
 )
+
+
+# By name: properties.tasks imports the image processing, which imports this app's models.
+PROCESS_IMAGE_TASK = "properties.tasks.process_property_image"
 
 
 def property_ensure_manageable(*, property: Property, actor: User) -> None:
@@ -118,6 +123,8 @@ def property_image_add(
                 f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
             ) from None
         _invalidate_listing(property)
+        # Thumbnails, metadata stripping and scaling happen in a job; the upload answers now.
+        enqueue(PROCESS_IMAGE_TASK, created.pk, dedupe_key=f"property_image:{created.pk}:process")
         return created
 
 
