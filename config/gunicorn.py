@@ -1,0 +1,89 @@
+"""gunicorn settings for Staybase: ``gunicorn -c config/gunicorn.py config.wsgi:application``.
+
+Used by the Dockerfile and bench/. Command-line flags still override what is set here.
+
+Metrics under several workers: each worker is its own process with its own counters, and
+a scrape reaches one of them. prometheus_client's multiprocess mode has every worker write
+its metrics to files in ``PROMETHEUS_MULTIPROC_DIR``; ``/metrics`` (in whichever worker
+answers) adds them up. The directory must be set before the app imports prometheus_client,
+which is why it is set here, in the master, before any worker forks; it is emptied at start
+(files of a previous run would add old counts) and ``child_exit`` marks a dead worker so
+its live gauges disappear while its counters keep counting in the totals.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_created_multiproc_dir = False
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="staybase-metrics-")
+    _created_multiproc_dir = True
+MULTIPROC_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# Sync workers: on a 2-core machine they served about 4x the requests of gunicorn's
+# Uvicorn worker for the same sync Django views (see the Dockerfile).
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+# Recycle workers so slow leaks cannot accumulate; jitter so they never restart all at once.
+max_requests = 1000
+max_requests_jitter = 100
+# The app writes one access line per request itself, with the request id (staybase.request).
+accesslog = None
+errorlog = "-"
+
+_log_format = os.environ.get("LOG_FORMAT") or ("json" if os.environ.get("DJANGO_ENV") == "production" else "text")
+# gunicorn's own lines (worker boots, timeouts) in the same format as the app's.
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_context": {"()": "observability.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "observability.logging.JsonFormatter"},
+        "text": {"()": "observability.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": _log_format,
+            "filters": ["request_context"],
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+def on_starting(server: Any) -> None:
+    MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in MULTIPROC_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(MULTIPROC_DIR))
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    # Buffered per-endpoint stats of a recycled worker reach Redis instead of vanishing.
+    from django.conf import settings
+
+    if settings.configured:
+        from observability.perfstats import flush_perf_stats
+
+        flush_perf_stats()
+
+
+def on_exit(server: Any) -> None:
+    if _created_multiproc_dir:
+        shutil.rmtree(MULTIPROC_DIR, ignore_errors=True)
