@@ -17,12 +17,27 @@ import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import NotSupportedError
-from django.db.models import Count, DateField, DecimalField, F, Func, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import (
+    Count,
+    DateField,
+    DecimalField,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Greatest, Least, TruncMonth
 
 from accounts.models import User
-from bookings.models import Booking, BookingStatus
+from analytics.models import MarketSnapshot
+from bookings.models import Booking, BookingStatus, Payout
 from core.exceptions import Forbidden, InvalidInput, NotFound
 from properties.models import Property, Review
 
@@ -270,4 +285,114 @@ def market_data(*, city: str, today: datetime.date) -> dict[str, Any]:
         "occupancy": _occupancy_window(booked_nights=demand["booked_nights"], supply=supply, start=start, end=end),
         "average_daily_rate": daily_rates,
         "bookings_last_30_days": demand["bookings"],
+    }
+
+
+def market_data_get(*, city: str, today: datetime.date, now: datetime.datetime) -> dict[str, Any]:
+    """``market_data`` from the precomputed snapshot when it is fresh, computed live otherwise.
+
+    Fresh means computed for ``today`` and less than ``MARKET_DATA_MAX_AGE_MINUTES`` ago.
+    ``source`` says which ("precomputed" or "live") and ``computed_at`` when.
+    """
+    max_age = datetime.timedelta(minutes=settings.MARKET_DATA_MAX_AGE_MINUTES)
+    snapshot = (
+        MarketSnapshot.objects.filter(city_key=city.strip().lower(), as_of=today, computed_at__gt=now - max_age)
+        .only("data", "computed_at")
+        .first()
+    )
+    if snapshot is None:
+        return {**market_data(city=city, today=today), "source": "live", "computed_at": now}
+    # The figures are the city's; the name is echoed as asked, like the live answer does.
+    return {**snapshot.data, "city": city.strip(), "source": "precomputed", "computed_at": snapshot.computed_at}
+
+
+def market_cities() -> dict[str, str]:
+    """Cities with active listings: lower-cased key -> the spelling most listings use."""
+    spellings: dict[str, tuple[int, str]] = {}
+    rows = Property.objects.filter(is_active=True).values_list("city").annotate(n=Count("id")).order_by("city")
+    for city, count in rows:
+        key = city.strip().lower()
+        if key and (key not in spellings or count > spellings[key][0]):
+            spellings[key] = (count, city.strip())
+    return {key: name for key, (_, name) in sorted(spellings.items())}
+
+
+def report_hosts() -> QuerySet[User]:
+    """Hosts who get a daily report: active accounts with at least one active listing."""
+    listing = Property.objects.filter(host=OuterRef("pk"), is_active=True)
+    return User.objects.filter(is_host=True, is_active=True).filter(Exists(listing)).order_by("pk")
+
+
+UPCOMING_DAYS = 7
+UPCOMING_LIMIT = 20
+
+
+def _money_by_currency(rows: QuerySet) -> list[dict[str, Any]]:
+    return [{"currency": row["currency"], "count": row["n"], "amount": _money(row["amount"])} for row in rows]
+
+
+def host_daily_report(*, host: User, day: datetime.date) -> dict[str, Any]:
+    """What happened on ``host``'s listings on ``day``, what is pending and what is coming.
+
+    New, confirmed and cancelled bookings count events of that day (UTC); money is per
+    currency; "upcoming" lists check-ins of the week after ``day``; occupancy is the next
+    30 days from the day after.
+    """
+    start = datetime.datetime.combine(day, datetime.time.min, tzinfo=datetime.UTC)
+    end = start + datetime.timedelta(days=1)
+    bookings = Booking.objects.filter(property__host=host)
+
+    def booked_money(queryset: QuerySet[Booking]) -> list[dict[str, Any]]:
+        return _money_by_currency(
+            queryset.values("currency")
+            .annotate(n=Count("id"), amount=Sum("host_payout_amount", output_field=MONEY_SUM))
+            .order_by("currency")
+        )
+
+    counts = bookings.aggregate(
+        created=Count("id", filter=Q(created_at__gte=start, created_at__lt=end)),
+        confirmed=Count("id", filter=Q(confirmed_at__gte=start, confirmed_at__lt=end)),
+        cancelled=Count("id", filter=Q(cancelled_at__gte=start, cancelled_at__lt=end)),
+        pending=Count("id", filter=Q(status=BookingStatus.PENDING)),
+    )
+    next_day = day + datetime.timedelta(days=1)
+    upcoming = [
+        {
+            "booking_id": row["pk"],
+            "property": row["property__title"],
+            "check_in": row["check_in"],
+            "check_out": row["check_out"],
+            "guests": row["guests"],
+        }
+        for row in _booked(bookings)
+        .filter(check_in__gte=next_day, check_in__lt=next_day + datetime.timedelta(days=UPCOMING_DAYS))
+        .order_by("check_in", "pk")
+        .values("pk", "property__title", "check_in", "check_out", "guests")[:UPCOMING_LIMIT]
+    ]
+    window_end = next_day + datetime.timedelta(days=OCCUPANCY_WINDOW_DAYS)
+    active_properties = Property.objects.filter(host=host, is_active=True).count()
+    nights = _booked(bookings.filter(property__is_active=True)).aggregate(
+        booked=_nights_in_window(next_day, window_end)
+    )
+    payouts = _money_by_currency(
+        Payout.objects.filter(host=host, created_at__gte=start, created_at__lt=end)
+        .values("currency")
+        .annotate(n=Count("id"), amount=Sum("amount", output_field=MONEY_SUM))
+        .order_by("currency")
+    )
+    return {
+        "host_id": host.pk,
+        "day": day,
+        "bookings": {
+            "new": counts["created"],
+            "confirmed": counts["confirmed"],
+            "cancelled": counts["cancelled"],
+            "pending_requests": counts["pending"],
+        },
+        "new_booking_earnings": booked_money(bookings.filter(created_at__gte=start, created_at__lt=end)),
+        "payouts": payouts,
+        "upcoming_check_ins": upcoming,
+        "occupancy_next_30_days": _occupancy_window(
+            booked_nights=nights["booked"], supply=active_properties, start=next_day, end=window_end
+        ),
     }

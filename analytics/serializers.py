@@ -110,3 +110,9 @@ class MarketOutputSerializer(serializers.Serializer):
     occupancy = AnalyticsOccupancyWindowSerializer()
     average_daily_rate = MarketDailyRateSerializer(many=True)
     bookings_last_30_days = serializers.IntegerField()
+    source = serializers.ChoiceField(
+        choices=["precomputed", "live"],
+        help_text="precomputed: from the hourly refresh job; live: computed for this request "
+        "(the city has no fresh precomputed figures yet).",
+    )
+    computed_at = serializers.DateTimeField()

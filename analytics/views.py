@@ -46,5 +46,7 @@ class MarketView(APIView):
     def get(self, request: Request) -> Response:
         params = MarketQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        market = selectors.market_data(city=params.validated_data["city"], today=timezone.localdate())
+        market = selectors.market_data_get(
+            city=params.validated_data["city"], today=timezone.localdate(), now=timezone.now()
+        )
         return Response(MarketOutputSerializer(market).data)
