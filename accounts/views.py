@@ -12,6 +12,8 @@ from accounts.serializers import (
     TokenOutputSerializer,
     UserOutputSerializer,
 )
+from caching.responses import cache_response
+from caching.specs import per_user
 
 
 def _token_response(user, token, *, status: int) -> Response:
@@ -57,5 +59,6 @@ class MeView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: UserOutputSerializer})
+    @cache_response("user", lambda view, request, *a, **k: per_user(request, "me"))
     def get(self, request: Request) -> Response:
         return Response(UserOutputSerializer(request.user).data)

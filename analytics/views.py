@@ -6,12 +6,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
+from analytics.cache import dashboard_cache_spec, market_cache_spec
 from analytics.serializers import (
     DashboardOutputSerializer,
     DashboardQuerySerializer,
     MarketOutputSerializer,
     MarketQuerySerializer,
 )
+from caching.responses import cache_response
 
 
 class DashboardView(APIView):
@@ -26,6 +28,7 @@ class DashboardView(APIView):
             404: OpenApiResponse(description="Staff asked for an unknown host."),
         },
     )
+    @cache_response("dashboard", dashboard_cache_spec)
     def get(self, request: Request) -> Response:
         params = DashboardQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -43,6 +46,7 @@ class MarketView(APIView):
         parameters=[MarketQuerySerializer],
         responses={200: MarketOutputSerializer, 400: OpenApiResponse(description="city is missing.")},
     )
+    @cache_response("market", market_cache_spec)
     def get(self, request: Request) -> Response:
         params = MarketQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)

@@ -2,8 +2,7 @@
 
 import datetime
 
-from caching.invalidation import user_namespace
-from properties.cache import city_token
+from caching.invalidation import city_token, user_namespace
 
 
 def months_between(start: datetime.date, end: datetime.date) -> list[str]:

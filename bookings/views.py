@@ -14,6 +14,8 @@ from bookings.serializers import (
     HostBookingOutputSerializer,
     PayoutOutputSerializer,
 )
+from caching.responses import cache_response
+from caching.specs import per_user
 from core.exceptions import Forbidden
 from core.idempotency import IDEMPOTENCY_HEADER, idempotent
 from core.pagination import NewestFirstCursorPagination
@@ -58,6 +60,7 @@ class BookingListCreateView(generics.ListAPIView):
         return _filtered(selectors.booking_list_for_guest(guest=self.request.user), self.request)
 
     @extend_schema(parameters=[BookingListQuerySerializer])
+    @cache_response("user", lambda view, request, *a, **k: per_user(request, "bookings"))
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -116,6 +119,7 @@ class HostBookingListView(generics.ListAPIView):
         return _filtered(selectors.booking_list_for_host(host=self.request.user), self.request)
 
     @extend_schema(parameters=[BookingListQuerySerializer])
+    @cache_response("user", lambda view, request, *a, **k: per_user(request, "host-bookings"))
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -124,6 +128,7 @@ class FinancialSummaryView(generics.GenericAPIView):
     permission_classes = [IsAuthenticated]
     serializer_class = FinancialSummaryOutputSerializer
 
+    @cache_response("financial", lambda view, request, *a, **k: per_user(request, "financial"))
     def get(self, request: Request) -> Response:
         _ensure_host(request)
         summary = selectors.financial_summary_for_host(host=request.user)

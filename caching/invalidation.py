@@ -20,3 +20,8 @@ def invalidate_on_commit(namespaces: Iterable[str]) -> None:
 
 def user_namespace(user_id: int) -> str:
     return f"user:{user_id}"
+
+
+def city_token(city: str | None) -> str:
+    """Cities are matched case-insensitively, so their namespaces and keys are lower-case."""
+    return (city or "").strip().lower() or "-"

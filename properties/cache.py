@@ -1,15 +1,63 @@
 """What property data the cache holds, and which namespaces a change to it touches."""
 
-from caching.invalidation import user_namespace
+import datetime
 
+from rest_framework.request import Request
 
-def city_token(city: str | None) -> str:
-    return (city or "").strip().lower() or "-"
+from bookings.cache import availability_month_namespaces
+from caching.invalidation import city_token, user_namespace
+from caching.keys import params_digest
+from caching.responses import CacheSpec
+from caching.specs import may_see_unpublished
 
 
 def search_namespaces(city: str | None) -> list[str]:
     """A search filtered by city depends on that city's listings; an unfiltered one on all."""
     return [f"search:city:{city_token(city)}"] if city else ["search:all"]
+
+
+def search_cache_spec(view, request: Request, *args, **kwargs) -> CacheSpec | None:
+    """Search results are the same for every visitor; equal searches share one entry."""
+    params = request.query_params.copy()
+    if params.get("city"):
+        params["city"] = city_token(params["city"])
+    if params.get("amenities"):
+        params["amenities"] = ",".join(sorted({a.strip() for a in params["amenities"].split(",") if a.strip()}))
+    namespaces = search_namespaces(params.get("city"))
+    check_in, check_out = _dates(params.get("check_in")), _dates(params.get("check_out"))
+    if check_in and check_out and check_in < check_out:
+        namespaces += availability_month_namespaces(check_in, check_out)
+    # Absolute image URLs embed the host name the client used.
+    return CacheSpec(key_parts=[request.get_host(), params_digest(params)], namespaces=namespaces, l1=True)
+
+
+def _dates(value: str | None) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def detail_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
+    if may_see_unpublished(request):
+        return None
+    return CacheSpec(key_parts=[request.get_host(), pk], namespaces=[f"property:{pk}"], l1=True)
+
+
+def availability_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
+    if may_see_unpublished(request):
+        return None
+    return CacheSpec(
+        key_parts=[pk, params_digest(request.query_params)],
+        namespaces=[f"property:{pk}", f"availability:{pk}"],
+        l1=True,
+    )
+
+
+def reviews_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
+    if may_see_unpublished(request):
+        return None
+    return CacheSpec(key_parts=[pk, params_digest(request.query_params)], namespaces=[f"property:{pk}"])
 
 
 def listing_namespaces(*, property_id: int, host_id: int, cities: list[str]) -> list[str]:

@@ -6,7 +6,9 @@ from rest_framework.permissions import IsAuthenticated, IsAuthenticatedOrReadOnl
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from caching.responses import cache_response
 from properties import selectors, services
+from properties.cache import availability_cache_spec, detail_cache_spec, reviews_cache_spec, search_cache_spec
 from properties.filters import PropertySearchFilter
 from properties.models import Property, Review
 from properties.serializers import (
@@ -31,6 +33,10 @@ class PropertyListCreateView(generics.ListAPIView):
     def get_queryset(self):
         return selectors.property_search(user=self.request.user)
 
+    @cache_response("search", search_cache_spec)
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
     @extend_schema(request=PropertyInputSerializer, responses={201: PropertyDetailOutputSerializer})
     def post(self, request: Request) -> Response:
         data = PropertyInputSerializer(data=request.data)
@@ -49,6 +55,7 @@ class PropertyDetailView(generics.GenericAPIView):
     def get_queryset(self):
         return selectors.property_detail(user=self.request.user)
 
+    @cache_response("property", detail_cache_spec)
     def get(self, request: Request, pk: int) -> Response:
         return Response(self.get_serializer(self.get_object()).data)
 
@@ -89,6 +96,7 @@ class PropertyAvailabilityView(generics.GenericAPIView):
         return selectors.property_list_visible(user=self.request.user).only("id")
 
     @extend_schema(parameters=[AvailabilityQuerySerializer])
+    @cache_response("availability", availability_cache_spec)
     def get(self, request: Request, pk: int) -> Response:
         query = AvailabilityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -112,6 +120,10 @@ class PropertyReviewListCreateView(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Review.objects.none()
         return selectors.review_list_for_property(property=self.get_property())
+
+    @cache_response("reviews", reviews_cache_spec)
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
 
     @extend_schema(request=ReviewInputSerializer, responses={201: ReviewOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:

@@ -2,6 +2,7 @@ import os
 
 import pytest
 from django.core.cache import cache
+from django.test import TestCase
 from rest_framework.test import APIClient
 
 from core.throttling import reset_local_rate_limits
@@ -34,8 +35,21 @@ def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+class CommittingAPIClient(APIClient):
+    """Runs the on-commit callbacks of each request when it returns, as a real commit would.
+
+    Tests run inside one transaction that never commits, so without this the cache
+    invalidations (and jobs) a write schedules after commit would never happen between
+    two requests of the same test.
+    """
+
+    def request(self, **kwargs):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return super().request(**kwargs)
+
+
 def client_for(user) -> APIClient:
-    client = APIClient()
+    client = CommittingAPIClient()
     if user is not None:
         token = TokenFactory(user=user)
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
@@ -44,7 +58,7 @@ def client_for(user) -> APIClient:
 
 @pytest.fixture
 def anon_client() -> APIClient:
-    return APIClient()
+    return CommittingAPIClient()
 
 
 @pytest.fixture

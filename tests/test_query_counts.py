@@ -31,6 +31,14 @@ from tests.factories import (
 
 API = "/api/v1"
 DAY = datetime.timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def _database_path(settings):
+    """These count the queries of the database path; tests/caching cover what the cache saves."""
+    settings.CACHE_ENABLED = False
+
+
 FEW, MANY = 1, 50
 
 

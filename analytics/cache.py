@@ -1,0 +1,24 @@
+"""What analytics responses the cache holds and what they depend on."""
+
+from django.utils import timezone
+from rest_framework.request import Request
+
+from caching.invalidation import city_token, user_namespace
+from caching.responses import CacheSpec
+from caching.specs import per_user
+
+
+def dashboard_cache_spec(view, request: Request) -> CacheSpec:
+    """Keyed by the viewer (authorisation is checked on a miss, so an entry only ever
+    answers the viewer it was computed for) and by the day its windows end on."""
+    host_id = request.query_params.get("host_id", "")
+    subject = [user_namespace(int(host_id))] if host_id.isdigit() and len(host_id) < 19 else []
+    return per_user(request, "dashboard", timezone.localdate().isoformat(), also=subject)
+
+
+def market_cache_spec(view, request: Request) -> CacheSpec | None:
+    city = request.query_params.get("city", "")
+    if not city.strip():
+        return None  # the view answers the 400
+    token = city_token(city)
+    return CacheSpec(key_parts=[token, timezone.localdate().isoformat()], namespaces=[f"market:{token}"])
