@@ -57,7 +57,9 @@ logconfig_dict: dict[str, Any] = {
     },
     "loggers": {
         "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # The app logs each request itself (staybase.request, with its request id); gunicorn's
+        # access line would repeat it. Probes and scrapes are not logged per request at all.
+        "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
     },
 }
 

@@ -6,6 +6,7 @@ negotiation in the way of a probe); they answer in the one JSON error shape when
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Callable
 from functools import lru_cache, wraps
 
@@ -26,6 +27,7 @@ from observability.perfstats import performance_report
 from observability.serializers import PerformanceQuerySerializer, PerformanceReportSerializer
 
 View = Callable[[HttpRequest], HttpResponse]
+logger = logging.getLogger("staybase.health")
 
 
 def _probe(view: View) -> View:
@@ -41,6 +43,9 @@ def _probe(view: View) -> View:
         else:
             response = view(request)
         response["Cache-Control"] = "no-store"
+        # Django would log every 403/503 probe answer at WARNING/ERROR (and Sentry would turn
+        # those into events); readiness logs its changes itself.
+        response._has_been_logged = True
         return response
 
     return wrapper
@@ -53,9 +58,19 @@ def liveness(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
+_last_readiness: str | None = None
+
+
 @_probe
 def readiness(request: HttpRequest) -> HttpResponse:
+    global _last_readiness
     status, checks = health.readiness()
+    if status != _last_readiness:
+        # Once per change rather than once per probe: a load balancer asks every few seconds.
+        unhealthy = {name: check for name, check in checks.items() if check["status"] not in (health.OK, "skipped")}
+        level = logging.INFO if status == health.OK else logging.WARNING
+        logger.log(level, "readiness %s -> %s", _last_readiness or "start", status, extra={"checks": unhealthy})
+        _last_readiness = status
     return JsonResponse({"status": status, "checks": checks}, status=503 if status == health.FAIL else 200)
 
 

@@ -1,3 +1,4 @@
+import logging
 import socket
 from unittest import mock
 
@@ -144,3 +145,21 @@ def test_readiness_names_only_the_error_type_in_production(anon_client, settings
         body = anon_client.get("/health/ready/").json()
 
     assert body["checks"]["database"]["error"] == "OperationalError"
+
+
+def test_readiness_logs_a_change_once_not_every_probe(anon_client, monkeypatch, caplog):
+    from observability import views
+
+    monkeypatch.setattr(views, "_last_readiness", "ok")
+    with (
+        caplog.at_level(logging.INFO, logger="staybase.health"),
+        mock.patch("observability.health.database_ping", side_effect=OperationalError("down")),
+    ):
+        anon_client.get("/health/ready/")
+        anon_client.get("/health/ready/")
+
+    records = [r for r in caplog.records if r.name == "staybase.health"]
+    assert [r.getMessage() for r in records] == ["readiness ok -> fail"]
+    assert records[0].levelno == logging.WARNING
+    assert set(records[0].checks) == {"database"}
+    assert not [r for r in caplog.records if r.name == "django.request"]  # no ERROR per probe
