@@ -23,7 +23,8 @@ from django_q.exceptions import TimeoutException
 from jobs.errors import UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
 from jobs.registry import JobSpec, get_spec
-from observability.context import bound_request_id
+from observability.context import bound_request_id, current_request_id
+from observability.sentry import capture_job_exception
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,20 @@ def _elapsed_ms(started: float) -> float:
 def _record_failure(
     spec: JobSpec, job_id: int, dispatch: int, attempt: int, max_attempts: int, exc: BaseException, started: float
 ) -> None:
+    # Reported before it is recorded: the dead-letter log line below would otherwise reach
+    # Sentry first without the job's context (and the SDK drops the second report of one error).
+    capture_job_exception(
+        exc,
+        job={
+            "id": job_id,
+            "name": spec.name,
+            "priority": spec.priority.value,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "will_retry": spec.is_transient(exc) and attempt < max_attempts,
+            "request_id": current_request_id(),
+        },
+    )
     job_attempt_failed(
         job_id=job_id,
         dispatch=dispatch,

@@ -40,15 +40,17 @@ def sentry_init(*, transport: type[Transport] | Transport | None = None) -> bool
 
 
 def capture_job_exception(exc: BaseException, *, job: dict[str, Any]) -> None:
-    """Report a failed job with what identifies it (name, id, attempt, queue, request id).
+    """Report a failed job attempt with what identifies it (name, id, attempt, priority,
+    request id); an attempt that will be retried is a warning, a job that gives up an error.
 
     Without a DSN the SDK has no client and this records nothing, at no cost.
     """
     with sentry_sdk.new_scope() as scope:
         scope.set_context("job", job)
-        for key in ("name", "id", "attempt", "queue", "priority"):
+        for key in ("name", "id", "attempt", "priority"):
             if job.get(key) is not None:
                 scope.set_tag(f"job.{key}", str(job[key]))
         if job.get("request_id"):
             scope.set_tag("request_id", job["request_id"])
+        scope.set_level("warning" if job.get("will_retry") else "error")
         scope.capture_exception(exc)
