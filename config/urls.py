@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("properties.urls")),
     path("", include("bookings.urls")),
     path("analytics/", include("analytics.urls")),
+    path("admin/jobs/", include("jobs.urls")),
     path("admin/", include("core.urls")),
     path("admin/", include("observability.api_urls")),
 ]

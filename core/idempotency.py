@@ -94,3 +94,16 @@ def idempotent(*, request: Request, scope: str, handler: Callable[[], Response])
         claimed.delete()
         raise
     return response
+
+
+def idempotency_keys_purge_expired(*, now: datetime.datetime, dry_run: bool = False, batch_size: int = 5000) -> int:
+    """Delete expired keys (a retry after expiry is a new request anyway), in batches."""
+    expired = IdempotencyKey.objects.filter(expires_at__lt=now)
+    if dry_run:
+        return expired.count()
+    deleted = 0
+    while True:
+        ids = list(expired.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
+from django_q.models import Task
 
 from accounts.models import User
 from core.exceptions import Conflict
@@ -215,3 +216,9 @@ def jobs_prune(*, older_than: datetime.datetime, dry_run: bool = False, batch_si
                 return deleted
             DeadLetter.objects.filter(job_id__in=ids).delete()
             deleted += JobRecord.objects.filter(pk__in=ids).delete()[1].get(JobRecord._meta.label, 0)
+
+
+def django_q_results_prune(*, older_than: datetime.datetime, dry_run: bool = False) -> int:
+    """Delete django-q2's own task results (it caps successes, never failures) that ended before ``older_than``."""
+    old = Task.objects.filter(stopped__lt=older_than)
+    return old.count() if dry_run else old.delete()[0]

@@ -128,6 +128,7 @@ MATRIX = [
     ("GET    /analytics/market/?city=Lisbon",       401,       200,        200,          200,          200),
     ("GET    /admin/ratelimits/",                   401,       DENIED,     DENIED,       DENIED,       200),
     ("GET    /admin/performance/",                  401,       DENIED,     DENIED,       DENIED,       200),
+    ("GET    /admin/jobs/stats/",                   401,       DENIED,     DENIED,       DENIED,       200),
 ]
 # fmt: on
 
