@@ -22,6 +22,23 @@ def _tag_request_id(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, An
     return event
 
 
+# Headers, cookies and query parameters that identify a person (besides the credentials the
+# SDK always filters); the same terms the SDK's legacy "no PII" mode drops.
+_IDENTIFYING_TERMS = ["forwarded", "-ip", "remote-", "via", "-user"]
+NO_PII: dict[str, Any] = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "denylist", "terms": _IDENTIFYING_TERMS}},
+    "url_query_params": {"mode": "denylist", "terms": _IDENTIFYING_TERMS},
+    # Request bodies carry emails, names and messages (registration, reviews).
+    "http_bodies": [],
+    "database_query_data": False,
+    "queues": False,
+    "gen_ai": {"inputs": False, "outputs": False},
+    "graphql": {"document": False, "variables": False},
+}
+
+
 def sentry_init(*, transport: type[Transport] | Transport | None = None) -> bool:
     """Start the SDK if a DSN is configured; ``transport`` lets tests capture envelopes."""
     if not settings.SENTRY_DSN:
@@ -32,7 +49,8 @@ def sentry_init(*, transport: type[Transport] | Transport | None = None) -> bool
         environment=settings.SENTRY_ENVIRONMENT,
         release=settings.SENTRY_RELEASE or None,
         traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE,
-        send_default_pii=settings.SENTRY_SEND_DEFAULT_PII,
+        # data_collection replaces the deprecated send_default_pii; {} = the SDK's full set.
+        data_collection={} if settings.SENTRY_SEND_DEFAULT_PII else NO_PII,
         before_send=_tag_request_id,
         transport=transport,
     )
