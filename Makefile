@@ -1,5 +1,5 @@
 # Staybase developer commands. Needs only GNU make and python3 (3.11+).
-#   make run    set up .venv, migrate, seed a small demo, start the API + job worker
+#   make run    set up .venv, migrate, seed a small demo, start the API + job workers
 #   make test   set up .venv, run pytest (ARGS="-k booking -x" passes options through)
 
 PYTHON ?= python3
@@ -38,8 +38,9 @@ run: $(DEPS_STAMP)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_demo --small --if-empty
 	$(MANAGE) create_demo_staff
+	$(MANAGE) setup_schedules
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
-	@$(MANAGE) qcluster & worker=$$!; \
+	@$(MANAGE) run_workers & worker=$$!; \
 	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \
 	trap 'trap - INT TERM EXIT; kill $$web $$worker 2>/dev/null; wait; exit 0' INT TERM EXIT; \
 	while kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
