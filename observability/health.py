@@ -104,14 +104,23 @@ def check_redis() -> CheckResult | None:
 
 
 def check_job_broker() -> CheckResult:
-    """The broker django-q2 enqueues to: Redis with REDIS_URL, else the database (ORM)."""
+    """The queues jobs are pushed to (jobs.brokers: Redis with REDIS_URL, else the database).
+
+    Degraded, not failed, when unreachable: enqueued jobs are recorded in the database and
+    the dispatcher hands them to the broker once it is back.
+    """
 
     def probe() -> dict[str, Any]:
-        from django_q.brokers import get_broker
+        from jobs.brokers import broker_for
+        from jobs.priorities import Priority
 
-        broker = get_broker()
-        broker.ping()  # the ORM broker's ping is a no-op; queue_size below queries it
-        return {"broker": type(broker).__name__, "queued": broker.queue_size()}
+        brokers = {priority.value: broker_for(priority) for priority in Priority}
+        first = next(iter(brokers.values()))
+        first.ping()  # the ORM broker's ping is a no-op; queue_size below queries it
+        return {
+            "broker": type(first).__name__,
+            "queued": {priority: broker.queue_size() for priority, broker in brokers.items()},
+        }
 
     return _timed(DEGRADED, probe)
 

@@ -56,7 +56,7 @@ circuit_open = Gauge(
     multiprocess_mode="livemax",
 )
 
-KPI_CACHE_KEY = "obs:platform-kpis:v1"
+SNAPSHOT_CACHE_PREFIX = "obs:snapshot:v1"
 
 
 # --- per-process numbers kept elsewhere, mirrored into prometheus counters ----------------
@@ -113,47 +113,56 @@ def sample_db_pools(**kwargs: Any) -> None:
 
 # --- platform-wide numbers, read at scrape time -------------------------------------------
 
-_local_kpis: tuple[float, dict[str, Any]] | None = None
-_local_kpis_lock = threading.Lock()
+_local_snapshots: dict[str, tuple[float, dict[str, Any]]] = {}
+_local_snapshots_lock = threading.Lock()
 
 
-def platform_kpis() -> dict[str, Any]:
-    """The KPI snapshot, at most ``KPI_CACHE_SECONDS`` old.
+def cached_snapshot(name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``'s result, at most ``KPI_CACHE_SECONDS`` old.
 
     Shared through the cache so N workers answering scrapes compute it once per interval;
     a copy in this process covers a cache that is down, so a dead Redis cannot turn every
     scrape into the full set of queries.
     """
-    global _local_kpis
-    ttl = settings.KPI_CACHE_SECONDS
-    now = time.time()
-    local = _local_kpis
-    if local is not None and now - local[0] < ttl:
-        return local[1]
     from observability.stores import STORE_ERRORS
 
+    ttl = settings.KPI_CACHE_SECONDS
+    now = time.time()
+    local = _local_snapshots.get(name)
+    if local is not None and now - local[0] < ttl:
+        return local[1]
+    key = f"{SNAPSHOT_CACHE_PREFIX}:{name}"
     shared: dict[str, Any] | None
     try:
-        shared = cache.get(KPI_CACHE_KEY)
+        shared = cache.get(key)
     except STORE_ERRORS:
         shared = None
     if shared is None or now - shared["computed_at"] >= ttl:
-        from observability.selectors import platform_kpi_snapshot
-
-        shared = platform_kpi_snapshot()
+        shared = compute()
         try:
-            cache.set(KPI_CACHE_KEY, shared, timeout=ttl)
+            cache.set(key, shared, timeout=ttl)
         except STORE_ERRORS:
-            logger.warning("KPI snapshot not shared: cache unavailable")
-    with _local_kpis_lock:
-        _local_kpis = (now, shared)
+            logger.warning("%s snapshot not shared: cache unavailable", name)
+    with _local_snapshots_lock:
+        _local_snapshots[name] = (now, shared)
     return shared
 
 
+def platform_kpis() -> dict[str, Any]:
+    from observability.selectors import platform_kpi_snapshot
+
+    return cached_snapshot("kpis", platform_kpi_snapshot)
+
+
+def job_queues() -> dict[str, Any]:
+    from observability.selectors import job_queue_snapshot
+
+    return cached_snapshot("jobs", job_queue_snapshot)
+
+
 def reset_platform_kpis() -> None:
-    global _local_kpis
-    with _local_kpis_lock:
-        _local_kpis = None
+    with _local_snapshots_lock:
+        _local_snapshots.clear()
 
 
 def _money(value: Decimal | str | float | None) -> float:
@@ -238,6 +247,40 @@ def _ratelimit_families() -> Iterator[Metric]:
     yield rejections
 
 
+def _job_families(jobs: dict[str, Any]) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "staybase_jobs_queue_depth",
+        "Tracked jobs by priority and state: ready (due, waiting for a worker), delayed (eta in "
+        "the future), retrying (backing off after a failure), running.",
+        labels=["priority", "state"],
+    )
+    for priority, states in sorted(jobs["depth"].items()):
+        for state, count in states.items():
+            depth.add_metric([priority, state], count)
+    yield depth
+    broker = GaugeMetricFamily(
+        "staybase_jobs_broker_depth", "Messages waiting in each priority's broker queue.", labels=["priority"]
+    )
+    for priority, count in sorted(jobs["broker_depth"].items()):
+        broker.add_metric([priority], count)
+    yield broker
+    finished = GaugeMetricFamily(
+        "staybase_jobs_finished_last_hour",
+        "Jobs that finished in the last hour, by outcome (dead: out of attempts or a permanent error).",
+        labels=["priority", "outcome"],
+    )
+    for priority, outcomes in sorted(jobs["finished_last_hour"].items()):
+        for outcome, count in outcomes.items():
+            finished.add_metric([priority, outcome], count)
+    yield finished
+    dead = GaugeMetricFamily(
+        "staybase_jobs_dead_letters_open", "Dead letters waiting for staff to retry or discard.", labels=["priority"]
+    )
+    for priority, count in sorted(jobs["dead_letters_open"].items()):
+        dead.add_metric([priority], count)
+    yield dead
+
+
 class PlatformCollector(Collector):
     """Reads platform-wide numbers at scrape time; each source reports its own ``up``."""
 
@@ -245,6 +288,7 @@ class PlatformCollector(Collector):
         "kpis": lambda: _kpi_families(platform_kpis()),
         "cache": _cache_families,
         "ratelimit": _ratelimit_families,
+        "jobs": lambda: _job_families(job_queues()),
     }
 
     def collect(self) -> Iterator[Metric]:

@@ -9,6 +9,9 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus, Payout, PayoutStatus
+from jobs.brokers import broker_for
+from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
+from jobs.priorities import Priority
 from observability.activity import active_user_count
 from properties.models import Property
 
@@ -88,4 +91,53 @@ def platform_kpi_snapshot() -> dict[str, Any]:
         "active_properties": Property.objects.filter(is_active=True).count(),
         "payouts_pending": payouts_pending(),
         "db_server_connections": db_server_connections(),
+    }
+
+
+JOB_STATES = ("ready", "delayed", "running", "retrying")
+
+
+def job_queue_snapshot() -> dict[str, Any]:
+    """Per priority: jobs waiting (ready to run, delayed, retrying after a failure) and
+    running, broker messages, outcomes of the last hour, open dead letters.
+
+    Three grouped queries on the job table's partial indexes, plus one broker length per
+    priority (LLEN on Redis, a count on the ORM queue).
+    """
+    now = timezone.now()
+    depth = {p.value: dict.fromkeys(JOB_STATES, 0) for p in Priority}
+    pending = (
+        JobRecord.objects.filter(status__in=PENDING_STATUSES)
+        .order_by()
+        .values("priority", "status")
+        .annotate(n=Count("id"), delayed=Count("id", filter=Q(eta__gt=now)))
+    )
+    for row in pending:
+        states = depth[row["priority"]]
+        if row["status"] == JobStatus.QUEUED:
+            states["delayed"] += row["delayed"]
+            states["ready"] += row["n"] - row["delayed"]
+        elif row["status"] == JobStatus.RUNNING:
+            states["running"] += row["n"]
+        else:
+            states["retrying"] += row["n"]
+    finished = {p.value: {"succeeded": 0, "dead": 0} for p in Priority}
+    outcomes = (
+        JobRecord.objects.filter(status__in=TERMINAL_STATUSES, finished_at__gte=now - datetime.timedelta(hours=1))
+        .order_by()
+        .values("priority", "status")
+        .annotate(n=Count("id"))
+    )
+    for row in outcomes:
+        finished[row["priority"]][row["status"]] = row["n"]
+    dead_letters = dict.fromkeys(Priority.values, 0)
+    dead_letters.update(
+        DeadLetter.objects.filter(state=DeadLetterState.OPEN).order_by().values_list("priority").annotate(n=Count("id"))
+    )
+    return {
+        "computed_at": time.time(),
+        "depth": depth,
+        "broker_depth": {p.value: broker_for(p).queue_size() for p in Priority},
+        "finished_last_hour": finished,
+        "dead_letters_open": dead_letters,
     }

@@ -244,3 +244,29 @@ def test_cache_hit_ratio_per_kind(anon_client):
     assert value(samples, "staybase_cache_events_total", kind="obs_test_kind", event="hits") == 17
     assert value(samples, "staybase_cache_events_total", kind="obs_test_kind", event="misses") == 3
     assert value(samples, "staybase_metrics_source_up", source="cache") == 1
+
+
+def test_job_queue_depth_per_priority_and_failures(anon_client, django_capture_on_commit_callbacks):
+    from jobs.services import enqueue
+    from jobs.testing import run_jobs
+    from tests.observability.sample import failing_task, logging_task
+
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue(failing_task, 1)  # normal priority, one attempt: dead
+        enqueue(logging_task, 2, priority="low")  # succeeds
+    run_jobs()
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue(logging_task, 3, priority="critical")
+        enqueue(logging_task, 4, priority="critical")
+        enqueue(logging_task, 5, priority="high", delay=3600)
+
+    samples = scrape(anon_client)
+
+    assert value(samples, "staybase_jobs_queue_depth", priority="critical", state="ready") == 2
+    assert value(samples, "staybase_jobs_broker_depth", priority="critical") == 2
+    assert value(samples, "staybase_jobs_queue_depth", priority="high", state="delayed") == 1
+    assert value(samples, "staybase_jobs_queue_depth", priority="high", state="ready") == 0
+    assert value(samples, "staybase_jobs_finished_last_hour", priority="normal", outcome="dead") == 1
+    assert value(samples, "staybase_jobs_finished_last_hour", priority="low", outcome="succeeded") == 1
+    assert value(samples, "staybase_jobs_dead_letters_open", priority="normal") == 1
+    assert value(samples, "staybase_metrics_source_up", source="jobs") == 1
