@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("bookings.urls")),
     path("analytics/", include("analytics.urls")),
     path("admin/jobs/", include("jobs.urls")),
+    path("admin/cache/", include("caching.urls")),
     path("admin/", include("core.urls")),
     path("admin/", include("observability.api_urls")),
 ]

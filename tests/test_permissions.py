@@ -128,6 +128,10 @@ MATRIX = [
     ("GET    /analytics/market/?city=Lisbon",       401,       200,        200,          200,          200),
     ("GET    /admin/ratelimits/",                   401,       DENIED,     DENIED,       DENIED,       200),
     ("GET    /admin/performance/",                  401,       DENIED,     DENIED,       DENIED,       200),
+    ("GET    /admin/cache/stats/",                  401,       DENIED,     DENIED,       DENIED,       200),
+    ("POST   /admin/cache/clear/",                  401,       DENIED,     DENIED,       DENIED,       200),
+    ("POST   /admin/cache/invalidate/user/{host}/", 401,       DENIED,     DENIED,       DENIED,       200),
+    ("POST   /admin/cache/invalidate/property/{active}/", 401, DENIED,     DENIED,       DENIED,       200),
     ("GET    /admin/jobs/stats/",                   401,       DENIED,     DENIED,       DENIED,       200),
 ]
 # fmt: on
