@@ -97,6 +97,8 @@ class PerformancePageAdmin(admin.ModelAdmin):
         if minutes not in WINDOW_CHOICES:
             minutes = DEFAULT_WINDOW
         report = performance_report(minutes=minutes, limit=SLOWEST_QUERIES)
+        for row in [report["totals"], *report["endpoints"]]:
+            row["error_percent"] = round(row["error_rate"] * 100, 2)
         context = {
             **self.admin_site.each_context(request),
             "title": "Performance",

@@ -1,4 +1,5 @@
 import pytest
+from django.test import Client
 from prometheus_client import REGISTRY
 
 from observability.activity import reset_activity
@@ -31,3 +32,10 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
+
+
+@pytest.fixture
+def superuser_client(staff) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
