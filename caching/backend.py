@@ -51,11 +51,12 @@ def redis_client():
 
 def guarded(kind: str, func: Callable[[], T], default: T) -> T:
     """Run a cache call; a Redis failure or an open circuit counts as an error and yields ``default``."""
-    global _lost_invalidations
     if not is_redis():
         return func()
+    if _lost_invalidations and kind != "invalidation":
+        _repair_lost_invalidations()
     try:
-        result = breaker_for("redis").call(func, errors=STORE_ERRORS)
+        return breaker_for("redis").call(func, errors=STORE_ERRORS)
     except CircuitOpenError:
         cache_stats_counter.add(kind, "errors")
         return default
@@ -63,11 +64,15 @@ def guarded(kind: str, func: Callable[[], T], default: T) -> T:
         cache_stats_counter.add(kind, "errors")
         logger.warning("cache %s call failed, answering from the database: %s", kind, exc)
         return default
-    if _lost_invalidations and kind != "invalidation":
-        _lost_invalidations = False
-        logger.warning("Redis is back: invalidating every cache entry once (invalidations were lost)")
-        bump_generations([GLOBAL_NAMESPACE])
-    return result
+
+
+def _repair_lost_invalidations() -> None:
+    """Before Redis answers anything again, invalidate everything once: some writes could not
+    bump their generations while it was unreachable. If this bump fails too, the flag stays."""
+    global _lost_invalidations
+    _lost_invalidations = False
+    logger.warning("Redis is reachable again: invalidating every cache entry once (invalidations were lost)")
+    bump_generations([GLOBAL_NAMESPACE])
 
 
 def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
