@@ -1,0 +1,116 @@
+"""The admin's Cache page: per-kind counters, Redis and L1 state, and the staff actions.
+
+Staff only, like the staff cache API (GET /api/v1/admin/cache/stats/ and friends): the page
+has no model permissions. Actions are POSTed to the page itself (CSRF-protected by
+``admin_view``), report through messages and redirect back, so a reload repeats nothing.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from caching import services
+from caching.models import CachePage
+from caching.stats import EVENTS, cache_stats, with_ratios
+from core.exceptions import DomainError
+
+ACTIONS = ("clear", "invalidate_user", "invalidate_property")
+
+
+class IdForm(forms.Form):
+    id = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+def stats_rows(counts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """One row per kind, with the totals of every kind last."""
+    if counts is None:
+        return []
+    rows = [{"kind": kind, **row} for kind, row in counts.items()]
+    if rows:
+        totals = {event: sum(row[event] for row in rows) for event in EVENTS}
+        rows.append({"kind": "all kinds", **with_ratios({"all": totals})["all"]})
+    return rows
+
+
+@admin.register(CachePage)
+class CachePageAdmin(admin.ModelAdmin):
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta
+        return [
+            path(
+                "",
+                self.admin_site.admin_view(self.changelist_view),
+                name=f"{opts.app_label}_{opts.model_name}_changelist",
+            )
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            self._run_action(request)
+            return HttpResponseRedirect(request.path)
+        stats = cache_stats()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cache",
+            "opts": self.model._meta,
+            "stats": stats,
+            "cluster_rows": stats_rows(stats["cluster"]),
+            "process_rows": stats_rows(stats["process"]),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/caching/cache.html", context)
+
+    def _run_action(self, request: HttpRequest) -> None:
+        action = request.POST.get("action")
+        if action not in ACTIONS:
+            self.message_user(request, "Unknown action.", messages.ERROR)
+            return
+        if action == "clear":
+            result = services.cache_clear_all(actor=request.user)
+            if result.deleted_keys is None:
+                self.message_user(request, "Cleared the local-memory cache.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"Deleted {result.deleted_keys} Staybase keys from Redis.", messages.SUCCESS)
+            return
+        subject = "user" if action == "invalidate_user" else "property"
+        form = IdForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, f"Enter the id of a {subject} (a positive whole number).", messages.ERROR)
+            return
+        pk = form.cleaned_data["id"]
+        try:
+            if action == "invalidate_user":
+                done = services.cache_invalidate_user(user_id=pk, actor=request.user)
+            else:
+                done = services.cache_invalidate_property(property_id=pk, actor=request.user)
+        except DomainError as exc:
+            self.message_user(request, f"{subject.capitalize()} #{pk}: {exc.message}", messages.ERROR)
+            return
+        extra = " and the cached logins of their tokens" if action == "invalidate_user" else ""
+        self.message_user(
+            request,
+            f"Invalidated {subject} #{pk}: {', '.join(done.namespaces)}{extra}.",
+            messages.SUCCESS,
+        )
