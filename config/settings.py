@@ -412,6 +412,12 @@ INSTRUMENTATION_MIDDLEWARE = (
 )
 if not INSTRUMENTATION_ENABLED:
     MIDDLEWARE = [name for name in MIDDLEWARE if name not in INSTRUMENTATION_MIDDLEWARE]
+# Latency histograms (django-prometheus): edges at the p95 alert thresholds (1 s, 2 s) so
+# alerts compare against a bucket bound instead of interpolating across 1-2.5 s.
+PROMETHEUS_LATENCY_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+    float("inf"),
+)
 SLOW_QUERY_MS = env_int("SLOW_QUERY_MS", 200)
 SLOW_REQUEST_MS = env_int("SLOW_REQUEST_MS", 1000)
 KPI_CACHE_SECONDS = env_int("KPI_CACHE_SECONDS", 30)
