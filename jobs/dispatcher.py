@@ -112,7 +112,7 @@ def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None
     if broker.queue_size() == 0:
         lost = JobRecord.objects.filter(
             priority=priority, status=JobStatus.QUEUED, dispatched_at__lt=now - LOST_AFTER
-        ).values("pk")[:RECOVER_BATCH]
+        ).values_list("pk", flat=True)[:RECOVER_BATCH]
         redispatched = JobRecord.objects.filter(pk__in=list(lost), status=JobStatus.QUEUED).update(dispatched_at=None)
     if stuck or redispatched:
         logger.warning(

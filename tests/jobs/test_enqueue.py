@@ -1,0 +1,171 @@
+import datetime
+
+import pytest
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.brokers import broker_for
+from jobs.errors import UnknownTask
+from jobs.models import JobRecord, JobStatus
+from jobs.priorities import Priority
+from jobs.services import enqueue
+from jobs.testing import run_jobs
+from observability.context import bound_request_id
+from tests.factories import UserFactory
+from tests.jobs import sample_tasks
+from tests.jobs.conftest import calls_of, make_due
+
+pytestmark = pytest.mark.django_db
+
+
+def test_enqueue_records_the_job_and_hands_it_to_its_priority_queue_on_commit(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        job = enqueue(sample_tasks.record_call, 7, "x")
+        assert broker_for(Priority.LOW).queue_size() == 0  # nothing reaches the broker before the commit
+
+    job.refresh_from_db()
+    assert (job.task, job.priority, job.status, job.args) == (
+        "tests.jobs.sample_tasks.record_call",
+        Priority.LOW,
+        JobStatus.QUEUED,
+        [7, "x"],
+    )
+    assert (job.attempts, job.max_attempts, job.dispatch, job.subject) == (0, 5, 1, "thing:7")
+    assert job.dispatched_at is not None and job.eta is None
+    assert len(callbacks) == 1
+    callbacks[0]()
+    assert broker_for(Priority.LOW).queue_size() == 1
+    assert broker_for(Priority.NORMAL).queue_size() == 0
+
+    assert run_jobs() == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.result == "recorded 2 argument(s)"
+    assert job.attempts == 1 and job.finished_at >= job.started_at and job.duration_ms >= 0
+    assert calls_of("record_call") == [(7, "x")]
+
+
+def test_a_rolled_back_transaction_leaves_no_job_and_no_message(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        try:
+            with transaction.atomic():
+                enqueue(sample_tasks.record_call, 1)
+                raise RuntimeError("the request failed")
+        except RuntimeError:
+            pass
+
+    assert callbacks == []
+    assert not JobRecord.objects.exists()
+    assert broker_for(Priority.LOW).queue_size() == 0
+    assert run_jobs() == 0
+
+
+def test_priority_can_be_overridden_per_job(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue(sample_tasks.record_call, 1, priority=Priority.HIGH)
+
+    assert job.priority == Priority.HIGH
+    assert broker_for(Priority.HIGH).queue_size() == 1
+    assert broker_for(Priority.LOW).queue_size() == 0
+
+
+def test_task_can_be_named_by_its_dotted_path(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue("tests.jobs.sample_tasks.record_call", 3)
+
+    run_jobs()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert calls_of("record_call") == [(3,)]
+
+
+@pytest.mark.parametrize("name", ["tests.jobs.sample_tasks.nope", "os.system", "no_module_at_all.func"])
+def test_only_registered_tasks_can_be_enqueued(name):
+    with pytest.raises(UnknownTask):
+        enqueue(name)
+    assert not JobRecord.objects.exists()
+
+
+def test_model_instances_are_refused_as_arguments():
+    with pytest.raises(TypeError, match="primary keys"):
+        enqueue(sample_tasks.record_call, UserFactory())
+    assert not JobRecord.objects.filter(task__endswith="record_call").exists()
+
+
+def test_negative_delay_is_refused():
+    with pytest.raises(ValueError, match="negative"):
+        enqueue(sample_tasks.record_call, delay=-1)
+
+
+def test_a_delayed_job_waits_for_its_eta(django_capture_on_commit_callbacks):
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = enqueue(sample_tasks.record_call, 1, delay=datetime.timedelta(minutes=5))
+
+    assert callbacks == []  # held back: the dispatcher hands it over when due
+    assert job.dispatched_at is None and job.dispatch == 0
+    assert before + datetime.timedelta(minutes=5) <= job.eta <= timezone.now() + datetime.timedelta(minutes=5)
+    assert run_jobs() == 0
+    assert calls_of("record_call") == []
+
+    make_due(job)
+    assert run_jobs() == 1
+    job.refresh_from_db()
+    assert (job.status, job.dispatch) == (JobStatus.SUCCEEDED, 1)
+
+
+def test_a_dedupe_key_returns_the_pending_job_instead_of_a_second_one(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        first = enqueue(sample_tasks.record_call, 1, dedupe_key="thing:1:refresh")
+        second = enqueue(sample_tasks.record_call, 1, dedupe_key="thing:1:refresh")
+
+    assert second.pk == first.pk
+    assert len(callbacks) == 1
+    assert JobRecord.objects.count() == 1
+    run_jobs()
+    assert calls_of("record_call") == [(1,)]
+
+    # Finished: the key is free again for the next refresh.
+    with django_capture_on_commit_callbacks(execute=True):
+        third = enqueue(sample_tasks.record_call, 1, dedupe_key="thing:1:refresh")
+    assert third.pk != first.pk
+    run_jobs()
+    assert calls_of("record_call") == [(1,), (1,)]
+
+
+def test_the_request_id_is_stored_and_bound_while_the_job_runs(django_capture_on_commit_callbacks):
+    with bound_request_id("req-abc-123"), django_capture_on_commit_callbacks(execute=True):
+        job = enqueue(sample_tasks.record_request_id)
+
+    assert job.request_id == "req-abc-123"
+    run_jobs()
+    assert calls_of("record_request_id") == [("req-abc-123",)]
+
+
+def test_a_failed_push_is_left_to_the_dispatcher(django_capture_on_commit_callbacks, monkeypatch):
+    broker = broker_for(Priority.LOW)
+
+    def broker_down(messages):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(broker, "push_jobs", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue(sample_tasks.record_call, 5)  # the caller does not see the broker failure
+
+    job.refresh_from_db()
+    assert (job.status, job.dispatched_at) == (JobStatus.QUEUED, None)
+
+    monkeypatch.undo()
+    assert run_jobs() == 1  # the dispatcher pushed it with a new dispatch number
+    job.refresh_from_db()
+    assert (job.status, job.dispatch) == (JobStatus.SUCCEEDED, 2)
+    assert calls_of("record_call") == [(5,)]
+
+
+def test_enqueue_costs_one_insert_plus_the_push(django_assert_num_queries, django_capture_on_commit_callbacks):
+    # The ORM broker's push is an INSERT too; the Redis broker's is not a query.
+    orm_broker = settings.Q_CLUSTER.get("orm") is not None
+    with django_assert_num_queries(2 if orm_broker else 1), django_capture_on_commit_callbacks(execute=True):
+        enqueue(sample_tasks.record_call, 1)
+    assert JobRecord.objects.count() == 1
