@@ -3,7 +3,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from bookings.models import Booking, Payout, PayoutItem
-from bookings.services import booking_cancel, booking_confirm, payout_mark_failed, payout_mark_paid
+from bookings.services import (
+    booking_cache_invalidate,
+    booking_cancel,
+    booking_confirm,
+    payout_mark_failed,
+    payout_mark_paid,
+)
 from core.admin import ReadOnlyAdminMixin, admin_run_service
 
 # The price snapshot booking_create took; editing any of it would break the money trail.
@@ -110,6 +116,10 @@ class BookingAdmin(admin.ModelAdmin):
             lambda booking: booking_confirm(booking=booking, actor=request.user),
             done="confirmed",
         )
+
+    def save_model(self, request: HttpRequest, obj: Booking, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        booking_cache_invalidate(obj, obj.property)
 
 
 class PayoutItemInline(ReadOnlyAdminMixin, admin.TabularInline):

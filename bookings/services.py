@@ -22,7 +22,7 @@ BOOKING_EMAILS_TASK = "bookings.tasks.send_booking_emails"
 PAYOUT_EMAIL_TASK = "bookings.tasks.send_payout_email"
 
 
-def _invalidate_booking(booking: Booking, property: Property) -> None:
+def booking_cache_invalidate(booking: Booking, property: Property) -> None:
     invalidate_on_commit(
         booking_namespaces(
             property_id=property.pk,
@@ -120,7 +120,7 @@ def booking_create(
             if OVERLAP_CONSTRAINT in str(exc):
                 raise BookingConflict() from None
             raise
-        _invalidate_booking(booking, property)
+        booking_cache_invalidate(booking, property)
         _notify(booking, "requested")
         return booking
 
@@ -138,7 +138,7 @@ def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None
         booking.status = BookingStatus.CANCELLED
         booking.cancelled_at = timezone.now()
         booking.save(update_fields=["status", "cancelled_at", "updated_at"])
-        _invalidate_booking(booking, booking.property)
+        booking_cache_invalidate(booking, booking.property)
         _notify(booking, "cancelled")
         return booking
 
@@ -153,7 +153,7 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
         booking.status = BookingStatus.CONFIRMED
         booking.confirmed_at = timezone.now()
         booking.save(update_fields=["status", "confirmed_at", "updated_at"])
-        _invalidate_booking(booking, booking.property)
+        booking_cache_invalidate(booking, booking.property)
         _notify(booking, "confirmed")
         return booking
 

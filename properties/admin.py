@@ -11,7 +11,7 @@ from core.admin import admin_run_service
 from core.exceptions import InvalidInput
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
-from properties.services import property_deactivate, property_update
+from properties.services import property_cache_invalidate, property_deactivate, property_update
 
 
 def _image_preview(image: PropertyImage) -> str:
@@ -107,6 +107,14 @@ class PropertyAdmin(admin.ModelAdmin):
             .annotate(booking_total=Coalesce(Subquery(bookings, output_field=IntegerField()), 0))
         )
 
+    def save_model(self, request: HttpRequest, obj: Property, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        property_cache_invalidate(obj, form.initial.get("city") or obj.city)
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # amenities and images inline
+        property_cache_invalidate(form.instance)
+
     def has_delete_permission(self, request: HttpRequest, obj: Property | None = None) -> bool:
         # Deleting a listing means deactivating it: bookings and reviews keep pointing at it.
         return False
@@ -152,6 +160,10 @@ class PropertyImageAdmin(admin.ModelAdmin):
     def preview(self, obj: PropertyImage) -> str:
         return _image_preview(obj)
 
+    def save_model(self, request: HttpRequest, obj: PropertyImage, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        property_cache_invalidate(obj.property)
+
 
 @admin.register(Review)
 class ReviewAdmin(admin.ModelAdmin):
@@ -173,6 +185,10 @@ class ReviewAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: Review, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        property_cache_invalidate(obj.property)
 
     def has_delete_permission(self, request: HttpRequest, obj: Review | None = None) -> bool:
         return False

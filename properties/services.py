@@ -45,7 +45,8 @@ def property_ensure_manageable(*, property: Property, actor: User) -> None:
         raise Forbidden("Only the property's host can change it.")
 
 
-def _invalidate_listing(property: Property, *also_cities: str) -> None:
+def property_cache_invalidate(property: Property, *also_cities: str) -> None:
+    """After commit, drop what the cache holds about this listing (and its former cities)."""
     invalidate_on_commit(
         listing_namespaces(property_id=property.pk, host_id=property.host_id, cities=[property.city, *also_cities])
     )
@@ -70,7 +71,7 @@ def property_create(*, host: User, amenities: list[str] | None = None, **fields:
     property = Property.objects.create(host=host, **fields)
     if amenities:
         property.amenities.set(_amenities_from_slugs(amenities))
-    _invalidate_listing(property)
+    property_cache_invalidate(property)
     return property
 
 
@@ -87,7 +88,7 @@ def property_update(*, property: Property, actor: User, amenities: list[str] | N
         property.save(update_fields=[*fields, "updated_at"])
     if amenities is not None:
         property.amenities.set(_amenities_from_slugs(amenities))
-    _invalidate_listing(property, previous_city)
+    property_cache_invalidate(property, previous_city)
     return property
 
 
@@ -98,7 +99,7 @@ def property_deactivate(*, property: Property, actor: User) -> Property:
     if property.is_active:
         property.is_active = False
         property.save(update_fields=["is_active", "updated_at"])
-        _invalidate_listing(property)
+        property_cache_invalidate(property)
     return property
 
 
@@ -122,7 +123,7 @@ def property_image_add(
             raise Conflict(
                 f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
             ) from None
-        _invalidate_listing(property)
+        property_cache_invalidate(property)
         # Thumbnails, metadata stripping and scaling happen in a job; the upload answers now.
         enqueue(PROCESS_IMAGE_TASK, created.pk, dedupe_key=f"property_image:{created.pk}:process")
         return created
@@ -151,5 +152,5 @@ def review_create(
     summary = Review.objects.filter(property=property).aggregate(total=Sum("rating"), count=Count("id"))
     average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
-    _invalidate_listing(property)
+    property_cache_invalidate(property)
     return review

@@ -4,6 +4,7 @@ import time
 
 import pytest
 from django.db import connection
+from django.test import TestCase
 from django.utils import timezone
 
 from caching import backend, layer
@@ -225,3 +226,38 @@ def test_client_for_a_second_guest_shares_public_entries(guest):
     from tests.factories import UserFactory
 
     assert client_for(UserFactory()).get(f"/api/v1/properties/{listing.pk}/")["X-Cache"] == "HIT"
+
+
+def test_edits_made_in_the_admin_invalidate_like_the_api(client, staff, anon_client):
+    listing = PropertyFactory(title="Before")
+    url = f"/api/v1/properties/{listing.pk}/"
+    assert anon_client.get(url).json()["title"] == "Before"
+    client.force_login(staff)
+    form = anon_client.get(url).json()  # warm: HIT from here on
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(
+            f"/admin/properties/property/{listing.pk}/change/",
+            {
+                "host": listing.host_id,
+                "title": "After",
+                "description": listing.description,
+                "property_type": listing.property_type,
+                "city": listing.city,
+                "country": listing.country,
+                "address": listing.address,
+                "price_per_night": "100.00",
+                "cleaning_fee": "20.00",
+                "currency": listing.currency,
+                "max_guests": 4,
+                "bedrooms": 2,
+                "bathrooms": 1,
+                "is_active": "on",
+                "images-TOTAL_FORMS": "0",
+                "images-INITIAL_FORMS": "0",
+            },
+        )
+
+    assert response.status_code == 302, response.content[:2000]
+    assert form["title"] == "Before"
+    assert anon_client.get(url).json()["title"] == "After"
