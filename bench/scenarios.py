@@ -71,4 +71,14 @@ SUITES: dict[str, Suite] = {
         connections=2,
         description="cost of the rate-limit check (run with REDIS_URL for the Redis store)",
     ),
+    "observability": Suite(
+        scenarios=["auth_me", "property_detail"],
+        variants=[
+            Variant("observability_off", {"INSTRUMENTATION_ENABLED": "0"}),
+            Variant("observability_on", {"INSTRUMENTATION_ENABLED": "1"}),
+        ],
+        connections=2,
+        description="cost of request ids, access logs, django-prometheus (multiprocess files), the SQL "
+        "execute wrapper and per-endpoint stats on a cheap endpoint (issue budget: under 10 % req/s)",
+    ),
 }

@@ -29,6 +29,8 @@ def gunicorn(
         sys.executable,
         "-m",
         "gunicorn",
+        # The production settings (multiprocess metrics, hooks, log format); the flags below win.
+        "--config=config/gunicorn.py",
         "config.wsgi:application",
         "--worker-class=sync",
         f"--workers={workers}",

@@ -56,7 +56,8 @@ logconfig_dict: dict[str, Any] = {
         }
     },
     "loggers": {
-        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # No level: gunicorn's --log-level (default info) stays in charge.
+        "gunicorn.error": {"handlers": ["console"], "propagate": False},
         # The app logs each request itself (staybase.request, with its request id); gunicorn's
         # access line would repeat it. Probes and scrapes are not logged per request at all.
         "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
