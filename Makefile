@@ -39,6 +39,7 @@ run: $(DEPS_STAMP)
 	$(MANAGE) seed_demo --small --if-empty
 	$(MANAGE) create_demo_staff
 	$(MANAGE) setup_schedules
+	$(MANAGE) warm_cache --on-start
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
 	@$(MANAGE) run_workers & worker=$$!; \
 	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \

@@ -9,6 +9,7 @@ import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -273,6 +274,16 @@ CACHE_STATS_FLUSH_S = float(env_str("CACHE_STATS_FLUSH_S", "5"))
 CACHE_L1_ENABLED = env_bool("CACHE_L1_ENABLED", False)
 CACHE_L1_MAX_ENTRIES = env_int("CACHE_L1_MAX_ENTRIES", 2000)
 CACHE_L1_TTL_S = float(env_str("CACHE_L1_TTL_S", "2"))
+# Warming (caching/warming.py, manage.py warm_cache). Search and detail bodies embed the scheme
+# and host clients use (absolute links), so they are warmed for each of these base URLs. Empty:
+# https (http in development) with the first exact name of DJANGO_ALLOWED_HOSTS.
+CACHE_WARM_BASE_URLS = env_list("CACHE_WARM_BASE_URLS", "" if IS_PRODUCTION else "http://127.0.0.1:8000")
+for _url in CACHE_WARM_BASE_URLS:
+    _parts = urlsplit(_url)
+    if _parts.scheme not in {"http", "https"} or not _parts.netloc or _parts.path not in {"", "/"}:
+        raise ImproperlyConfigured(f"CACHE_WARM_BASE_URLS: {_url!r} is not a scheme://host[:port] URL.")
+# Start-up sequences (make run, a release step) queue one warming job: manage.py warm_cache --on-start.
+CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", False)
 
 # --- Rate limits (core/throttling.py, state in caching/ratelimit.py) ------------------
 # Rules are data: rate "N/unit" (s, min, h, day, or e.g. "15min"), scope (ip, user, account,

@@ -54,6 +54,13 @@ RECURRING_JOBS: list[RecurringJob] = [
     RecurringJob("jobs: daily cleanup", "jobs.tasks.cleanup", DAILY, time(3, 30)),
     RecurringJob("analytics: host reports", "analytics.tasks.generate_host_reports", DAILY, time(5, 0)),
     RecurringJob("analytics: market data", "analytics.tasks.refresh_market_data", HOURLY, time(0, 5)),
+    # Every 15 minutes as four hourly entries (RecurringJob times daily or hourly runs); the first
+    # follows the market refresh, which invalidates the market data it re-fills. One run at a time:
+    # all four share the task's dedupe key.
+    *(
+        RecurringJob(f"caching: warm cache (:{minute:02d})", "caching.tasks.warm_cache_task", HOURLY, time(0, minute))
+        for minute in (7, 22, 37, 52)
+    ),
 ]
 
 
