@@ -17,7 +17,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django import db
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.brokers import get_broker, orm, redis_broker
@@ -30,6 +32,7 @@ from jobs.priorities import Priority, priority_of_queue, queue_name
 logger = logging.getLogger(__name__)
 
 RUNNER = "jobs.runner.execute"
+BLOCKING_POP_S = 1
 DISPATCH_INTERVAL_S = 1.0
 RECOVER_INTERVAL_S = 30.0
 
@@ -170,7 +173,26 @@ class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
 
     def dequeue(self):
         self.dispatcher_tick()
-        return super().dequeue()
+        task = self._blocking_client().blpop(self.list_key, BLOCKING_POP_S)
+        return [(None, task[1])] if task else None
+
+    def _blocking_client(self) -> redis.Redis:
+        """The pusher's own connection for BLPOP.
+
+        The shared django-redis pool fails fast (REDIS_SOCKET_TIMEOUT_S, 0.5 s by default) so
+        a stuck Redis cannot hold up web requests; a blocking pop on it would time out while
+        legitimately waiting for work, and django-q2 answers a failed pop by pausing the
+        pusher for 10 s. This connection waits longer than the pop itself.
+        """
+        client = getattr(self, "_blocking", None)
+        if client is None:
+            client = self._blocking = redis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=BLOCKING_POP_S + 5,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+            )
+        return client
 
     def _store_queue(self, key: str, timeout: int) -> None:
         self.connection.set(key, self.queue, timeout)
