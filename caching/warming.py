@@ -132,17 +132,15 @@ def hottest_properties(*, limit: int) -> QuerySet[Property]:
 def top_cities(*, limit: int) -> list[str]:
     """Cities with the most active listings, each in the spelling most of its listings use
     (cities match case-insensitively, so one city may be spelled several ways)."""
-    supply: dict[str, int] = {}
-    spelling: dict[str, tuple[int, str]] = {}
+    spellings: dict[str, dict[str, int]] = {}
     for city, count in Property.objects.filter(is_active=True).values_list("city").annotate(n=Count("id")):
-        key = city.strip().lower()
-        if not key:
-            continue
-        supply[key] = supply.get(key, 0) + count
-        if key not in spelling or (count, city.strip()) > spelling[key]:
-            spelling[key] = (count, city.strip())
-    ranked = sorted(supply, key=lambda key: (-supply[key], key))
-    return [spelling[key][1] for key in ranked[:limit]]
+        name = city.strip()
+        if name:
+            by_name = spellings.setdefault(name.lower(), {})
+            by_name[name] = by_name.get(name, 0) + count
+    supply = {key: sum(by_name.values()) for key, by_name in spellings.items()}
+    ranked = sorted(supply, key=lambda key: (-supply[key], key))[:limit]
+    return [min(spellings[key], key=lambda name: (-spellings[key][name], name)) for key in ranked]
 
 
 def active_hosts(*, limit: int) -> list[int]:
