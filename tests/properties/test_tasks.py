@@ -1,0 +1,142 @@
+"""Image processing on upload: the API answers at once, the job strips, scales and thumbnails."""
+
+import io
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
+from PIL import Image
+
+from jobs.models import DeadLetter, JobRecord, JobStatus
+from jobs.priorities import Priority
+from jobs.testing import run_jobs
+from properties.image_processing import THUMBNAIL_SIZES, process_image_bytes
+from properties.models import PropertyImage
+from properties.tasks import process_property_image
+from tests.factories import PropertyFactory
+
+pytestmark = pytest.mark.django_db
+
+GPS_IFD = 0x8825
+ORIENTATION = 0x0112
+ROTATED_90_CW = 6  # EXIF: the camera was turned; show the image rotated 90° clockwise
+
+
+def photo(fmt: str = "JPEG", size=(1200, 800), *, exif: bool = True, mode: str = "RGB") -> bytes:
+    image = Image.new(mode, size, (200, 30, 30, 128) if mode == "RGBA" else (200, 30, 30))
+    buffer = io.BytesIO()
+    options = {}
+    if exif:
+        data = Image.Exif()
+        data[ORIENTATION] = ROTATED_90_CW
+        data[0x010F] = "CameraMaker"
+        data.get_ifd(GPS_IFD)[2] = (38.0, 42.0, 36.0)  # GPSLatitude: where the photographer stood
+        options["exif"] = data.tobytes()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def listing(host):
+    return PropertyFactory(host=host)
+
+
+def upload(client, listing, data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg"):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(
+            f"/api/v1/properties/{listing.pk}/images/",
+            {"image": SimpleUploadedFile(name, data, content_type=content_type)},
+            format="multipart",
+        )
+
+
+def test_upload_answers_with_the_original_and_thumbnails_follow(host_client, listing, settings):
+    settings.PROPERTY_IMAGE_MAX_DIMENSION = 1000
+
+    response = upload(host_client, listing, photo())
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["thumbnail_small_url"] is None and body["thumbnail_medium_url"] is None
+    assert body["processed_at"] is None
+    assert (body["width"], body["height"]) == (1200, 800)
+    job = JobRecord.objects.get()
+    assert (job.task, job.priority, job.args) == (
+        "properties.tasks.process_property_image",
+        Priority.NORMAL,
+        [body["id"]],
+    )
+
+    run_jobs()
+
+    image = PropertyImage.objects.get(pk=body["id"])
+    assert image.processed_at is not None
+    # Rotated as EXIF said, then scaled to fit 1000 px: 800x1200 -> 667x1000.
+    assert (image.width, image.height) == (667, 1000)
+    with default_storage.open(image.image.name) as file, Image.open(file) as processed:
+        assert processed.size == (667, 1000)
+        assert processed.format == "JPEG"
+        assert not processed.getexif()  # no GPS position, no camera, no orientation left
+    for name, longest in THUMBNAIL_SIZES.items():
+        with default_storage.open(getattr(image, f"thumbnail_{name}").name) as file, Image.open(file) as thumbnail:
+            assert thumbnail.format == "JPEG"
+            assert max(thumbnail.size) == longest
+            assert thumbnail.size[1] > thumbnail.size[0]  # portrait, like the oriented original
+    assert not default_storage.exists(body["url"].split("/media/")[-1])  # the file with metadata is gone
+
+    detail = host_client.get(f"/api/v1/properties/{listing.pk}/").json()
+    served = detail["images"][0]
+    assert served["thumbnail_small_url"].endswith("-320.jpg")
+    assert served["thumbnail_medium_url"].endswith("-800.jpg")
+    assert served["url"] != body["url"]
+
+
+def test_png_with_transparency_keeps_its_format_and_gets_white_jpeg_thumbnails(host_client, listing):
+    response = upload(host_client, listing, photo("PNG", (400, 300), exif=False, mode="RGBA"), "a.png", "image/png")
+    run_jobs()
+
+    image = PropertyImage.objects.get(pk=response.json()["id"])
+    assert image.image.name.endswith(".png")
+    assert (image.width, image.height) == (400, 300)  # already small enough: not enlarged
+    with default_storage.open(image.thumbnail_small.name) as file, Image.open(file) as thumbnail:
+        assert thumbnail.mode == "RGB"
+        assert thumbnail.size == (320, 240)
+        assert thumbnail.getpixel((10, 10))[1] > 100  # half-transparent red on white, not on black
+
+
+def test_processing_twice_is_a_no_op(host_client, listing):
+    image_id = upload(host_client, listing, photo()).json()["id"]
+    run_jobs()
+    image = PropertyImage.objects.get(pk=image_id)
+
+    assert process_property_image(image_id) == "already processed"
+
+    image.refresh_from_db()
+    assert PropertyImage.objects.get(pk=image_id).thumbnail_small.name == image.thumbnail_small.name
+
+
+def test_a_file_that_is_not_an_image_any_more_dead_letters_the_job(host_client, listing):
+    image_id = upload(host_client, listing, photo()).json()["id"]
+    image = PropertyImage.objects.get(pk=image_id)
+    with default_storage.open(image.image.name, "wb") as file:
+        file.write(b"not an image at all")
+
+    run_jobs()
+
+    job = JobRecord.objects.get()
+    assert (job.status, job.attempts) == (JobStatus.DEAD, 1)  # permanent: no point retrying
+    assert DeadLetter.objects.get().error.startswith("PermanentError: Not a valid image")
+    image.refresh_from_db()
+    assert image.processed_at is None and not image.thumbnail_small
+
+
+def test_a_deleted_image_is_skipped():
+    assert process_property_image(987654) == "skipped: the image was deleted"
+
+
+def test_process_image_bytes_refuses_too_many_pixels():
+    from jobs.errors import PermanentError
+
+    with pytest.raises(PermanentError, match="too many pixels"):
+        process_image_bytes(photo(size=(200, 200), exif=False), max_dimension=100, max_pixels=100 * 100)
