@@ -262,6 +262,17 @@ def test_warm_cache_command_reports_progress_and_exits_zero(market):
     assert lines[-1].endswith("0 already warm, 0 being refreshed by another worker, 0 failed.")
 
 
+def test_warm_cache_command_warns_that_a_local_memory_cache_is_its_own(market):
+    err = io.StringIO()
+
+    call_command("warm_cache", "--searches", "1", stdout=io.StringIO(), stderr=err)
+
+    if backend.is_redis():
+        assert err.getvalue() == ""
+    else:
+        assert "the local-memory cache is private to each process" in err.getvalue()
+
+
 def test_warm_cache_command_dry_run(market, anon_client):
     out = io.StringIO()
 
@@ -312,19 +323,35 @@ def test_on_start_queues_one_low_priority_warming_job(
 
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
-    assert "0 failed" in job.result
-    assert x_cache(anon_client, f"{API}/properties/?city=Lisbon") == "HIT"
+    if backend.is_redis():
+        assert "0 failed" in job.result
+        assert x_cache(anon_client, f"{API}/properties/?city=Lisbon") == "HIT"
+    else:  # the worker's local-memory cache would be its own: nothing to warm from there
+        assert job.result.startswith("skipped: the local-memory cache is private to each process")
 
 
 # --- The job ---------------------------------------------------------------------------------------------------------
 
 
-def test_warm_cache_task_warms_and_says_what_it_did(market):
+@pytest.mark.skipif(not backend.is_redis(), reason="a worker warms a cache others read only with Redis")
+def test_warm_cache_task_warms_and_says_what_it_did(market, anon_client):
     summary = warm_cache_task()
 
     assert summary.endswith("0 failed.") and "0 already warm" in summary
-    assert "already warm" in warm_cache_task()
+    assert x_cache(anon_client, f"{API}/properties/?city=Lisbon") == "HIT"
+    assert ": 0 warmed," in warm_cache_task()
+
+
+@pytest.mark.skipif(backend.is_redis(), reason="the local-memory cache is the embedded default")
+def test_warm_cache_task_skips_the_local_memory_cache_no_other_process_reads(market, anon_client):
+    assert warm_cache_task().startswith("skipped: the local-memory cache is private to each process")
+
+    assert x_cache(anon_client, f"{API}/properties/?city=Lisbon") == "MISS"
+
+
+def test_warm_cache_task_is_a_low_priority_job():
     assert warm_cache_task.job_spec.priority == Priority.LOW
+    assert warm_cache_task.job_spec.name == "caching.tasks.warm_cache_task"
 
 
 def test_warm_cache_task_is_scheduled_every_15_minutes():

@@ -3,7 +3,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from caching.tasks import warm_cache_enqueue
+from caching import backend
+from caching.tasks import LOCAL_CACHE_NOTE, warm_cache_enqueue
 from caching.warming import (
     DEFAULT_LIMIT_HOSTS,
     DEFAULT_LIMIT_PROPERTIES,
@@ -40,6 +41,9 @@ class Command(BaseCommand):
         for name in ("properties", "searches", "hosts"):
             if options[name] < 0:
                 raise CommandError(f"--{name} cannot be negative.")
+
+        if not backend.is_redis() and not options["dry_run"]:
+            self.stderr.write(self.style.WARNING(f"Note: {LOCAL_CACHE_NOTE}."))
 
         def progress(line: str) -> None:
             if options["verbosity"] >= 1:
