@@ -81,7 +81,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Health and metrics are answered here, ahead of host validation and the HTTPS redirect.
     "observability.middleware.ProbeMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "observability.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
@@ -93,7 +92,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
@@ -412,17 +410,12 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Staybase <no-reply@staybase.local>")
 
 # --- Observability (observability/, config/gunicorn.py, deploy/) -----------------------------
-# INSTRUMENTATION_ENABLED=0 removes the per-request instrumentation (request ids, access and
-# slow-request logs, django-prometheus middleware, the SQL execute wrapper, per-endpoint
-# stats): bench/ measures what it costs. Health and metrics endpoints stay.
+# INSTRUMENTATION_ENABLED=0 removes the per-request instrumentation (request ids, request
+# metrics, access and slow-request logs, the SQL execute wrapper, per-endpoint stats):
+# bench/ measures what it costs. Health and metrics endpoints stay.
 INSTRUMENTATION_ENABLED = env_bool("INSTRUMENTATION_ENABLED", True)
-INSTRUMENTATION_MIDDLEWARE = (
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "observability.middleware.RequestObservabilityMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
-)
 if not INSTRUMENTATION_ENABLED:
-    MIDDLEWARE = [name for name in MIDDLEWARE if name not in INSTRUMENTATION_MIDDLEWARE]
+    MIDDLEWARE = [name for name in MIDDLEWARE if name != "observability.middleware.RequestObservabilityMiddleware"]
 # Latency histograms (django-prometheus): edges at the p95 alert thresholds (1 s, 2 s) so
 # alerts compare against a bucket bound instead of interpolating across 1-2.5 s.
 PROMETHEUS_LATENCY_BUCKETS = (

@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
+from django_prometheus.middleware import Metrics
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -59,6 +60,81 @@ circuit_open = Gauge(
 SNAPSHOT_CACHE_PREFIX = "obs:snapshot:v1"
 
 
+# --- request metrics: django-prometheus's, recorded by observability.middleware ------------
+
+
+class _NotExported:
+    """Stands in for a django-prometheus metric Staybase does not export."""
+
+    def labels(self, *args: object, **kwargs: object) -> "_NotExported":
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+class RequestMetrics(Metrics):
+    """django-prometheus's request metrics (names, help, PROMETHEUS_LATENCY_BUCKETS), only
+    the ones the alerts and the dashboard read.
+
+    Its middleware pair updates about a dozen series per request (transport, charset, body
+    size histograms...); in multiprocess mode each update is a locked write to a shared
+    file, which the observability benchmark showed costing more than the view it measured.
+    """
+
+    _instance = None  # not the base class's singleton
+    EXPORTED = frozenset(
+        {
+            "django_http_requests_total_by_method",
+            "django_http_responses_total_by_status",
+            "django_http_responses_total_by_status_view_method",
+            "django_http_requests_latency_seconds_by_view_method",
+            "django_http_exceptions_total_by_type",
+            "django_http_exceptions_total_by_view",
+        }
+    )
+
+    def register_metric(
+        self, metric_cls: type, name: str, documentation: str, labelnames: tuple[str, ...] = (), **kwargs: Any
+    ) -> Any:
+        if name not in self.EXPORTED:
+            return _NotExported()
+        return super().register_metric(metric_cls, name, documentation, labelnames=labelnames, **kwargs)
+
+
+class RequestRecorder:
+    """Label children looked up once per (view, method, status), not on every request."""
+
+    def __init__(self) -> None:
+        self.metrics = RequestMetrics.get_instance()
+        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    def record(self, *, view: str, method: str, status: int, seconds: float) -> None:
+        key = (view, method, str(status))
+        children = self._children.get(key)
+        if children is None:
+            m = self.metrics
+            children = (
+                m.requests_by_method.labels(method=method),
+                m.responses_by_status.labels(status=key[2]),
+                m.responses_by_status_view_method.labels(status=key[2], view=view, method=method),
+                m.requests_latency_by_view_method.labels(view=view, method=method),
+            )
+            self._children[key] = children
+        by_method, by_status, by_status_view, latency = children
+        by_method.inc()
+        by_status.inc()
+        by_status_view.inc()
+        latency.observe(seconds)
+
+    def record_exception(self, *, view: str, exception: BaseException) -> None:
+        self.metrics.exceptions_by_type.labels(type=type(exception).__name__).inc()
+        self.metrics.exceptions_by_view.labels(view=view).inc()
+
+
 # --- per-process numbers kept elsewhere, mirrored into prometheus counters ----------------
 
 
@@ -80,9 +156,18 @@ class _CounterMirror:
 
 _mirror = _CounterMirror()
 _BREAKER_EVENTS = ("failures", "opened", "closed", "short_circuited")
+MIRROR_INTERVAL_S = 1.0
+_mirrored_at = 0.0
 
 
-def sync_process_counters() -> None:
+def sync_process_counters(*, force: bool = False) -> None:
+    """At most once a second per process (called after every request): a scrape sees these
+    counters at most a second late, and a request does not pay for them."""
+    global _mirrored_at
+    now = time.monotonic()
+    if not force and now - _mirrored_at < MIRROR_INTERVAL_S:
+        return
+    _mirrored_at = now
     from caching.circuit import breaker_for
     from core.throttling import rate_limit_stats
 

@@ -22,7 +22,7 @@ from observability.context import (
     query_stats_var,
     request_id_var,
 )
-from observability.metrics import slow_requests_total, sync_process_counters
+from observability.metrics import RequestRecorder, slow_requests_total, sync_process_counters
 from observability.perfstats import perf_store
 
 access_logger = logging.getLogger("staybase.request")
@@ -56,8 +56,12 @@ def endpoint_of(request: HttpRequest) -> tuple[str, str]:
 
 
 class RequestObservabilityMiddleware:
+    """Request id in and out, django-prometheus's request metrics, the access log line, the
+    slow-request warning, per-endpoint stats and the active-user mark: one layer, one clock."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
+        self.metrics = RequestRecorder()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = accept_request_id(request.META.get("HTTP_X_REQUEST_ID"))
@@ -79,6 +83,7 @@ class RequestObservabilityMiddleware:
     def _record(self, request: HttpRequest, response: HttpResponse, duration_ms: float, stats: QueryStats) -> None:
         endpoint, view = endpoint_of(request)
         status = response.status_code
+        self.metrics.record(view=view, method=request.method, status=status, seconds=duration_ms / 1000)
         duration_ms = round(duration_ms, 2)
         db_time_ms = round(stats.seconds * 1000, 2)
         perf_store().record_request(endpoint, duration_ms, status >= 500)
@@ -106,3 +111,6 @@ class RequestObservabilityMiddleware:
         if getattr(resolved, "is_authenticated", False) is True:
             user_seen(resolved.pk)
         sync_process_counters()
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        self.metrics.record_exception(view=endpoint_of(request)[1], exception=exception)

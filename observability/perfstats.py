@@ -46,15 +46,12 @@ def current_minute() -> int:
     return int(time.time() // 60)
 
 
-def _request_fields(endpoint: str, duration_ms: float, error: bool) -> dict[str, float]:
-    fields = {
-        f"{endpoint}{SEP}c": 1,
-        f"{endpoint}{SEP}s": duration_ms,
-        f"{endpoint}{SEP}b{bucket_index(duration_ms)}": 1,
-    }
+def _add_request(fields: Counter[str], endpoint: str, duration_ms: float, error: bool) -> None:
+    fields[f"{endpoint}{SEP}c"] += 1
+    fields[f"{endpoint}{SEP}s"] += duration_ms
+    fields[f"{endpoint}{SEP}b{bucket_index(duration_ms)}"] += 1
     if error:
-        fields[f"{endpoint}{SEP}e"] = 1
-    return fields
+        fields[f"{endpoint}{SEP}e"] += 1
 
 
 class PerfStore(Protocol):
@@ -76,12 +73,15 @@ class LocalPerfStore:
         self._lock = threading.Lock()
         self._requests: dict[int, Counter[str]] = defaultdict(Counter)
         self._queries: dict[int, MinuteFields] = defaultdict(dict)
+        self._minute = 0
 
     def record_request(self, endpoint: str, duration_ms: float, error: bool) -> None:
         minute = current_minute()
         with self._lock:
-            self._requests[minute].update(_request_fields(endpoint, duration_ms, error))
-            self._prune(minute)
+            if minute != self._minute:
+                self._minute = minute
+                self._prune(minute)
+            _add_request(self._requests[minute], endpoint, duration_ms, error)
 
     def record_slow_query(self, *, fid: str, text: str, duration_ms: float, path: str | None) -> None:
         minute = current_minute()
@@ -160,7 +160,7 @@ class RedisPerfStore:
 
     def record_request(self, endpoint: str, duration_ms: float, error: bool) -> None:
         with self._lock:
-            self._pending[current_minute()].update(_request_fields(endpoint, duration_ms, error))
+            _add_request(self._pending[current_minute()], endpoint, duration_ms, error)
             due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
         if due:
             self.flush()

@@ -222,13 +222,37 @@ def test_rate_limit_rejections_per_rule(anon_client, settings):
     assert value(samples, "staybase_ratelimit_rejections_total", rule="login_ip") >= 1
 
 
-def test_rate_limiter_store_failures_reach_prometheus_counters(guest_client):
+def test_rate_limiter_store_failures_reach_prometheus_counters(guest_client, monkeypatch):
+    monkeypatch.setattr("observability.metrics._mirrored_at", 0.0)  # the once-a-second mirror is due
     before = sample("staybase_ratelimit_store_events_total", {"event": "store_errors"})
     rate_limit_stats.add("store_errors")
 
     guest_client.get("/api/v1/auth/me/")
 
     assert sample("staybase_ratelimit_store_events_total", {"event": "store_errors"}) == before + 1
+
+
+def test_process_counters_are_mirrored_at_most_once_a_second(guest_client, monkeypatch):
+    monkeypatch.setattr("observability.metrics._mirrored_at", 0.0)
+    guest_client.get("/api/v1/auth/me/")  # mirrors now
+    before = sample("staybase_ratelimit_store_events_total", {"event": "failed_open"})
+    rate_limit_stats.add("failed_open")
+
+    guest_client.get("/api/v1/auth/me/")  # within the second: not yet
+
+    assert sample("staybase_ratelimit_store_events_total", {"event": "failed_open"}) == before
+
+
+def test_an_exception_in_a_view_is_counted_by_type_and_view(settings):
+    from django.test import Client
+
+    settings.ROOT_URLCONF = "tests.observability.sample"
+    before = sample("django_http_exceptions_total_by_type_total", {"type": "RuntimeError"})
+
+    Client(raise_request_exception=False).get("/test/boom/")
+
+    assert sample("django_http_exceptions_total_by_type_total", {"type": "RuntimeError"}) == before + 1
+    assert sample("django_http_exceptions_total_by_view_total", {"view": "test-boom"}) >= 1
 
 
 def test_cache_hit_ratio_per_kind(anon_client):
