@@ -7,8 +7,8 @@ a scrape reaches one of them. prometheus_client's multiprocess mode has every wo
 its metrics to files in ``PROMETHEUS_MULTIPROC_DIR``; ``/metrics`` (in whichever worker
 answers) adds them up. The directory must be set before the app imports prometheus_client,
 which is why it is set here, in the master, before any worker forks; it is emptied at start
-(files of a previous run would add old counts) and ``child_exit`` marks a dead worker so
-its live gauges disappear while its counters keep counting in the totals.
+(files of a previous run would add old counts) and ``child_exit`` folds a dead worker's
+counters into archive files (observability/multiprocess.py) and drops its live gauges.
 """
 
 import os
@@ -72,9 +72,10 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
+    # Its counters join the archive files, so recycled workers do not pile up files.
+    from observability.multiprocess import archive_dead_process
 
-    multiprocess.mark_process_dead(worker.pid, str(MULTIPROC_DIR))
+    archive_dead_process(worker.pid, MULTIPROC_DIR)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -28,6 +28,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from observability.multiprocess import directory_lock
+
 logger = logging.getLogger(__name__)
 
 slow_requests_total = Counter(
@@ -404,9 +406,13 @@ def multiprocess_dir() -> str | None:
 
 def render_metrics() -> bytes:
     """Text exposition: every worker's metrics (or this process's), then the platform ones."""
-    if multiprocess_dir():
+    directory = multiprocess_dir()
+    if directory:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry, path=directory)
+        # Not while the gunicorn master folds a dead worker's files into the archive.
+        with directory_lock(directory, exclusive=False):
+            processes = generate_latest(registry)
     else:
-        registry = REGISTRY
-    return generate_latest(registry) + generate_latest(_platform_registry)
+        processes = generate_latest(REGISTRY)
+    return processes + generate_latest(_platform_registry)

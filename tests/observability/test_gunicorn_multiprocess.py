@@ -133,14 +133,17 @@ def test_counts_from_two_gunicorn_workers_add_up_in_one_scrape(gunicorn_two_work
     assert len([count for count in per_pid.values() if count]) == 2, per_pid
     assert sum(per_pid.values()) == REQUESTS
 
-    # A worker that dies keeps its counts in the totals; its live gauges go (child_exit).
+    # A worker that dies keeps its counts in the totals (folded into the archive files by
+    # child_exit, so recycled workers do not pile up files); its live gauges go.
     victim = next(pid for pid, count in per_pid.items() if count)
     assert (metrics_dir / f"gauge_livemax_{victim}.db").exists()
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while (metrics_dir / f"gauge_livemax_{victim}.db").exists() and time.monotonic() < deadline:
+    while (metrics_dir / f"counter_{victim}.db").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert not (metrics_dir / f"counter_{victim}.db").exists()
     assert not (metrics_dir / f"gauge_livemax_{victim}.db").exists()
+    assert (metrics_dir / "counter_archive.db").exists()
 
     _get(port, "/api/v1/no-such-endpoint/")
     status, body = _get(port, "/metrics")
