@@ -4,6 +4,7 @@ from django.utils import timezone
 from rest_framework.request import Request
 
 from caching.invalidation import city_token, user_namespace
+from caching.keys import params_digest
 from caching.responses import CacheSpec
 from caching.specs import per_user
 
@@ -21,4 +22,6 @@ def market_cache_spec(view, request: Request) -> CacheSpec | None:
     if not city.strip():
         return None  # the view answers the 400
     token = city_token(city)
-    return CacheSpec(key_parts=[token, timezone.localdate().isoformat()], namespaces=[f"market:{token}"])
+    # The body repeats the city as asked, so the exact spelling is part of the key.
+    spelling = params_digest({"city": city.strip()})
+    return CacheSpec(key_parts=[token, spelling, timezone.localdate().isoformat()], namespaces=[f"market:{token}"])

@@ -104,11 +104,18 @@ def fresh_generation() -> int:
     return time.time_ns() // 1000
 
 
+def generation_ttl() -> int:
+    """Generation counters outlive every entry tagged with them (longest TTL + stale grace), and
+    namespaces named from client input (cities) cannot pile up forever. An expired counter is
+    re-created from the clock, so it never matches an older entry's tag."""
+    return 2 * (max(settings.CACHE_TTLS.values()) + settings.CACHE_STALE_GRACE_S)
+
+
 def ensure_generations(kind: str, namespaces: list[str]) -> dict[str, int]:
-    """Create missing generation counters (never expiring) and return the current values."""
+    """Create missing generation counters and return the current values."""
     keys = [generation_key(ns) for ns in namespaces]
     for key in keys:
-        add(kind, key, fresh_generation(), None)
+        add(kind, key, fresh_generation(), generation_ttl())
     found = get_many(kind, keys)
     return {ns: found[key] for ns, key in zip(namespaces, keys, strict=True) if key in found}
 
@@ -119,8 +126,9 @@ for i, key in ipairs(KEYS) do
   local gen
   if redis.call('EXISTS', key) == 1 then gen = redis.call('INCR', key)
   else gen = tonumber(ARGV[2]); redis.call('SET', key, gen) end
+  redis.call('EXPIRE', key, ARGV[3])
   out[i] = gen
-  redis.call('PUBLISH', ARGV[1], ARGV[2 + i] .. ' ' .. gen)
+  redis.call('PUBLISH', ARGV[1], ARGV[3 + i] .. ' ' .. gen)
 end
 return out
 """
@@ -148,8 +156,9 @@ def bump_generations(namespaces: Iterable[str]) -> None:
     else:
         for ns in namespaces:
             key = generation_key(ns)
-            cache.add(key, fresh_generation(), None)
+            cache.add(key, fresh_generation(), generation_ttl())
             cache.incr(key)
+            cache.touch(key, generation_ttl())
 
 
 def _bump_redis(namespaces: list[str]) -> dict[str, int]:
@@ -158,7 +167,8 @@ def _bump_redis(namespaces: list[str]) -> dict[str, int]:
     if _bump_script is None:
         _bump_script = client.register_script(_BUMP_LUA)
     keys = [cache.make_and_validate_key(generation_key(ns)) for ns in namespaces]
-    generations = _bump_script(keys=keys, args=[invalidation_channel(), fresh_generation(), *namespaces], client=client)
+    args = [invalidation_channel(), fresh_generation(), generation_ttl(), *namespaces]
+    generations = _bump_script(keys=keys, args=args, client=client)
     return dict(zip(namespaces, (int(g) for g in generations), strict=True))
 
 

@@ -9,6 +9,7 @@ from caching.invalidation import city_token, user_namespace
 from caching.keys import params_digest
 from caching.responses import CacheSpec
 from caching.specs import may_see_unpublished
+from properties.filters import MAX_SEARCH_STAY_NIGHTS
 
 
 def search_namespaces(city: str | None) -> list[str]:
@@ -25,10 +26,16 @@ def search_cache_spec(view, request: Request, *args, **kwargs) -> CacheSpec | No
         params["amenities"] = ",".join(sorted({a.strip() for a in params["amenities"].split(",") if a.strip()}))
     namespaces = search_namespaces(params.get("city"))
     check_in, check_out = _dates(params.get("check_in")), _dates(params.get("check_out"))
-    if check_in and check_out and check_in < check_out:
+    if check_in or check_out:
+        if not (check_in and check_out and 0 < (check_out - check_in).days <= MAX_SEARCH_STAY_NIGHTS):
+            return None  # the view answers the 400; never derive namespaces from an unbounded range
         namespaces += availability_month_namespaces(check_in, check_out)
-    # Absolute image URLs embed the host name the client used.
-    return CacheSpec(key_parts=[request.get_host(), params_digest(params)], namespaces=namespaces, l1=True)
+    return CacheSpec(key_parts=[origin(request), params_digest(params)], namespaces=namespaces, l1=True)
+
+
+def origin(request: Request) -> str:
+    """Bodies hold absolute URLs (images, page links) built from the scheme and host the client used."""
+    return f"{request.scheme}://{request.get_host()}"
 
 
 def _dates(value: str | None) -> datetime.date | None:
@@ -41,7 +48,7 @@ def _dates(value: str | None) -> datetime.date | None:
 def detail_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
     if may_see_unpublished(request):
         return None
-    return CacheSpec(key_parts=[request.get_host(), pk], namespaces=[f"property:{pk}"], l1=True)
+    return CacheSpec(key_parts=[origin(request), pk], namespaces=[f"property:{pk}"], l1=True)
 
 
 def availability_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
@@ -57,7 +64,9 @@ def availability_cache_spec(view, request: Request, pk: int) -> CacheSpec | None
 def reviews_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
     if may_see_unpublished(request):
         return None
-    return CacheSpec(key_parts=[pk, params_digest(request.query_params)], namespaces=[f"property:{pk}"])
+    return CacheSpec(
+        key_parts=[origin(request), pk, params_digest(request.query_params)], namespaces=[f"property:{pk}"]
+    )
 
 
 def listing_namespaces(*, property_id: int, host_id: int, cities: list[str]) -> list[str]:

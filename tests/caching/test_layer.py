@@ -187,7 +187,7 @@ def test_hosts_and_staff_bypass_the_shared_detail_cache(host, host_client, anon_
 def test_market_data_follows_new_bookings_in_its_city(guest_client, host):
     listing = PropertyFactory(host=host, city="Braga")
     BookingFactory(property=listing, check_in=timezone.localdate() - datetime.timedelta(days=5))
-    before = guest_client.get("/api/v1/analytics/market/", {"city": "braga"}).json()
+    before = guest_client.get("/api/v1/analytics/market/", {"city": "Braga"}).json()
     assert guest_client.get("/api/v1/analytics/market/", {"city": "Braga"})["X-Cache"] == "HIT"
 
     start = timezone.localdate() + datetime.timedelta(days=1)
@@ -261,3 +261,19 @@ def test_edits_made_in_the_admin_invalidate_like_the_api(client, staff, anon_cli
     assert response.status_code == 302, response.content[:2000]
     assert form["title"] == "Before"
     assert anon_client.get(url).json()["title"] == "After"
+
+
+def test_a_search_over_an_absurd_date_range_is_not_cached_and_costs_nothing_to_refuse(anon_client):
+    response = anon_client.get("/api/v1/properties/", {"check_in": "1000-01-01", "check_out": "9999-12-01"})
+
+    assert response.status_code == 400
+    assert "X-Cache" not in response
+
+
+def test_city_names_from_clients_become_safe_bounded_namespace_tokens():
+    from caching.invalidation import city_token
+
+    assert city_token("  New   York ") == "new-york"
+    assert city_token("São Paulo") == "são-paulo"
+    assert city_token("evil\x00city").startswith("h")
+    assert len(city_token("x" * 5000)) == 17
