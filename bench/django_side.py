@@ -2,6 +2,7 @@
 
     python -m bench.django_side prepare --city Lisbon
     python -m bench.django_side count < scenarios.json
+    python -m bench.django_side catalogue
 
 Each prints one JSON document on stdout. Running them as subprocesses means a variant's
 environment (cache, throttling, ...) applies to the query count exactly as to gunicorn.
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _setup() -> None:
@@ -83,8 +85,31 @@ def count_queries(requests: list[dict[str, object]]) -> list[dict[str, object]]:
         send()
         with CaptureQueriesContext(connection) as queries:
             response = send()
+        if request.get("capture"):  # the bytes a bare view (bench/views.py) answers
+            Path(request["capture"]).write_bytes(response.content)
         results.append({"name": request["name"], "queries": len(queries), "status": response.status_code})
     return results
+
+
+def catalogue() -> dict[str, object]:
+    """What the Zipf replay (bench/replay.py) draws from: active listings, most reviewed first,
+    and cities by active supply (with how many listings each has)."""
+    from django.db.models import Count
+    from django.db.models.functions import Lower
+
+    from properties.models import Property
+
+    active = Property.objects.filter(is_active=True)
+    return {
+        "property_ids": list(active.order_by("-review_count", "pk").values_list("pk", flat=True)),
+        "cities": [
+            [row["city_key"], row["n"]]
+            for row in active.annotate(city_key=Lower("city"))
+            .values("city_key")
+            .annotate(n=Count("id"))
+            .order_by("-n", "city_key")
+        ],
+    }
 
 
 def main() -> None:
@@ -92,9 +117,15 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare").add_argument("--city", required=True)
     sub.add_parser("count")
+    sub.add_parser("catalogue")
     args = parser.parse_args()
     _setup()
-    result = prepare(args.city) if args.command == "prepare" else count_queries(json.load(sys.stdin))
+    if args.command == "prepare":
+        result = prepare(args.city)
+    elif args.command == "count":
+        result = count_queries(json.load(sys.stdin))
+    else:
+        result = catalogue()
     json.dump(result, sys.stdout)
 
 

@@ -114,8 +114,8 @@ def run_python(*, port: int, request: Request, duration_s: int, connections: int
     return LoadResult(
         requests=len(merged),
         duration_s=elapsed,
-        p50_ms=_percentile(merged, 50) * 1000,
-        p99_ms=_percentile(merged, 99) * 1000,
+        p50_ms=percentile(merged, 50) * 1000,
+        p99_ms=percentile(merged, 99) * 1000,
         errors=sum(errors),
     )
 
@@ -133,7 +133,22 @@ def warm_up(*, port: int, request: Request, count: int) -> None:
     connection.close()
 
 
-def _percentile(ordered: list[float], percent: float) -> float:
+def probe(*, port: int, request: Request, header: str) -> str:
+    """One request; the value of ``header`` in its response ("" when absent or on failure)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    body = request.body.encode() if request.body else None
+    try:
+        connection.request(request.method, request.path, body=body, headers=request.headers)
+        response = connection.getresponse()
+        response.read()
+        return response.getheader(header, "")
+    except (OSError, http.client.HTTPException):
+        return ""
+    finally:
+        connection.close()
+
+
+def percentile(ordered: list[float], percent: float) -> float:
     if not ordered:
         return math.nan
     rank = max(1, math.ceil(percent / 100 * len(ordered)))

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--size small|medium|full] [--duration 10] [--connections 16]
                                   [--threads 2] [--workers 2] [--only NAME] [--variant NAME:KEY=VALUE,...]
+                                  [--suite NAME] [--rounds N]
 
 Prepares a database (SQLite under bench/results/, or the PostgreSQL database in DATABASE_URL),
 migrates and seeds it with seed_demo, gives a busy host and a busy guest tokens, counts the
@@ -16,9 +17,12 @@ import datetime
 import json
 import os
 import platform
+import re
 import signal
+import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +31,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402
-from bench.scenarios import SCENARIOS, SIZES, SUITES, VARIANTS, Scenario, Variant  # noqa: E402
+from bench.scenarios import ALL_SCENARIOS, SCENARIOS, SIZES, SUITES, VARIANTS, Scenario, Variant  # noqa: E402
 from bench.server import free_port, gunicorn  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+# Response bytes of the mirrored scenarios, answered by the bare views (bench/views.py).
+BODIES = RESULTS / "bodies"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,20 @@ class Row:
     result: load.LoadResult
     queries: int
     count_status: int
+    # X-Cache of one request right after the warm-up ("" when the response has none).
+    x_cache: str = ""
+    server: "ServerTimes | None" = None
+    # req/s of every round, in round order (ratios are taken per round, then the median).
+    rounds_rps: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerTimes:
+    """Time inside the app per request, from its own access log (staybase.request lines):
+    service time without the wait in gunicorn's backlog that the client-side numbers include."""
+
+    p50_ms: float
+    p99_ms: float
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     suite = SUITES[args.suite] if args.suite else None
     scenarios = _select(args.only or (suite.scenarios if suite else []))
     variants = args.variant or (suite.variants if suite else VARIANTS)
+
+    def runs(scenario: Scenario, variant: Variant) -> bool:
+        return suite is None or args.variant is not None or suite.runs(scenario.name, variant.name)
+
     generator = _generator(args.load)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "gunicorn.log").unlink(missing_ok=True)
-    env = _base_env(args.size)
+    env = _base_env(args.size, scenarios)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started in the background
 
@@ -61,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     prepared = json.loads(_django_side(env, "prepare", "--city", args.city))
     print(f"== data: {prepared['rows']}; host {prepared['users']['host']}, guest {prepared['users']['guest']}")
 
-    requests = {s.name: _request(s, prepared) for s in scenarios}
-    counts = {v.name: _count_queries({**env, **v.env}, scenarios, requests) for v in variants}
-    measured: dict[tuple[str, str], list[load.LoadResult]] = {}
+    requests = {s.name: _request(s, prepared) for s in _with_mirrored(scenarios)}
+    counts = {
+        v.name: _count_queries({**env, **v.env}, [s for s in scenarios if runs(s, v)], requests) for v in variants
+    }
+    measured: dict[tuple[str, str], list[tuple[load.LoadResult, ServerTimes | None]]] = {}
+    x_cache: dict[tuple[str, str], str] = {}
+    load_seen = [load_before]
     # Rounds alternate the variants, so drift in machine load hits every variant alike;
     # the table reports each row's median round.
     for round_number in range(1, args.rounds + 1):
@@ -78,24 +106,47 @@ def main(argv: list[str] | None = None) -> int:
                 log_path=RESULTS / "gunicorn.log",
             ) as port:
                 for scenario in scenarios:
+                    if not runs(scenario, variant):
+                        continue
                     request = requests[scenario.name]
                     load.warm_up(port=port, request=request, count=args.workers * 5)
+                    x_cache[(variant.name, scenario.name)] = load.probe(port=port, request=request, header="X-Cache")
+                    load_seen.append(os.getloadavg()[0])
+                    log_offset = (RESULTS / "gunicorn.log").stat().st_size
                     result = _load(generator, port=port, request=request, args=args)
-                    measured.setdefault((variant.name, scenario.name), []).append(result)
-                    print(f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms", flush=True)
+                    server = _server_times(RESULTS / "gunicorn.log", log_offset, request)
+                    measured.setdefault((variant.name, scenario.name), []).append((result, server))
+                    print(
+                        f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms"
+                        f" (load average {load_seen[-1]:.2f})",
+                        flush=True,
+                    )
+    load_seen.append(os.getloadavg()[0])
     rows: list[Row] = []
     for variant in variants:
         for scenario in scenarios:
-            results = sorted(measured[(variant.name, scenario.name)], key=lambda r: r.rps)
+            if (variant.name, scenario.name) not in measured:
+                continue
+            in_order = measured[(variant.name, scenario.name)]
+            result, server = sorted(in_order, key=lambda pair: pair[0].rps)[len(in_order) // 2]
             count = counts[variant.name][scenario.name]
-            rows.append(Row(variant.name, scenario.name, results[len(results) // 2], count["queries"], count["status"]))
+            rows.append(
+                Row(
+                    variant.name,
+                    scenario.name,
+                    result,
+                    count["queries"],
+                    count["status"],
+                    x_cache[(variant.name, scenario.name)],
+                    server,
+                    tuple(r.rps for r, _ in in_order),
+                )
+            )
 
     table = _table(rows, scenarios, show_variant=len(variants) > 1)
     print()
     print(table)
-    report = _report(
-        table, args=args, generator=generator, database=database, prepared=prepared, load_before=load_before
-    )
+    report = _report(table, args=args, generator=generator, database=database, prepared=prepared, load_seen=load_seen)
     (RESULTS / "latest.md").write_text(report)
     print(f"\nWritten to {(RESULTS / 'latest.md').relative_to(ROOT)}")
     return 0
@@ -103,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="medium", help="seed_demo size (default: medium)")
+    parser.add_argument(
+        "--size", choices=sorted(SIZES), default=None, help="seed_demo size (default: medium, or the suite's)"
+    )
     parser.add_argument("--full", dest="size", action="store_const", const="full", help="same as --size full")
     parser.add_argument("--reseed", action="store_true", help="empty the database first (SQLite file or flush)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint (default: 10)")
@@ -131,9 +184,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(replaces the variants in bench/scenarios.py; 'baseline:' adds one with no changes)",
     )
     args = parser.parse_args(argv)
+    suite = SUITES.get(args.suite) if args.suite else None
     if args.connections is None:
-        suite = SUITES.get(args.suite) if args.suite else None
         args.connections = suite.connections if suite and suite.connections else 16
+    if args.size is None:
+        args.size = suite.size if suite and suite.size else "medium"
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if min(args.duration, args.connections, args.threads, args.workers) < 1:
         parser.error("--duration, --connections, --threads and --workers must be at least 1")
     return args
@@ -153,11 +210,20 @@ def _variant(text: str) -> Variant:
 
 
 def _select(only: list[str]) -> list[Scenario]:
-    wanted = {name.strip() for item in only for name in item.split(",") if name.strip()}
-    unknown = wanted - {s.name for s in SCENARIOS}
+    """The named scenarios in the order given, or the app's endpoints when none are named."""
+    wanted = list(dict.fromkeys(name.strip() for item in only for name in item.split(",") if name.strip()))
+    known = {s.name: s for s in ALL_SCENARIOS}
+    unknown = [name for name in wanted if name not in known]
     if unknown:
-        sys.exit(f"Unknown scenario(s): {', '.join(sorted(unknown))}. Known: {', '.join(s.name for s in SCENARIOS)}")
-    return [s for s in SCENARIOS if not wanted or s.name in wanted]
+        sys.exit(f"Unknown scenario(s): {', '.join(unknown)}. Known: {', '.join(known)}")
+    return [known[name] for name in wanted] if wanted else list(SCENARIOS)
+
+
+def _with_mirrored(scenarios: list[Scenario]) -> list[Scenario]:
+    """The scenarios plus those whose bytes a selected bare view answers (captured, not loaded)."""
+    known = {s.name: s for s in ALL_SCENARIOS}
+    extra = [known[s.mirrors] for s in scenarios if s.mirrors and s.mirrors not in {t.name for t in scenarios}]
+    return [*scenarios, *dict.fromkeys(extra)]
 
 
 def _generator(choice: str) -> str:
@@ -168,7 +234,7 @@ def _generator(choice: str) -> str:
     return choice
 
 
-def _base_env(size: str) -> dict[str, str]:
+def _base_env(size: str, scenarios: Sequence[Scenario] = ()) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_ENV": "development",
@@ -180,6 +246,9 @@ def _base_env(size: str) -> dict[str, str]:
     env.setdefault("RATE_LIMIT_SCALE", "1000000")
     if not env.get("DATABASE_URL"):
         env["SQLITE_PATH"] = str(RESULTS / f"bench-{size}.sqlite3")
+    if any(s.needs_bench_urls for s in scenarios):
+        env["DJANGO_ROOT_URLCONF"] = "bench.urls"
+        env["BENCH_BODY_DIR"] = str(BODIES)
     return env
 
 
@@ -230,6 +299,11 @@ def _request(scenario: Scenario, prepared: dict) -> load.Request:
 def _count_queries(
     env: dict[str, str], scenarios: list[Scenario], requests: dict[str, load.Request]
 ) -> dict[str, dict[str, int]]:
+    """Queries per warm request; also writes the bytes the bare views answer (before they are asked)."""
+    mirrored = {s.mirrors for s in scenarios if s.mirrors}
+    if mirrored:
+        BODIES.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(_with_mirrored(scenarios), key=lambda s: s.name not in mirrored)
     payload = [
         {
             "name": s.name,
@@ -237,8 +311,9 @@ def _count_queries(
             "path": requests[s.name].path,
             "token": requests[s.name].headers.get("Authorization", "").removeprefix("Token ") or None,
             "body": s.body,
+            "capture": str(BODIES / f"{s.name}.json") if s.name in mirrored else None,
         }
-        for s in scenarios
+        for s in ordered
     ]
     counted = json.loads(_django_side(env, "count", stdin=json.dumps(payload)))
     return {item["name"]: item for item in counted}
@@ -252,11 +327,51 @@ def _load(generator: str, *, port: int, request: load.Request, args: argparse.Na
     return load.run_python(port=port, request=request, duration_s=args.duration, connections=args.connections)
 
 
+_ACCESS_LINE = re.compile(r"staybase\.request \[[^\]]*\] (\S+) (\S+) \d{3} ([\d.]+)ms")
+
+
+def _server_times(log_path: Path, offset: int, request: load.Request) -> ServerTimes | None:
+    """Percentiles of the durations the app logged for this request since ``offset``."""
+    path = request.path.partition("?")[0]
+    with log_path.open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    durations = sorted(
+        float(match.group(3))
+        for match in _ACCESS_LINE.finditer(text)
+        if match.group(1) == request.method and match.group(2) == path
+    )
+    if not durations:
+        return None  # INSTRUMENTATION_ENABLED=0 or LOG_FORMAT=json: no text access lines
+    return ServerTimes(p50_ms=load.percentile(durations, 50), p99_ms=load.percentile(durations, 99))
+
+
+def _ratio(row: Row, base: Row) -> float | None:
+    """req/s of ``row`` over ``base``: the median of the per-round ratios (both were measured in
+    the same round, minutes apart at most), which drift in machine load disturbs less than a
+    ratio of medians; the plain ratio when the rounds do not pair up."""
+    if row.rounds_rps and len(row.rounds_rps) == len(base.rounds_rps) and all(base.rounds_rps):
+        return statistics.median(a / b for a, b in zip(row.rounds_rps, base.rounds_rps, strict=True))
+    return row.result.rps / base.result.rps if base.result.rps else None
+
+
 def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) -> str:
     header = ["endpoint", "req/s", "p50 ms", "p99 ms", "queries/request", "errors"]
     if show_variant:
         header.insert(1, "variant")
         header += ["req/s vs first", "p50 delta ms"]
+    # A scenario with a bare view mirroring it is compared with that ceiling too.
+    ceiling_of = {s.mirrors: s.name for s in scenarios if s.mirrors}
+    ceilings = {row.scenario: row for row in rows if row.scenario in ceiling_of.values()}
+    show_ceiling = bool(ceilings)
+    show_cache = any(row.x_cache for row in rows)
+    show_server = any(row.server for row in rows)
+    if show_server:
+        header[header.index("p99 ms") + 1 : header.index("p99 ms") + 1] = ["app p50 ms", "app p99 ms"]
+    if show_ceiling:
+        header.append("req/s vs bare")
+    if show_cache:
+        header.append("X-Cache")
     order = {s.name: i for i, s in enumerate(scenarios)}
     first: dict[str, Row] = {}
     for row in rows:
@@ -269,61 +384,82 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
             f"{row.result.rps:.1f}",
             f"{row.result.p50_ms:.1f}",
             f"{row.result.p99_ms:.1f}",
+            *([f"{row.server.p50_ms:.1f}", f"{row.server.p99_ms:.1f}"] if row.server else ["-", "-"])[
+                : 2 * show_server
+            ],
             queries,
             f"{row.result.errors}",
         ]
         if show_variant:
             cells.insert(1, row.variant)
-            base = first[row.scenario].result
-            cells.append(f"{row.result.rps / base.rps:.3f}x" if base.rps else "-")
-            cells.append(f"{row.result.p50_ms - base.p50_ms:+.2f}")
+            base = first[row.scenario]
+            ratio = _ratio(row, base)
+            cells.append(f"{ratio:.3f}x" if ratio is not None else "-")
+            cells.append(f"{row.result.p50_ms - base.result.p50_ms:+.2f}")
+        if show_ceiling:
+            ceiling = ceilings.get(ceiling_of.get(row.scenario, ""))
+            ratio = _ratio(row, ceiling) if ceiling else None
+            cells.append(f"{ratio:.0%}" if ratio is not None else "")
+        if show_cache:
+            cells.append(row.x_cache or "-")
         lines.append(cells)
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    left = 1 + show_variant  # text columns; numbers are right-aligned
 
     def render(cells: list[str]) -> str:
         return (
             "| "
             + " | ".join(
-                c.ljust(w) if i < 1 + show_variant else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+                c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             )
             + " |"
         )
 
-    separator = (
-        "|"
-        + "|".join("-" * (w + 2) if i < 1 + show_variant else "-" * (w + 1) + ":" for i, w in enumerate(widths))
-        + "|"
-    )
+    separator = "|" + "|".join("-" * (w + 2) if i < left else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
     return "\n".join([render(header), separator, *(render(line) for line in lines)])
 
 
 def _report(
-    table: str, *, args: argparse.Namespace, generator: str, database: str, prepared: dict, load_before: float
+    table: str, *, args: argparse.Namespace, generator: str, database: str, prepared: dict, load_seen: list[float]
 ) -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
     rows = prepared["rows"]
     env = _base_env(args.size)
     app_line = f"gunicorn, {args.workers} sync workers, DJANGO_ENV=development, DJANGO_DEBUG=0"
     app_line += f", RATE_LIMIT_SCALE={env['RATE_LIMIT_SCALE']}"
+    app_line += ", cache: Redis (REDIS_URL)" if env.get("REDIS_URL") else ", cache: local memory (no REDIS_URL)"
     load_line = f"{generator}, {args.duration}s per endpoint, {args.connections} connections"
     if generator == "wrk":
         load_line += f", {min(args.threads, args.connections)} threads"
+    if args.rounds > 1:
+        load_line += (
+            f"; {args.rounds} rounds alternating the variants, each row the median round by req/s, "
+            "ratios the median of the per-round ratios"
+        )
+    suite = f"suite '{args.suite}': {SUITES[args.suite].description}" if args.suite else "no suite"
     return "\n".join(
         [
             "# Staybase API benchmark",
             "",
-            f"- when: {datetime.datetime.now(tz=datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}",
-            f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, load average before "
-            f"{load_before:.2f}, Python {platform.python_version()}",
+            f"- when: {datetime.datetime.now(tz=datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}"
+            + (" plus uncommitted changes" if dirty else ""),
+            f"- {suite}",
+            f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+            f"1-minute load average {load_seen[0]:.2f} before, {min(load_seen):.2f}-{max(load_seen):.2f} "
+            "during the run (other work on the machine included)",
             f"- database: {database}, size '{args.size}': {rows['properties']} properties "
             f"({rows['properties_in_city']} active in {args.city}), {rows['bookings']} bookings",
             f"- users: host {prepared['users']['host']} ({rows['host_bookings']} bookings on their listings), "
             f"guest {prepared['users']['guest']} ({rows['guest_bookings']} bookings)",
             f"- app: {app_line}",
             f"- load: {load_line}; queries/request counted on a warm request with the Django test client",
+            "- p50/p99: as the client saw them (gunicorn backlog included); app p50/p99: time inside Django "
+            "from the app's own access log (staybase.request), i.e. service time without gunicorn and its backlog",
             "",
             table,
             "",

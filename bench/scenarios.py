@@ -19,9 +19,16 @@ class Scenario:
     auth: str | None
     body: str | None = None
     description: str = ""
+    # For a benchmark-only bare view: the scenario whose response bytes it answers (its ceiling).
+    mirrors: str | None = None
 
     def url_path(self, context: dict[str, object]) -> str:
         return self.path.format(**context)
+
+    @property
+    def needs_bench_urls(self) -> bool:
+        """Served by bench/urls.py only (the app runs with DJANGO_ROOT_URLCONF=bench.urls)."""
+        return self.path.startswith("/bench/")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,42 @@ SCENARIOS: list[Scenario] = [
     Scenario("analytics_dashboard", "GET", "/api/v1/analytics/dashboard/", "host", description="host dashboard"),
     Scenario("auth_me", "GET", "/api/v1/auth/me/", "guest", description="floor: token auth + one small response"),
 ]
+
+# Benchmark-only endpoints (bench/views.py), run only when a suite or --only names them.
+BENCH_SCENARIOS: list[Scenario] = [
+    Scenario(
+        "bare_search",
+        "GET",
+        "/bench/bare/property_search/",
+        "guest",
+        description="ceiling: plain Django view, same bytes as property_search, same middleware",
+        mirrors="property_search",
+    ),
+    Scenario(
+        "bare_detail",
+        "GET",
+        "/bench/bare/property_detail/",
+        "guest",
+        description="ceiling: plain Django view, same bytes as property_detail, same middleware",
+        mirrors="property_detail",
+    ),
+    Scenario(
+        "bare_dashboard",
+        "GET",
+        "/bench/bare/analytics_dashboard/",
+        "host",
+        description="ceiling: plain Django view, same bytes as analytics_dashboard, same middleware",
+        mirrors="analytics_dashboard",
+    ),
+    Scenario(
+        "stock_drf_list",
+        "GET",
+        "/bench/stock/properties/?city={city}",
+        "guest",
+        description="stock ModelViewSet + ModelSerializer, no select_related, no cache (N+1)",
+    ),
+]
+ALL_SCENARIOS: list[Scenario] = SCENARIOS + BENCH_SCENARIOS
 
 VARIANTS: list[Variant] = [Variant("baseline")]
 
@@ -59,6 +102,14 @@ class Suite:
     # many connections as workers, so p50 is service time rather than time queued in gunicorn.
     connections: int | None = None
     description: str = ""
+    # Scenarios that run under some variants only (e.g. a bare view, which no cache setting
+    # touches); the others run under every variant.
+    only_under: dict[str, list[str]] = field(default_factory=dict)
+    # Seed size when the command line does not set one.
+    size: str | None = None
+
+    def runs(self, scenario: str, variant: str) -> bool:
+        return scenario not in self.only_under or variant in self.only_under[scenario]
 
 
 SUITES: dict[str, Suite] = {
@@ -80,5 +131,41 @@ SUITES: dict[str, Suite] = {
         connections=2,
         description="cost of request ids, access logs, django-prometheus (multiprocess files), the SQL "
         "execute wrapper and per-endpoint stats on a cheap endpoint (issue budget: under 10 % req/s)",
+    ),
+    # Run with DATABASE_URL (PostgreSQL) and REDIS_URL; see bench/README.md.
+    "cache": Suite(
+        scenarios=[
+            "bare_search",
+            "bare_detail",
+            "bare_dashboard",
+            "stock_drf_list",
+            "property_search",
+            "property_detail",
+            "analytics_dashboard",
+        ],
+        variants=[
+            Variant("uncached", {"CACHE_ENABLED": "0"}),
+            Variant("redis", {"CACHE_ENABLED": "1", "CACHE_L1_ENABLED": "0"}),
+            Variant("redis+l1", {"CACHE_ENABLED": "1", "CACHE_L1_ENABLED": "1"}),
+        ],
+        connections=32,
+        only_under={
+            "bare_search": ["uncached"],
+            "bare_detail": ["uncached"],
+            "bare_dashboard": ["uncached"],
+            "stock_drf_list": ["uncached"],
+        },
+        description="response cache vs the bare-view ceiling and a stock DRF list (PostgreSQL + Redis)",
+    ),
+    # One request at a time: the dashboard's own latency on the full demo set (100,000 bookings).
+    "dashboard": Suite(
+        scenarios=["analytics_dashboard"],
+        variants=[
+            Variant("uncached", {"CACHE_ENABLED": "0"}),
+            Variant("redis", {"CACHE_ENABLED": "1", "CACHE_L1_ENABLED": "0"}),
+        ],
+        connections=1,
+        size="full",
+        description="single-request latency of one host's dashboard on the full data set",
     ),
 }
