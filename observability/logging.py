@@ -47,6 +47,8 @@ class RequestContextFilter(logging.Filter):
         request_id = request_id_var.get() or getattr(request, "request_id", None)
         if request_id is not None:
             values.setdefault("request_id", request_id)
+        if "status_code" in values:  # Django's request logger names it so
+            values.setdefault("status", values["status_code"])
         if request is not None and hasattr(request, "method"):
             values.setdefault("method", request.method)
             values.setdefault("path", request.path)

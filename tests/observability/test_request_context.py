@@ -72,6 +72,10 @@ def test_logs_written_during_a_request_carry_its_id(anon_client, caplog):
 
     [record] = [r for r in caplog.records if r.name == "django.request"]
     assert record.request_id == "req-404"
+    payload = json.loads(JsonFormatter().format(record))
+    assert payload["request_id"] == "req-404"
+    assert payload["status"] == 404
+    assert payload["path"] == "/api/v1/no-such-endpoint/"
 
 
 def test_request_id_is_unset_after_the_request(guest_client):
