@@ -11,7 +11,7 @@ import time
 from typing import Any, Protocol
 
 from caching.keys import raw_key
-from observability.stores import guarded_write, store_for, stores_of
+from observability.stores import guarded_write, store_for
 
 TOUCH_INTERVAL_S = 60
 RETENTION_S = 24 * 3600
@@ -93,7 +93,7 @@ def active_user_count(*, window_s: int) -> int:
 
 
 def reset_activity() -> None:
+    """Forget who was seen (tests): this process's gate and the configured store."""
     with _gate_lock:
         _gate.clear()
-    for store in stores_of("activity"):
-        store.clear()
+    activity_store().clear()
