@@ -114,19 +114,22 @@ _stores: dict[str, RateLimitStore] = {}
 
 
 def rate_limit_store() -> RateLimitStore:
+    """Keyed by the connection in use (not settings read a moment before): see observability.stores."""
     cache_config = settings.CACHES["default"]
-    location = f"{cache_config['BACKEND']}|{cache_config.get('LOCATION')}"
+    if cache_config["BACKEND"] == "django_redis.cache.RedisCache":
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("default")
+        where = client.connection_pool.connection_kwargs
+        location = f"redis|{where.get('host')}|{where.get('port')}|{where.get('path')}|{where.get('db')}"
+    else:
+        client, location = None, f"local|{cache_config.get('LOCATION')}"
     store = _stores.get(location)
     if store is None:
         with _store_lock:
             store = _stores.get(location)
             if store is None:
-                if cache_config["BACKEND"] == "django_redis.cache.RedisCache":
-                    from django_redis import get_redis_connection
-
-                    store = RedisRateLimitStore(get_redis_connection("default"))
-                else:
-                    store = LocalRateLimitStore()
+                store = RedisRateLimitStore(client) if client is not None else LocalRateLimitStore()
                 _stores[location] = store
     return store
 

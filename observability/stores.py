@@ -48,20 +48,28 @@ _stores: dict[tuple[str, str], Any] = {}
 
 
 def store_for(kind: str, *, local: Callable[[], T], redis: Callable[[Any], T]) -> T:
-    """One store of ``kind`` per configured cache, built on first use."""
-    cache_config = settings.CACHES["default"]
-    key = (kind, f"{cache_config['BACKEND']}|{cache_config.get('LOCATION')}")
+    """One store of ``kind`` per configured cache, built on first use.
+
+    Keyed by the Redis connection actually in use rather than by the settings read a moment
+    earlier: a background thread that reads the settings while a test swaps CACHES would
+    otherwise file a store bound to one server under the other's name.
+    """
+    if uses_redis():
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("default")
+        where = client.connection_pool.connection_kwargs
+        key = (kind, f"redis|{where.get('host')}|{where.get('port')}|{where.get('path')}|{where.get('db')}")
+        build: Callable[[], T] = lambda: redis(client)  # noqa: E731
+    else:
+        key = (kind, f"local|{settings.CACHES['default'].get('LOCATION')}")
+        build = local
     store = _stores.get(key)
     if store is None:
         with _lock:
             store = _stores.get(key)
             if store is None:
-                if uses_redis():
-                    from django_redis import get_redis_connection
-
-                    store = redis(get_redis_connection("default"))
-                else:
-                    store = local()
+                store = build()
                 _stores[key] = store
     return store
 
