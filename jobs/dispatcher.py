@@ -11,10 +11,10 @@ import datetime
 import logging
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.brokers import JobMessage, TrackedJobsBroker, broker_for
 from jobs.errors import TransientError, UnknownTask
 from jobs.models import WAITING_STATUSES, JobRecord, JobStatus
@@ -44,7 +44,7 @@ def dispatch_due(*, priority: Priority, broker: TrackedJobsBroker | None = None)
     """Push up to ``DISPATCH_BATCH`` waiting jobs of ``priority`` that are due. Returns how many."""
     broker = broker or broker_for(priority)
     now = timezone.now()
-    with transaction.atomic():
+    with bookkeeping_transaction():
         rows = list(
             JobRecord.objects.select_for_update(skip_locked=True)
             .filter(priority=priority, status__in=WAITING_STATUSES, dispatched_at__isnull=True)

@@ -15,11 +15,11 @@ import time
 import traceback
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.errors import UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
 from jobs.registry import JobSpec, get_spec
@@ -41,9 +41,10 @@ def execute(
 ) -> str:
     attempt = attempts + 1
     now = timezone.now()
-    claimed = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, worker=worker_name()
-    )
+    with bookkeeping_transaction():
+        claimed = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, worker=worker_name()
+        )
     if not claimed:
         return "stale delivery: dropped"
     try:
@@ -102,12 +103,13 @@ def _record_failure(
 
 
 def job_succeeded(*, job_id: int, dispatch: int, duration_ms: float, result: object) -> None:
-    updated = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(
-        status=JobStatus.SUCCEEDED,
-        finished_at=timezone.now(),
-        duration_ms=duration_ms,
-        result="" if result is None else str(result)[:RESULT_MAX_CHARS],
-    )
+    with bookkeeping_transaction():
+        updated = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED,
+            finished_at=timezone.now(),
+            duration_ms=duration_ms,
+            result="" if result is None else str(result)[:RESULT_MAX_CHARS],
+        )
     if not updated:
         logger.warning("Job %s finished after it was declared lost; its outcome was already recorded", job_id)
 
@@ -139,15 +141,16 @@ def job_attempt_failed(
     running = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING)
     if spec is not None and spec.is_transient(exc) and attempt < max_attempts:
         eta = now + spec.backoff(attempt)
-        updated = running.update(
-            status=JobStatus.FAILED,
-            eta=eta,
-            dispatched_at=None,
-            finished_at=now,
-            duration_ms=duration_ms,
-            last_error=error,
-            last_traceback=details,
-        )
+        with bookkeeping_transaction():
+            updated = running.update(
+                status=JobStatus.FAILED,
+                eta=eta,
+                dispatched_at=None,
+                finished_at=now,
+                duration_ms=duration_ms,
+                last_error=error,
+                last_traceback=details,
+            )
         if not updated:
             return None
         logger.warning(
@@ -160,7 +163,7 @@ def job_attempt_failed(
             error,
         )
         return JobStatus.FAILED
-    with transaction.atomic():
+    with bookkeeping_transaction():
         if not running.update(
             status=JobStatus.DEAD, finished_at=now, duration_ms=duration_ms, last_error=error, last_traceback=details
         ):

@@ -14,6 +14,7 @@ from django_q.models import Task
 
 from accounts.models import User
 from core.exceptions import Conflict
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.brokers import JobMessage, broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
@@ -93,12 +94,13 @@ def enqueue(
         eta=now + wait if wait else None,
         dispatched_at=None if wait else now,
     )
-    if dedupe_key:
-        existing = _insert_unless_pending(record)
-        if existing is not None:
-            return existing
+    if transaction.get_connection().in_atomic_block:
+        existing = _insert(record)  # commits with the caller's rows, as durably
     else:
-        record.save(force_insert=True)
+        with bookkeeping_transaction():
+            existing = _insert(record)
+    if existing is not None:
+        return existing
     if not wait:
         message = JobMessage(
             job_id=record.pk,
@@ -115,8 +117,11 @@ def enqueue(
     return record
 
 
-def _insert_unless_pending(record: JobRecord) -> JobRecord | None:
+def _insert(record: JobRecord) -> JobRecord | None:
     """Insert ``record``, or return the pending job that already holds its dedupe key."""
+    if not record.dedupe_key:
+        record.save(force_insert=True)
+        return None
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -137,9 +142,10 @@ def _push(priority: Priority, message: JobMessage) -> None:
     except Exception:
         # The job is committed; hand it to the dispatcher rather than fail the caller's request.
         logger.exception("Could not push job %s to the %s queue; the dispatcher will", message.job_id, priority)
-        JobRecord.objects.filter(pk=message.job_id, dispatch=message.dispatch, status=JobStatus.QUEUED).update(
-            dispatched_at=None
-        )
+        with bookkeeping_transaction():
+            JobRecord.objects.filter(pk=message.job_id, dispatch=message.dispatch, status=JobStatus.QUEUED).update(
+                dispatched_at=None
+            )
 
 
 def enqueue_from_schedule(task: str, *args: Any) -> int:

@@ -47,7 +47,9 @@ class Command(BaseCommand):
             queue = queue_name(priority)
             children[queue] = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
                 [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"],
-                env={**os.environ, "Q_CLUSTER_NAME": queue},
+                # DB_POOL=0: a worker runs one job at a time, so a pool per process would only
+                # multiply PostgreSQL connections; a persistent connection serves it better.
+                env={**os.environ, "Q_CLUSTER_NAME": queue, "DB_POOL": "0"},
             )
             self.stdout.write(f"{queue}: qcluster pid {children[queue].pid}")
         failed = ""
