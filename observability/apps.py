@@ -14,6 +14,7 @@ class ObservabilityConfig(AppConfig):
 
         if settings.INSTRUMENTATION_ENABLED:
             connection_created.connect(instrument_connection, dispatch_uid="observability.instrument_connection")
-            # After Django's own request_finished receiver has returned the connection to its pool.
-            request_finished.connect(sample_db_pools, dispatch_uid="observability.sample_db_pools")
+            if any(db.get("OPTIONS", {}).get("pool") for db in settings.DATABASES.values()):
+                # After Django's own request_finished receiver has returned the connection to its pool.
+                request_finished.connect(sample_db_pools, dispatch_uid="observability.sample_db_pools")
         sentry_init()

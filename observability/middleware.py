@@ -94,8 +94,22 @@ class RequestObservabilityMiddleware:
             "db_time_ms": db_time_ms,
             "view": view,
         }
-        # The path without its query string: filters can carry personal data (emails, names).
-        access_logger.info("%s %s %s %.1fms", request.method, request.path, status, duration_ms, extra=fields)
+        if access_logger.isEnabledFor(logging.INFO):
+            # The path without its query string: filters can carry personal data (emails, names).
+            # makeRecord + handle: the same record as .info() without walking the stack for
+            # the caller's file and line, which no formatter here prints (a third of the cost).
+            access_logger.handle(
+                access_logger.makeRecord(
+                    access_logger.name,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "%s %s %s %.1fms",
+                    (request.method, request.path, status, duration_ms),
+                    None,
+                    extra=fields,
+                )
+            )
         if duration_ms >= settings.SLOW_REQUEST_MS:
             slow_requests_total.labels(view).inc()
             slow_logger.warning(

@@ -45,6 +45,7 @@ def guarded_write(store: str, write: Callable[[], object]) -> None:
 
 _lock = threading.Lock()
 _stores: dict[tuple[str, str], Any] = {}
+_by_backend: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
 def store_for(kind: str, *, local: Callable[[], T], redis: Callable[[Any], T]) -> T:
@@ -53,7 +54,24 @@ def store_for(kind: str, *, local: Callable[[], T], redis: Callable[[Any], T]) -
     Keyed by the Redis connection actually in use rather than by the settings read a moment
     earlier: a background thread that reads the settings while a test swaps CACHES would
     otherwise file a store bound to one server under the other's name.
+
+    Called on every request (per-endpoint stats), so the answer is remembered per cache
+    backend instance: Django builds a new one when CACHES changes, and the instance decides
+    which connection is used, so the lookup stays exact at the cost of a dict hit.
     """
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    remembered = _by_backend.get((kind, id(backend)))
+    if remembered is not None and remembered[0] is backend:
+        return remembered[1]
+    store = _resolve_store(kind, local=local, redis=redis)
+    # The backend is kept alive by the entry, so its id cannot be reused by another one.
+    _by_backend[(kind, id(backend))] = (backend, store)
+    return store
+
+
+def _resolve_store(kind: str, *, local: Callable[[], T], redis: Callable[[Any], T]) -> T:
     if uses_redis():
         from django_redis import get_redis_connection
 
