@@ -3,7 +3,7 @@
 import datetime
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,8 @@ from observability.context import current_request_id
 logger = logging.getLogger(__name__)
 
 JSON_SCALARS = (str, int, float, bool, type(None))
+# Rows per INSERT and messages per push in enqueue_many.
+PUSH_BATCH = 1000
 
 
 def _json_args(args: tuple[Any, ...]) -> list[Any]:
@@ -113,7 +115,7 @@ def enqueue(
             timeout=spec.timeout,
         )
         # Runs at once outside a transaction, after the outermost commit inside one.
-        transaction.on_commit(partial(_push, priority, message))
+        transaction.on_commit(partial(_push, priority, [message]))
     return record
 
 
@@ -136,16 +138,77 @@ def _insert(record: JobRecord) -> JobRecord | None:
     raise IntegrityError(f"Could not enqueue a job with dedupe key {record.dedupe_key!r}.")
 
 
-def _push(priority: Priority, message: JobMessage) -> None:
+def _push(priority: Priority, messages: list[JobMessage]) -> None:
     try:
-        broker_for(priority).push_jobs([message])
+        broker = broker_for(priority)
+        for start in range(0, len(messages), PUSH_BATCH):
+            broker.push_jobs(messages[start : start + PUSH_BATCH])
     except Exception:
-        # The job is committed; hand it to the dispatcher rather than fail the caller's request.
-        logger.exception("Could not push job %s to the %s queue; the dispatcher will", message.job_id, priority)
+        # The jobs are committed; hand them to the dispatcher rather than fail the caller's request.
+        logger.exception("Could not push %s job(s) to the %s queue; the dispatcher will", len(messages), priority)
         with bookkeeping_transaction():
-            JobRecord.objects.filter(pk=message.job_id, dispatch=message.dispatch, status=JobStatus.QUEUED).update(
-                dispatched_at=None
+            JobRecord.objects.filter(
+                pk__in=[message.job_id for message in messages], dispatch=1, status=JobStatus.QUEUED
+            ).update(dispatched_at=None)
+
+
+def enqueue_many(
+    task: str | Callable[..., object],
+    args_list: Iterable[Sequence[Any]],
+    *,
+    priority: Priority | str | None = None,
+    delay: datetime.timedelta | float | None = None,
+) -> list[JobRecord]:
+    """Queue one job per argument tuple of ``task``: one INSERT and one push per batch.
+
+    The same jobs as that many ``enqueue`` calls (after commit, outbox, priority, delay),
+    for fan-outs and bulk work. No dedupe keys: call ``enqueue`` for jobs that need one.
+    """
+    spec = get_spec(task)
+    priority = Priority(priority) if priority else spec.priority
+    wait = _as_delay(delay)
+    now = timezone.now()
+    request_id = current_request_id() or ""
+    records = []
+    for args in args_list:
+        job_args = _json_args(tuple(args))
+        records.append(
+            JobRecord(
+                task=spec.name,
+                priority=priority,
+                args=job_args,
+                max_attempts=spec.max_attempts,
+                dispatch=0 if wait else 1,
+                subject=spec.subject_of(job_args)[:100],
+                request_id=request_id,
+                enqueued_at=now,
+                eta=now + wait if wait else None,
+                dispatched_at=None if wait else now,
             )
+        )
+    if not records:
+        return []
+    if transaction.get_connection().in_atomic_block:
+        JobRecord.objects.bulk_create(records, batch_size=PUSH_BATCH)
+    else:
+        with bookkeeping_transaction():
+            JobRecord.objects.bulk_create(records, batch_size=PUSH_BATCH)
+    if not wait:
+        messages = [
+            JobMessage(
+                job_id=record.pk,
+                dispatch=1,
+                attempts=0,
+                max_attempts=record.max_attempts,
+                task=spec.name,
+                args=record.args,
+                request_id=request_id,
+                timeout=spec.timeout,
+            )
+            for record in records
+        ]
+        transaction.on_commit(partial(_push, priority, messages))
+    return records
 
 
 def enqueue_from_schedule(task: str, *args: Any) -> int:

@@ -292,3 +292,20 @@ def test_effect_keys_are_per_recipient_and_event(stay):
     with effect_once(f"email:booking:{booking.pk}:requested:host"):
         pass
     assert tasks.send_booking_emails(booking.pk, "requested") == "sent to guest"
+
+
+def test_complete_stays_command():
+    today = timezone.localdate()
+    finished = BookingFactory(status=BookingStatus.CONFIRMED, check_in=today - DAYS(4), check_out=today - DAYS(1))
+    out = StringIO()
+    call_command("complete_stays", "--dry-run", stdout=out)
+    assert "1 stay(s) would be completed." in out.getvalue()
+    finished.refresh_from_db()
+    assert finished.status == BookingStatus.CONFIRMED
+
+    out = StringIO()
+    call_command("complete_stays", stdout=out)
+
+    assert "1 stay(s) completed." in out.getvalue()
+    finished.refresh_from_db()
+    assert finished.status == BookingStatus.COMPLETED

@@ -9,7 +9,7 @@ from jobs.brokers import broker_for
 from jobs.errors import UnknownTask
 from jobs.models import JobRecord, JobStatus
 from jobs.priorities import Priority
-from jobs.services import enqueue
+from jobs.services import enqueue, enqueue_many
 from jobs.testing import run_jobs
 from observability.context import bound_request_id
 from tests.factories import UserFactory
@@ -169,3 +169,42 @@ def test_enqueue_costs_one_insert_plus_the_push(django_assert_num_queries, djang
     with django_assert_num_queries(2 if orm_broker else 1), django_capture_on_commit_callbacks(execute=True):
         enqueue(sample_tasks.record_call, 1)
     assert JobRecord.objects.count() == 1
+
+
+def test_enqueue_many_queues_one_job_per_arguments_in_one_insert(
+    django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    with django_capture_on_commit_callbacks() as callbacks, django_assert_num_queries(1):
+        jobs = enqueue_many(sample_tasks.record_call, [(i, "x") for i in range(5)])
+
+    assert [job.args for job in jobs] == [[i, "x"] for i in range(5)]
+    assert all(job.pk and job.priority == Priority.LOW and job.subject == f"thing:{job.args[0]}" for job in jobs)
+    assert broker_for(Priority.LOW).queue_size() == 0  # pushed when the transaction commits
+    assert len(callbacks) == 1
+    callbacks[0]()
+    assert broker_for(Priority.LOW).queue_size() == 5
+
+    assert run_jobs() == 5
+    assert sorted(calls_of("record_call")) == [(i, "x") for i in range(5)]
+    assert set(JobRecord.objects.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+
+
+def test_enqueue_many_in_a_rolled_back_transaction_queues_nothing(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        enqueue_many(sample_tasks.record_call, [(1,), (2,)])
+        raise RuntimeError("rolled back")
+
+    assert not JobRecord.objects.exists()
+    assert run_jobs() == 0
+
+
+def test_enqueue_many_with_a_delay_leaves_the_jobs_to_the_dispatcher(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        jobs = enqueue_many(sample_tasks.record_call, [(1,), (2,)], delay=60, priority=Priority.HIGH)
+
+    assert callbacks == []
+    assert run_jobs() == 0
+    for job in jobs:
+        make_due(job)
+    assert run_jobs() == 2
+    assert sorted(calls_of("record_call")) == [(1,), (2,)]

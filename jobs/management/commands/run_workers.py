@@ -1,9 +1,10 @@
 """Start one django-q2 cluster per job priority and keep them together.
 
 Each cluster is ``manage.py qcluster`` with ``Q_CLUSTER_NAME`` naming its queue, so a
-backlog on one priority never delays another. SIGINT/SIGTERM stop all of them (each
-finishes the task in hand); if one exits on its own the others are stopped and the
-command fails, so a supervisor (make run, systemd, a container runtime) notices.
+backlog on one priority never delays another. SIGINT/SIGTERM stop all of them: each
+finishes the task in hand, and one still running after 30 s is killed with all its
+processes. If one exits on its own the others are stopped and the command fails, so a
+supervisor (make run, systemd, a container runtime) notices.
 """
 
 import os
@@ -50,6 +51,9 @@ class Command(BaseCommand):
                 # DB_POOL=0: a worker runs one job at a time, so a pool per process would only
                 # multiply PostgreSQL connections; a persistent connection serves it better.
                 env={**os.environ, "Q_CLUSTER_NAME": queue, "DB_POOL": "0"},
+                # Its own process group, so a cluster that will not stop is killed with its
+                # sentinel and workers instead of leaving them orphaned on the queue.
+                start_new_session=True,
             )
             self.stdout.write(f"{queue}: qcluster pid {children[queue].pid}")
         failed = ""
@@ -74,5 +78,5 @@ class Command(BaseCommand):
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.stderr.write(f"{queue}: did not stop within {STOP_GRACE_S} s; killing it.")
-                child.kill()
+                os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
