@@ -15,11 +15,11 @@ import time
 import traceback
 from typing import Any
 
-from django.db.models import F
+from django.db import connection
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
-from jobs.bookkeeping import bookkeeping_transaction
+from jobs.bookkeeping import bookkeeping_transaction, bookkeeping_update
 from jobs.errors import UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
 from jobs.registry import JobSpec, get_spec
@@ -40,11 +40,13 @@ def execute(
     job_id: int, dispatch: int, attempts: int, max_attempts: int, task: str, args: list[Any], request_id: str = ""
 ) -> str:
     attempt = attempts + 1
-    now = timezone.now()
-    with bookkeeping_transaction():
-        claimed = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, worker=worker_name()
-        )
+    claimed = bookkeeping_update(
+        _sql(
+            'UPDATE {table} SET "status" = %s, "attempts" = "attempts" + 1, "started_at" = %s, "worker" = %s '
+            'WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
+        ),
+        [JobStatus.RUNNING.value, _now(), worker_name(), job_id, dispatch, JobStatus.QUEUED.value],
+    )
     if not claimed:
         return "stale delivery: dropped"
     try:
@@ -102,14 +104,30 @@ def _record_failure(
     )
 
 
+def _sql(template: str) -> str:
+    return template.format(table=connection.ops.quote_name(JobRecord._meta.db_table))
+
+
+def _now() -> object:
+    return connection.ops.adapt_datetimefield_value(timezone.now())
+
+
 def job_succeeded(*, job_id: int, dispatch: int, duration_ms: float, result: object) -> None:
-    with bookkeeping_transaction():
-        updated = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(
-            status=JobStatus.SUCCEEDED,
-            finished_at=timezone.now(),
-            duration_ms=duration_ms,
-            result="" if result is None else str(result)[:RESULT_MAX_CHARS],
-        )
+    updated = bookkeeping_update(
+        _sql(
+            'UPDATE {table} SET "status" = %s, "finished_at" = %s, "duration_ms" = %s, "result" = %s '
+            'WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
+        ),
+        [
+            JobStatus.SUCCEEDED.value,
+            _now(),
+            duration_ms,
+            "" if result is None else str(result)[:RESULT_MAX_CHARS],
+            job_id,
+            dispatch,
+            JobStatus.RUNNING.value,
+        ],
+    )
     if not updated:
         logger.warning("Job %s finished after it was declared lost; its outcome was already recorded", job_id)
 
