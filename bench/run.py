@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -32,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from bench import load  # noqa: E402
 from bench.scenarios import ALL_SCENARIOS, SCENARIOS, SIZES, SUITES, VARIANTS, Scenario, Variant  # noqa: E402
-from bench.server import free_port, gunicorn  # noqa: E402
+from bench.server import Server, cpu_seconds, free_port, gunicorn_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 # Response bytes of the mirrored scenarios, answered by the bare views (bench/views.py).
@@ -49,8 +50,40 @@ class Row:
     # X-Cache of one request right after the warm-up ("" when the response has none).
     x_cache: str = ""
     server: "ServerTimes | None" = None
-    # req/s of every round, in round order (ratios are taken per round, then the median).
+    # req/s and CPU of every round, in round order (ratios are taken per round, then the median).
     rounds_rps: tuple[float, ...] = ()
+    rounds_cpu: tuple["CpuCost", ...] = ()
+
+    @property
+    def cpu(self) -> "CpuCost | None":
+        """Median CPU per request over the rounds (app and database separately)."""
+        if not self.rounds_cpu:
+            return None
+        return CpuCost(
+            app_ms=statistics.median(c.app_ms for c in self.rounds_cpu),
+            db_ms=statistics.median(c.db_ms for c in self.rounds_cpu),
+        )
+
+
+@dataclass(frozen=True)
+class CpuCost:
+    """CPU time per completed request: the gunicorn workers', and the PostgreSQL backends' of
+    the benchmark database. Other processes on the machine do not count, so this is steadier
+    than req/s when the machine is shared; Redis and the load generator are not included."""
+
+    app_ms: float
+    db_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.app_ms + self.db_ms
+
+
+@dataclass(frozen=True)
+class Measurement:
+    result: load.LoadResult
+    server: "ServerTimes | None"
+    cpu: CpuCost
 
 
 @dataclass(frozen=True)
@@ -74,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = _generator(args.load)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "gunicorn.log").unlink(missing_ok=True)
-    env = _base_env(args.size, scenarios)
+    env = {**_base_env(args.size, scenarios), **(suite.env if suite else {})}
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started in the background
 
@@ -89,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {
         v.name: _count_queries({**env, **v.env}, [s for s in scenarios if runs(s, v)], requests) for v in variants
     }
-    measured: dict[tuple[str, str], list[tuple[load.LoadResult, ServerTimes | None]]] = {}
+    measured: dict[tuple[str, str], list[Measurement]] = {}
     x_cache: dict[tuple[str, str], str] = {}
     load_seen = [load_before]
     # Rounds alternate the variants, so drift in machine load hits every variant alike;
@@ -98,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             label = f" (round {round_number}/{args.rounds})" if args.rounds > 1 else ""
             print(f"== variant {variant.name}: gunicorn, {args.workers} sync workers{label}", flush=True)
-            with gunicorn(
+            with gunicorn_server(
                 root=ROOT,
                 env={**env, **variant.env},
                 workers=args.workers,
                 port=args.port or free_port(),
                 log_path=RESULTS / "gunicorn.log",
-            ) as port:
+                max_requests=args.max_requests,
+            ) as server:
+                port = server.port
                 for scenario in scenarios:
                     if not runs(scenario, variant):
                         continue
@@ -113,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                     x_cache[(variant.name, scenario.name)] = load.probe(port=port, request=request, header="X-Cache")
                     load_seen.append(os.getloadavg()[0])
                     log_offset = (RESULTS / "gunicorn.log").stat().st_size
+                    cpu_before = _cpu_snapshot(server, env)
                     result = _load(generator, port=port, request=request, args=args)
-                    server = _server_times(RESULTS / "gunicorn.log", log_offset, request)
-                    measured.setdefault((variant.name, scenario.name), []).append((result, server))
+                    cpu = _cpu_per_request(server, env, cpu_before, result.requests)
+                    times = _server_times(RESULTS / "gunicorn.log", log_offset, request)
+                    measured.setdefault((variant.name, scenario.name), []).append(Measurement(result, times, cpu))
                     print(
-                        f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms"
+                        f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms, "
+                        f"CPU/request {cpu.app_ms:.2f} ms app + {cpu.db_ms:.2f} ms DB"
                         f" (load average {load_seen[-1]:.2f})",
                         flush=True,
                     )
@@ -128,18 +166,19 @@ def main(argv: list[str] | None = None) -> int:
             if (variant.name, scenario.name) not in measured:
                 continue
             in_order = measured[(variant.name, scenario.name)]
-            result, server = sorted(in_order, key=lambda pair: pair[0].rps)[len(in_order) // 2]
+            median = sorted(in_order, key=lambda m: m.result.rps)[len(in_order) // 2]
             count = counts[variant.name][scenario.name]
             rows.append(
                 Row(
                     variant.name,
                     scenario.name,
-                    result,
+                    median.result,
                     count["queries"],
                     count["status"],
                     x_cache[(variant.name, scenario.name)],
-                    server,
-                    tuple(r.rps for r, _ in in_order),
+                    median.server,
+                    tuple(m.result.rps for m in in_order),
+                    tuple(m.cpu for m in in_order),
                 )
             )
 
@@ -169,6 +208,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: 2)")
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=None,
+        help="gunicorn worker recycling: requests per worker, 0 = never "
+        "(default: config/gunicorn.py's, or the suite's)",
+    )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--city", default="Lisbon", help="city for the search and detail scenarios")
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto", help="load generator")
@@ -189,6 +235,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.connections = suite.connections if suite and suite.connections else 16
     if args.size is None:
         args.size = suite.size if suite and suite.size else "medium"
+    if args.max_requests is None and suite is not None:
+        args.max_requests = suite.max_requests
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if min(args.duration, args.connections, args.threads, args.workers) < 1:
@@ -327,6 +375,41 @@ def _load(generator: str, *, port: int, request: load.Request, args: argparse.Na
     return load.run_python(port=port, request=request, duration_s=args.duration, connections=args.connections)
 
 
+def _db_backend_pids(env: dict[str, str]) -> list[int]:
+    """PostgreSQL backends connected to the benchmark database, when it runs on this machine."""
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")) or urlsplit(url).hostname not in {
+        "127.0.0.1",
+        "localhost",
+        "::1",
+    }:
+        return []
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def _cpu_snapshot(server: Server, env: dict[str, str]) -> tuple[float, dict[int, float]]:
+    return server.cpu_seconds(), cpu_seconds(_db_backend_pids(env))
+
+
+def _cpu_per_request(
+    server: Server, env: dict[str, str], before: tuple[float, dict[int, float]], requests: int
+) -> CpuCost:
+    """CPU used since ``before`` per request: the whole gunicorn tree (recycled workers included),
+    and the database backends (one that connected since counts from zero, a closed one is lost)."""
+    app = server.cpu_seconds() - before[0]
+    backends = cpu_seconds(_db_backend_pids(env))
+    db = sum(seconds - before[1].get(pid, 0.0) for pid, seconds in backends.items())
+    per = 1000 / requests if requests else 0.0
+    return CpuCost(app_ms=app * per, db_ms=db * per)
+
+
 _ACCESS_LINE = re.compile(r"staybase\.request \[[^\]]*\] (\S+) (\S+) \d{3} ([\d.]+)ms")
 
 
@@ -355,6 +438,17 @@ def _ratio(row: Row, base: Row) -> float | None:
     return row.result.rps / base.result.rps if base.result.rps else None
 
 
+def _cpu_ratio(row: Row, base: Row) -> float | None:
+    """CPU per request of ``base`` over ``row`` (app + database), median of the per-round ratios:
+    the share of the base's throughput the row would reach if CPU were all that limited both."""
+    pairs = [
+        (b.total_ms / r.total_ms)
+        for r, b in zip(row.rounds_cpu, base.rounds_cpu, strict=False)
+        if r.total_ms and b.total_ms
+    ]
+    return statistics.median(pairs) if pairs and len(row.rounds_cpu) == len(base.rounds_cpu) else None
+
+
 def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) -> str:
     header = ["endpoint", "req/s", "p50 ms", "p99 ms", "queries/request", "errors"]
     if show_variant:
@@ -368,8 +462,14 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
     show_server = any(row.server for row in rows)
     if show_server:
         header[header.index("p99 ms") + 1 : header.index("p99 ms") + 1] = ["app p50 ms", "app p99 ms"]
+    show_cpu = any(row.cpu for row in rows)
+    if show_cpu:
+        at = header.index("queries/request")
+        header[at:at] = ["CPU ms/req app", "CPU ms/req DB"]
     if show_ceiling:
         header.append("req/s vs bare")
+        if show_cpu:
+            header.append("CPU vs bare")
     if show_cache:
         header.append("X-Cache")
     order = {s.name: i for i, s in enumerate(scenarios)}
@@ -387,6 +487,7 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
             *([f"{row.server.p50_ms:.1f}", f"{row.server.p99_ms:.1f}"] if row.server else ["-", "-"])[
                 : 2 * show_server
             ],
+            *([f"{row.cpu.app_ms:.2f}", f"{row.cpu.db_ms:.2f}"] if row.cpu else ["-", "-"])[: 2 * show_cpu],
             queries,
             f"{row.result.errors}",
         ]
@@ -400,6 +501,9 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
             ceiling = ceilings.get(ceiling_of.get(row.scenario, ""))
             ratio = _ratio(row, ceiling) if ceiling else None
             cells.append(f"{ratio:.0%}" if ratio is not None else "")
+            if show_cpu:
+                ratio = _cpu_ratio(row, ceiling) if ceiling else None
+                cells.append(f"{ratio:.0%}" if ratio is not None else "")
         if show_cache:
             cells.append(row.x_cache or "-")
         lines.append(cells)
@@ -430,8 +534,13 @@ def _report(
     ).stdout.strip()
     rows = prepared["rows"]
     env = _base_env(args.size)
-    app_line = f"gunicorn, {args.workers} sync workers, DJANGO_ENV=development, DJANGO_DEBUG=0"
+    app_line = f"gunicorn (config/gunicorn.py), {args.workers} sync workers"
+    if args.max_requests is not None:
+        app_line += f", max_requests={args.max_requests}" + (" (no recycling)" if args.max_requests == 0 else "")
+    app_line += ", DJANGO_ENV=development, DJANGO_DEBUG=0"
     app_line += f", RATE_LIMIT_SCALE={env['RATE_LIMIT_SCALE']}"
+    if args.suite and SUITES[args.suite].env:
+        app_line += ", " + ", ".join(f"{k}={v}" for k, v in SUITES[args.suite].env.items())
     app_line += ", cache: Redis (REDIS_URL)" if env.get("REDIS_URL") else ", cache: local memory (no REDIS_URL)"
     load_line = f"{generator}, {args.duration}s per endpoint, {args.connections} connections"
     if generator == "wrk":
@@ -460,6 +569,9 @@ def _report(
             f"- load: {load_line}; queries/request counted on a warm request with the Django test client",
             "- p50/p99: as the client saw them (gunicorn backlog included); app p50/p99: time inside Django "
             "from the app's own access log (staybase.request), i.e. service time without gunicorn and its backlog",
+            "- CPU ms/req: CPU time of the gunicorn workers (app) and of the PostgreSQL backends of this database (DB) "
+            "per completed request, median over rounds; CPU vs bare: the bare row's total over this row's, i.e. the "
+            "share of the ceiling's throughput this row reaches when CPU is the limit (Redis and wrk not counted)",
             "",
             table,
             "",

@@ -107,10 +107,22 @@ class Suite:
     only_under: dict[str, list[str]] = field(default_factory=dict)
     # Seed size when the command line does not set one.
     size: str | None = None
+    # Environment for every variant of the suite (the variants' own env goes on top).
+    env: dict[str, str] = field(default_factory=dict)
+    # gunicorn worker recycling for the suite (0: never); None keeps config/gunicorn.py's.
+    max_requests: int | None = None
 
     def runs(self, scenario: str, variant: str) -> bool:
         return scenario not in self.only_under or variant in self.only_under[scenario]
 
+
+# Keys and the L1 invalidation channel of their own: Redis pub/sub ignores the database number,
+# so with the default prefix every Staybase process on the same Redis server (test runs in
+# other databases included) would publish into the benchmark's L1 listeners.
+BENCH_CACHE_ENV = {"CACHE_KEY_PREFIX": "sbbench"}
+# The cache suites measure the request path, so workers are not recycled: config/gunicorn.py's
+# max_requests=1000 restarts a worker every 1-3 s at cached rates, and each restart re-imports
+# the app (~0.5 s of CPU) and empties that worker's L1. --max-requests measures that cost.
 
 SUITES: dict[str, Suite] = {
     "throttle": Suite(
@@ -156,6 +168,8 @@ SUITES: dict[str, Suite] = {
             "stock_drf_list": ["uncached"],
         },
         description="response cache vs the bare-view ceiling and a stock DRF list (PostgreSQL + Redis)",
+        env=BENCH_CACHE_ENV,
+        max_requests=0,
     ),
     # One request at a time: the dashboard's own latency on the full demo set (100,000 bookings).
     "dashboard": Suite(
@@ -167,5 +181,7 @@ SUITES: dict[str, Suite] = {
         connections=1,
         size="full",
         description="single-request latency of one host's dashboard on the full data set",
+        env=BENCH_CACHE_ENV,
+        max_requests=0,
     ),
 }

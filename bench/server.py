@@ -7,11 +7,31 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int  # the gunicorn master; its children are the workers
+
+    def worker_pids(self) -> list[int]:
+        return children(self.pid)
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the master, its live workers and the workers it has reaped
+        (recycled ones included: their time is in the master's cutime/cstime)."""
+        master = _stat_fields(self.pid)
+        if master is None:
+            return 0.0
+        own = sum(int(master[i]) for i in (11, 12, 13, 14)) / _CLOCK_TICKS
+        return own + sum(cpu_seconds(self.worker_pids()).values())
 
 
 def free_port() -> int:
@@ -25,6 +45,25 @@ def gunicorn(
     *, root: Path, env: dict[str, str], workers: int, port: int, log_path: Path, ready_timeout_s: float = 60
 ) -> Iterator[int]:
     """Run the WSGI app with sync workers until the block exits (also on Ctrl-C or an error)."""
+    with gunicorn_server(
+        root=root, env=env, workers=workers, port=port, log_path=log_path, ready_timeout_s=ready_timeout_s
+    ) as server:
+        yield server.port
+
+
+@contextmanager
+def gunicorn_server(
+    *,
+    root: Path,
+    env: dict[str, str],
+    workers: int,
+    port: int,
+    log_path: Path,
+    ready_timeout_s: float = 60,
+    max_requests: int | None = None,
+) -> Iterator[Server]:
+    """``gunicorn()``, yielding the server (port and master pid) rather than the port alone.
+    ``max_requests`` overrides config/gunicorn.py's worker recycling (0: never recycle)."""
     command = [
         sys.executable,
         "-m",
@@ -39,6 +78,7 @@ def gunicorn(
         "--graceful-timeout=5",
         "--log-level=warning",
         f"--error-logfile={log_path}",
+        *([f"--max-requests={max_requests}", "--max-requests-jitter=0"] if max_requests is not None else []),
     ]
     # A new session: Ctrl-C in the terminal reaches the harness, which stops the whole group.
     with log_path.open("ab") as log:
@@ -46,7 +86,7 @@ def gunicorn(
         process = subprocess.Popen(command, cwd=root, env=env, start_new_session=True, stdout=log, stderr=log)
     try:
         _wait_ready(process, port, ready_timeout_s, log_path)
-        yield port
+        yield Server(port=port, pid=process.pid)
     finally:
         _stop(process)
 
@@ -80,6 +120,40 @@ def _stop(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc; empty elsewhere)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces or parentheses: the fields follow the last ")".
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (gone or unreadable ones left out)."""
+    used = {}
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            used[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return used
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from the state field on (field 3; utime is index 11, cutime 13)."""
+    try:
+        # The command name may hold spaces or parentheses: the fields follow the last ")".
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
 
 
 def _tail(path: Path, lines: int = 30) -> str:
