@@ -181,8 +181,17 @@ def sync_process_counters(*, force: bool = False) -> None:
     circuit_open.labels("redis").set(0 if breaker.state == "closed" else 1)
 
 
+_pools_sampled_at = 0.0
+
+
 def sample_db_pools(**kwargs: Any) -> None:
-    """``request_finished`` receiver: the pools as they are between requests."""
+    """``request_finished`` receiver: the pools as they are between requests, at most once a
+    second per process (five gauge writes; a scrape every few seconds needs no more)."""
+    global _pools_sampled_at
+    now = time.monotonic()
+    if now - _pools_sampled_at < MIRROR_INTERVAL_S:
+        return
+    _pools_sampled_at = now
     for alias in connections:
         connection = connections[alias]
         # The pools dict, not the ``pool`` property: reading the property would create a pool.
