@@ -14,7 +14,7 @@ from django_q.models import Task
 
 from accounts.models import User
 from core.exceptions import Conflict
-from jobs.bookkeeping import bookkeeping_transaction
+from jobs.bookkeeping import bookkeeping_insert, bookkeeping_transaction
 from jobs.brokers import JobMessage, broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
@@ -98,9 +98,12 @@ def enqueue(
     )
     if transaction.get_connection().in_atomic_block:
         existing = _insert(record)  # commits with the caller's rows, as durably
-    else:
+    elif dedupe_key:
         with bookkeeping_transaction():
             existing = _insert(record)
+    else:
+        existing = None
+        bookkeeping_insert(record)
     if existing is not None:
         return existing
     if not wait:
