@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from bookings.models import Booking
 from core.admin import admin_run_service
 from core.exceptions import InvalidInput
+from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
 from properties.services import property_cache_invalidate, property_deactivate, property_update
@@ -114,6 +115,12 @@ class PropertyAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)  # amenities and images inline
         property_cache_invalidate(form.instance)
+        for formset in formsets:
+            for image_form in formset.forms:
+                image = image_form.instance
+                replaced = "image" in image_form.changed_data and not image_form.cleaned_data.get("DELETE")
+                if isinstance(image, PropertyImage) and image.pk and replaced:
+                    property_image_process_later(image=image)
 
     def has_delete_permission(self, request: HttpRequest, obj: Property | None = None) -> bool:
         # Deleting a listing means deactivating it: bookings and reviews keep pointing at it.
@@ -163,6 +170,8 @@ class PropertyImageAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: PropertyImage, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         property_cache_invalidate(obj.property)
+        if "image" in form.changed_data:
+            property_image_process_later(image=obj)
 
 
 @admin.register(Review)

@@ -19,10 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from caching.invalidation import invalidate_on_commit
 from jobs.errors import PermanentError
+from jobs.services import enqueue
 from properties.cache import listing_namespaces
 from properties.images import ALLOWED_IMAGE_FORMATS, IMAGE_EXTENSIONS
 from properties.models import PropertyImage
 
+# By name: properties.tasks imports this module.
+PROCESS_IMAGE_TASK = "properties.tasks.process_property_image"
 # Longest side in pixels; a card in search results and a gallery slide.
 THUMBNAIL_SIZES = {"small": 320, "medium": 800}
 JPEG_QUALITY = 85
@@ -145,3 +148,13 @@ def property_image_process(*, image_id: int) -> str:
             storage.delete(name)
         return "already processed"
     return f"{processed.width}x{processed.height}, thumbnails {', '.join(str(s) for s in THUMBNAIL_SIZES.values())}"
+
+
+def property_image_process_later(*, image: PropertyImage) -> None:
+    """Queue processing for a new or replaced image file, after the transaction commits.
+
+    A replaced file's old thumbnails are dropped at once: they show another picture.
+    """
+    if image.processed_at is not None or image.thumbnail_small or image.thumbnail_medium:
+        PropertyImage.objects.filter(pk=image.pk).update(thumbnail_small=None, thumbnail_medium=None, processed_at=None)
+    enqueue(PROCESS_IMAGE_TASK, image.pk, dedupe_key=f"property_image:{image.pk}:process")

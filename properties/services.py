@@ -10,8 +10,8 @@ from accounts.models import User
 from bookings.models import Booking, BookingStatus
 from caching.invalidation import invalidate_on_commit
 from core.exceptions import Conflict, Forbidden, InvalidInput
-from jobs.services import enqueue
 from properties.cache import listing_namespaces
+from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
 
@@ -34,10 +34,6 @@ PROPERTY_EDITABLE_FIELDS = frozenset(
         "is_active",
     }
 )
-
-
-# By name: properties.tasks imports the image processing, which imports this app's models.
-PROCESS_IMAGE_TASK = "properties.tasks.process_property_image"
 
 
 def property_ensure_manageable(*, property: Property, actor: User) -> None:
@@ -125,7 +121,7 @@ def property_image_add(
             ) from None
         property_cache_invalidate(property)
         # Thumbnails, metadata stripping and scaling happen in a job; the upload answers now.
-        enqueue(PROCESS_IMAGE_TASK, created.pk, dedupe_key=f"property_image:{created.pk}:process")
+        property_image_process_later(image=created)
         return created
 
 

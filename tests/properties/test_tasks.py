@@ -140,3 +140,33 @@ def test_process_image_bytes_refuses_too_many_pixels():
 
     with pytest.raises(PermanentError, match="too many pixels"):
         process_image_bytes(photo(size=(200, 200), exif=False), max_dimension=100, max_pixels=100 * 100)
+
+
+def test_an_image_uploaded_or_replaced_in_the_admin_is_processed_too(listing, client):
+    from django.urls import reverse
+
+    from tests.factories import StaffFactory
+
+    client.force_login(StaffFactory())
+    image = PropertyImage.objects.create(
+        property=listing, image=SimpleUploadedFile("a.jpg", photo(exif=False), content_type="image/jpeg"), position=0
+    )
+    PropertyImage.objects.filter(pk=image.pk).update(processed_at="2026-01-01T00:00:00Z", thumbnail_small="x.jpg")
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(
+            reverse("admin:properties_propertyimage_change", args=[image.pk]),
+            {
+                "property": listing.pk,
+                "position": 0,
+                "image": SimpleUploadedFile("b.png", photo("PNG", (500, 400), exif=False), content_type="image/png"),
+            },
+        )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    image.refresh_from_db()
+    assert image.processed_at is None and not image.thumbnail_small  # the old thumbnails showed another picture
+    run_jobs()
+    image.refresh_from_db()
+    assert image.processed_at is not None and image.image.name.endswith(".png")
+    assert (image.width, image.height) == (500, 400)
