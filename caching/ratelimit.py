@@ -77,16 +77,31 @@ _LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
+-- Every key the checks read, in one MGET: a GCRA key, or a window's current (and previous) counter.
+local reads, slot, idx = {}, {}, {}
+for i = 1, n do
+  local b = 2 + (i - 1) * 5
+  local algo = ARGV[b]
+  slot[i] = #reads + 1
+  if algo == 'gcra' then
+    reads[slot[i]] = KEYS[i]
+  else
+    idx[i] = math.floor(now / tonumber(ARGV[b + 2]))
+    reads[slot[i]] = KEYS[i] .. ':' .. idx[i]
+    if algo == 'sliding_window' then reads[slot[i] + 1] = KEYS[i] .. ':' .. (idx[i] - 1) end
+  end
+end
+local values = redis.call('MGET', unpack(reads))
 local out = {1}
 local apply = {}
 for i = 1, n do
   local b = 2 + (i - 1) * 5
   local algo, limit, window, burst = ARGV[b], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local key = KEYS[i]
+  local stored = tonumber(values[slot[i]]) or 0
   local allowed, remaining, reset, retry
   if algo == 'gcra' then
     local interval = window / limit
-    local tat = tonumber(redis.call('GET', key) or '0')
+    local tat = stored
     if tat < now then tat = now end
     local new_tat = tat + interval
     local allow_at = new_tat - interval * burst
@@ -95,28 +110,26 @@ for i = 1, n do
       remaining = math.floor((now - allow_at) / interval)
       reset = math.ceil(new_tat - now)
       retry = 0
-      apply[i] = {'gcra', key, new_tat, reset}
+      apply[i] = {KEYS[i], new_tat, reset + 1000}
     else
       allowed, remaining = 0, 0
       reset = math.ceil(tat - now)
       retry = math.ceil(allow_at - now)
     end
   else
-    local idx = math.floor(now / window)
-    local cur_key = key .. ':' .. idx
-    local cur = tonumber(redis.call('GET', cur_key) or '0')
-    local elapsed = now - idx * window
+    local cur = stored
+    local elapsed = now - idx[i] * window
     reset = window - elapsed
     local estimate = cur
     local prev = 0
     if algo == 'sliding_window' then
-      prev = tonumber(redis.call('GET', key .. ':' .. (idx - 1)) or '0')
+      prev = tonumber(values[slot[i] + 1]) or 0
       estimate = prev * (window - elapsed) / window + cur
     end
     if estimate + 1 <= limit then
       allowed, retry = 1, 0
       remaining = math.floor(limit - estimate - 1)
-      apply[i] = {'counter', cur_key, algo == 'sliding_window' and 2 * window or window}
+      apply[i] = {reads[slot[i]], cur + 1, algo == 'sliding_window' and 2 * window or window}
     else
       allowed, remaining = 0, 0
       if algo == 'fixed_window' then
@@ -130,20 +143,14 @@ for i = 1, n do
     end
   end
   if allowed == 0 then out[1] = 0 end
-  table.insert(out, allowed)
-  table.insert(out, remaining)
-  table.insert(out, reset)
-  table.insert(out, retry)
+  local o = 2 + (i - 1) * 4
+  out[o], out[o + 1], out[o + 2], out[o + 3] = allowed, remaining, reset, retry
 end
 if out[1] == 1 then
+  -- Counters are written whole (SET .. PX) rather than INCR + PEXPIRE: the script is atomic.
   for i = 1, n do
     local a = apply[i]
-    if a[1] == 'gcra' then
-      redis.call('SET', a[2], a[3], 'PX', a[4] + 1000)
-    else
-      redis.call('INCR', a[2])
-      redis.call('PEXPIRE', a[2], a[3])
-    end
+    redis.call('SET', a[1], a[2], 'PX', a[3])
   end
 else
   local bucket_key, totals_key = KEYS[n + 1], KEYS[n + 2]

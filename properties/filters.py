@@ -103,6 +103,16 @@ class PropertySearchFilter(django_filters.FilterSet):
         form = PropertySearchForm
         fields: list[str] = []
 
+    def get_form_class(self) -> type[forms.Form]:
+        # django-filter builds a form class (and every filter's form field) per request, about
+        # a tenth of an uncached search. The filters are static and a form deep-copies its
+        # class's fields, so one class serves every request.
+        form_class = type(self).__dict__.get("_form_class")
+        if form_class is None:
+            form_class = super().get_form_class()
+            type(self)._form_class = form_class
+        return form_class
+
     def filter_amenities(self, queryset, name, value: list[str]):
         return property_with_all_amenities(queryset, slugs=value) if value else queryset
 

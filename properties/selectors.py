@@ -1,6 +1,8 @@
 import datetime
+from collections import defaultdict
+from collections.abc import Sequence
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from accounts.models import User
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking
@@ -24,8 +26,55 @@ def property_list_visible(*, user: User | None) -> QuerySet[Property]:
     return queryset
 
 
+# What a search result shows (PropertyListOutputSerializer); description and address stay in the database.
+PROPERTY_LIST_FIELDS = (
+    "id",
+    "host_id",
+    "title",
+    "property_type",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "price_per_night",
+    "cleaning_fee",
+    "currency",
+    "max_guests",
+    "bedrooms",
+    "bathrooms",
+    "rating_average",
+    "review_count",
+    "is_active",
+)
+
+
 def property_search(*, user: User | None) -> QuerySet[Property]:
-    return _with_listing_relations(property_list_visible(user=user).filter(is_active=True))
+    """Active listings with their cover image's file name; pass the page to ``property_list_attach_amenities``."""
+    cover = PropertyImage.objects.filter(property=OuterRef("pk")).order_by("position", "id").values("image")[:1]
+    return (
+        property_list_visible(user=user)
+        .filter(is_active=True)
+        .only(*PROPERTY_LIST_FIELDS)
+        .annotate(cover_image_name=Subquery(cover))
+    )
+
+
+def property_list_attach_amenities(properties: Sequence[Property]) -> None:
+    """Set ``amenity_slugs`` (by amenity name) on each listing of a page, in one query of tuples.
+
+    A model prefetch builds one Amenity instance per listing and amenity (about 240 on a page
+    of 20): a third of the CPU of an uncached search page.
+    """
+    slugs: dict[int, list[str]] = defaultdict(list)
+    rows = (
+        Property.amenities.through.objects.filter(property_id__in=[listing.pk for listing in properties])
+        .order_by("amenity__name", "amenity_id")
+        .values_list("property_id", "amenity__slug")
+    )
+    for property_id, slug in rows:
+        slugs[property_id].append(slug)
+    for listing in properties:
+        listing.amenity_slugs = slugs.get(listing.pk, [])
 
 
 def property_available_between(
@@ -54,10 +103,6 @@ def property_with_all_amenities(queryset: QuerySet[Property], *, slugs: list[str
 
 def property_detail(*, user: User | None) -> QuerySet[Property]:
     return _with_listing_relations(property_list_visible(user=user).select_related("host"))
-
-
-def property_list_for_host(*, host: User) -> QuerySet[Property]:
-    return _with_listing_relations(Property.objects.filter(host=host))
 
 
 def property_booked_ranges(*, property: Property, start: datetime.date, end: datetime.date) -> QuerySet[Booking]:

@@ -35,7 +35,9 @@ class PropertyListCreateView(generics.ListAPIView):
 
     @cache_response("search", search_cache_spec)
     def get(self, request: Request, *args, **kwargs) -> Response:
-        return super().get(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        selectors.property_list_attach_amenities(page)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(request=PropertyInputSerializer, responses={201: PropertyDetailOutputSerializer})
     def post(self, request: Request) -> Response:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from bookings.models import BookingStatus
 from properties.models import Property, PropertyImage
-from tests.factories import AmenityFactory, BookingFactory, PropertyFactory, ReviewFactory
+from tests.factories import AmenityFactory, BookingFactory, PropertyFactory, PropertyImageFactory, ReviewFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -174,6 +174,24 @@ def test_image_upload_validates_content_and_appends_positions(host_client, host,
 
 def anon_client_detail_cover(client, pk: int) -> str:
     return client.get(f"/api/v1/properties/{pk}/").json()["cover_image"]
+
+
+def test_search_results_show_the_first_image_as_cover_and_amenity_slugs_by_name(anon_client):
+    sauna, balcony = AmenityFactory(slug="sauna", name="A sauna"), AmenityFactory(slug="balcony", name="Balcony")
+    listing = PropertyFactory(amenities=[balcony, sauna])
+    second = PropertyImageFactory(property=listing, position=2)
+    first = PropertyImageFactory(property=listing, position=1)
+    bare = PropertyFactory()
+
+    results = {row["id"]: row for row in anon_client.get("/api/v1/properties/").json()["results"]}
+    detail = anon_client.get(f"/api/v1/properties/{listing.pk}/").json()
+
+    assert results[listing.pk]["amenities"] == ["sauna", "balcony"]
+    assert results[listing.pk]["cover_image"] == f"http://testserver{first.image.url}" == detail["cover_image"]
+    assert second.image.url != first.image.url
+    assert results[bare.pk]["amenities"] == []
+    assert results[bare.pk]["cover_image"] is None
+    assert "description" not in results[listing.pk]
 
 
 def test_availability_lists_booked_ranges_in_the_window(anon_client):
