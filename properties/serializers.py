@@ -45,7 +45,6 @@ class PropertyImageOutputSerializer(serializers.ModelSerializer):
 # are declared because a ModelSerializer introspects the model for every response (a tenth of
 # an uncached search page's CPU). Comments, not a docstring: that would become API docs.
 class PropertyListOutputSerializer(serializers.Serializer):
-
     id = serializers.IntegerField(read_only=True)
     title = serializers.CharField(read_only=True)
     property_type = serializers.ChoiceField(choices=PropertyType.choices, read_only=True)
