@@ -235,6 +235,8 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 100)
+# Property search counts (and pages) at most this many matches: never a COUNT over the table.
+SEARCH_COUNT_CAP = env_int("SEARCH_COUNT_CAP", 1000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Staybase API",

@@ -1,7 +1,11 @@
 from django.conf import settings
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from core.exceptions import InvalidInput
 
@@ -34,6 +38,68 @@ class StrictPageSizeMixin:
 
 class StrictPageNumberPagination(StrictPageSizeMixin, PageNumberPagination):
     pass
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``SEARCH_COUNT_CAP`` rows: a COUNT over a LIMIT, never over the whole table.
+
+    Past the cap, ``count`` is the cap and only the pages up to it exist.
+    """
+
+    @cached_property
+    def matches(self) -> int:
+        cap = settings.SEARCH_COUNT_CAP
+        if isinstance(self.object_list, QuerySet):
+            # No ORDER BY: the database stops after cap + 1 rows instead of sorting them all.
+            return self.object_list.order_by().values("pk")[: cap + 1].count()
+        return min(len(self.object_list), cap + 1)
+
+    @cached_property
+    def count(self) -> int:
+        return min(self.matches, settings.SEARCH_COUNT_CAP)
+
+    @property
+    def count_is_exact(self) -> bool:
+        return self.matches <= settings.SEARCH_COUNT_CAP
+
+
+class CappedCountPagination(StrictPageNumberPagination):
+    """Page numbers over a capped count (search): ``count_is_exact`` says whether there are more."""
+
+    django_paginator_class = CappedCountPaginator
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except NotFound:
+            paginator = self.django_paginator_class(queryset, self.get_page_size(request))
+            if paginator.count_is_exact:
+                raise
+            raise InvalidInput(
+                f"Only the first {paginator.count} results are paged; narrow the search.",
+                fields={"page": [f"At most {paginator.num_pages} for this search."]},
+            ) from None
+
+    def get_paginated_response(self, data) -> Response:
+        return Response(
+            {
+                "count": self.page.paginator.count,
+                "count_is_exact": self.page.paginator.count_is_exact,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["count"]["description"] = "Matching results, up to the cap (see count_is_exact)."
+        paginated["properties"]["count_is_exact"] = {
+            "type": "boolean",
+            "description": "False when more results match than are counted and paged; narrow the search.",
+        }
+        paginated["required"] = [*paginated.get("required", []), "count_is_exact"]
+        return paginated
 
 
 class NewestFirstCursorPagination(StrictPageSizeMixin, CursorPagination):

@@ -66,6 +66,8 @@ def property_list_attach_amenities(properties: Sequence[Property]) -> None:
     of 20): a third of the CPU of an uncached search page.
     """
     slugs: dict[int, list[str]] = defaultdict(list)
+    if not properties:
+        return
     rows = (
         Property.amenities.through.objects.filter(property_id__in=[listing.pk for listing in properties])
         .order_by("amenity__name", "amenity_id")

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from caching.responses import cache_response
+from core.pagination import CappedCountPagination
 from properties import selectors, services
 from properties.cache import availability_cache_spec, detail_cache_spec, reviews_cache_spec, search_cache_spec
 from properties.filters import PropertySearchFilter
@@ -29,6 +30,7 @@ class PropertyListCreateView(generics.ListAPIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     serializer_class = PropertyListOutputSerializer
     filterset_class = PropertySearchFilter
+    pagination_class = CappedCountPagination
 
     def get_queryset(self):
         return selectors.property_search(user=self.request.user)
