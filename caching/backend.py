@@ -81,6 +81,24 @@ def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
     return found
 
 
+def reads_trusted() -> bool:
+    """False while invalidations lost in an outage await their repair (the next guarded call)."""
+    return not _lost_invalidations
+
+
+def redis_names(keys: list[str]) -> list[str]:
+    """The names in Redis of cache-API keys (django-redis adds KEY_PREFIX and the version)."""
+    return [cache.make_and_validate_key(key) for key in keys]
+
+
+def decode_raw(keys: list[str], raw_values: list[bytes | None]) -> dict[str, Any]:
+    """Values read straight from Redis under ``redis_names(keys)``, decoded as ``get_many`` would."""
+    client = cache.client
+    found = {key: client.decode(raw) for key, raw in zip(keys, raw_values, strict=True) if raw is not None}
+    _flush_stats_if_due()
+    return found
+
+
 def set_value(kind: str, key: str, value: Any, timeout: float) -> bool:
     return guarded(kind, lambda: cache.set(key, value, timeout) is not False, False)
 

@@ -38,6 +38,27 @@ class Entry:
     value: Any
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """The first lookup's MGET, done earlier in the same request (the rate limiter's round trip)."""
+
+    keys: frozenset[str]
+    found: dict[str, Any]
+
+
+def lookup_keys(key: str, namespaces: list[str]) -> list[str]:
+    """What a lookup of ``key`` reads: the entry and the generations of its namespaces."""
+    return [key, *(generation_key(ns) for ns in _spaces(namespaces))]
+
+
+def _spaces(namespaces: list[str]) -> tuple[str, ...]:
+    return tuple(sorted({*namespaces, GLOBAL_NAMESPACE}))
+
+
+def l1_holds(key: str, namespaces: list[str]) -> bool:
+    return l1.get(key, _spaces(namespaces)) is not None
+
+
 def ttl_for(kind: str) -> int:
     return settings.CACHE_TTLS.get(kind, settings.CACHE_TTLS["default"])
 
@@ -54,19 +75,20 @@ def get_or_compute(
     compute: Callable[[], T],
     ttl: int | None = None,
     l1_allowed: bool = False,
+    prefetched: Prefetched | None = None,
 ) -> tuple[T, str]:
     """Return ``(value, how)``; how is "HIT", "L1", "STALE" or "MISS"."""
     if not enabled():
         return compute(), "BYPASS"
     ttl = ttl or ttl_for(kind)
-    spaces = tuple(sorted({*namespaces, GLOBAL_NAMESPACE}))
+    spaces = _spaces(namespaces)
     if l1_allowed:
         value = l1.get(key, spaces)
         if value is not None:
             cache_stats_counter.add(kind, "l1_hits")
             return value, "L1"
 
-    entry, generations = _read(kind, key, spaces)
+    entry, generations = _read(kind, key, spaces, prefetched)
     now = time.time()
     if entry is not None and generations is not None and entry.generations == _tags(spaces, generations):
         if now < entry.fresh_until:
@@ -100,9 +122,14 @@ def _tags(spaces: tuple[str, ...], generations: dict[str, int]) -> tuple[int, ..
     return tuple(generations[ns] for ns in spaces)
 
 
-def _read(kind: str, key: str, spaces: tuple[str, ...]) -> tuple[Entry | None, dict[str, int] | None]:
+def _read(
+    kind: str, key: str, spaces: tuple[str, ...], prefetched: Prefetched | None = None
+) -> tuple[Entry | None, dict[str, int] | None]:
     gen_keys = [generation_key(ns) for ns in spaces]
-    found = backend.get_many(kind, [key, *gen_keys])
+    if prefetched is not None and prefetched.keys.issuperset([key, *gen_keys]):
+        found = prefetched.found
+    else:
+        found = backend.get_many(kind, [key, *gen_keys])
     entry = found.get(key)
     if any(gk not in found for gk in gen_keys):
         return entry, None

@@ -22,6 +22,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis.exceptions import NoScriptError
+
 from caching.keys import raw_key, raw_key_builder
 
 SLIDING_WINDOW = "sliding_window"
@@ -185,6 +187,17 @@ class RedisRateLimitStore:
         self.script = client.register_script(_LUA)
 
     def check(self, checks: list[LimitCheck]) -> tuple[bool, list[LimitState]]:
+        allowed, states, _ = self.check_and_read(checks, [])
+        return allowed, states
+
+    def check_and_read(
+        self, checks: list[LimitCheck], reads: list[str]
+    ) -> tuple[bool, list[LimitState], list[bytes | None]]:
+        """``check``, and in the same round trip (a pipeline) GET the raw values of ``reads``.
+
+        A request checked here usually reads the response cache next; doing both at once
+        saves it a round trip (see caching.responses.planned_lookup).
+        """
         bucket = int(time.time() * 1000) // REJECTION_BUCKET_MS
         key = raw_key_builder()
         keys = [c.key for c in checks] + [key("rl", "rejections", bucket), key("rl", "rejected_total")]
@@ -192,7 +205,10 @@ class RedisRateLimitStore:
         for c in checks:
             args += [c.algorithm, c.limit, c.window_ms, c.burst, _label(c)]
         args.append(REJECTION_RETENTION_S)
-        raw = self.script(keys=keys, args=args)
+        if reads:
+            raw, values = self._evalsha_and_mget(keys, args, reads)
+        else:
+            raw, values = self.script(keys=keys, args=args), []
         states = [
             LimitState(
                 allowed=bool(int(raw[1 + i * 4])),
@@ -202,7 +218,22 @@ class RedisRateLimitStore:
             )
             for i in range(len(checks))
         ]
-        return bool(int(raw[0])), states
+        return bool(int(raw[0])), states, values
+
+    def _evalsha_and_mget(self, keys: list[str], args: list[object], reads: list[str]) -> tuple[list, list]:
+        # EVALSHA directly: a pipeline given a Script object asks SCRIPT EXISTS on every execute.
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+            pipe.mget(reads)
+            try:
+                raw, values = pipe.execute()
+                return raw, values
+            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again once
+                if attempt:
+                    raise
+                self.script.sha = self.client.script_load(_LUA)
+        raise AssertionError("unreachable")
 
     def top_rejections(self, *, minutes: int, limit: int) -> list[tuple[str, str, int]]:
         now_bucket = int(time.time() * 1000) // REJECTION_BUCKET_MS

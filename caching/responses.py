@@ -8,6 +8,7 @@ carry ``X-Cache: HIT|L1|STALE|MISS`` and an ``ETag``; ``If-None-Match`` gets a 3
 
 import functools
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,8 +17,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from caching import layer
+from caching import backend, layer
 from caching.keys import cache_key
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,53 @@ def _etag_matches(request: Request, etag: str) -> bool:
     return etag in candidates or "*" in candidates
 
 
+def _decide(spec: Callable[..., CacheSpec | None], view, request: Request, args, kwargs) -> CacheSpec | None:
+    renderer = getattr(request, "accepted_renderer", None)
+    if not layer.enabled() or getattr(renderer, "format", None) != "json":
+        return None
+    return spec(view, request, *args, **kwargs)
+
+
+def planned_lookup(view, request: Request) -> list[str]:
+    """The cache keys the response cache will read for this request (none if it will not look).
+
+    The rate limiter reads them in its own round trip (``remember_lookup``), so a cached
+    response costs one Redis round trip after authentication instead of two. Not when the
+    in-process tier holds the entry: then the lookup needs no Redis at all.
+    """
+    handler = getattr(view, request.method.lower(), None)
+    plan = getattr(handler, "response_cache", None)
+    if plan is None or not backend.reads_trusted():
+        return []
+    kind, spec = plan
+    try:
+        decided = _decide(spec, view, request, view.args, view.kwargs)
+    except Exception:
+        # Only a head start: the view decides again and reports what went wrong.
+        logger.debug("Response cache lookup not planned for %s", request.path, exc_info=True)
+        return []
+    if decided is None:
+        return []
+    key = cache_key(kind, *decided.key_parts)
+    if decided.l1 and layer.l1_holds(key, decided.namespaces):
+        return []
+    return layer.lookup_keys(key, decided.namespaces)
+
+
+def remember_lookup(request: Request, keys: list[str], found: dict) -> None:
+    _django_request(request).response_cache_prefetch = layer.Prefetched(keys=frozenset(keys), found=found)
+
+
+def _django_request(request: Request):
+    return getattr(request, "_request", request)
+
+
 def cache_response(kind: str, spec: Callable[..., CacheSpec | None]):
     def decorate(handler: Callable[..., Response]) -> Callable[..., HttpResponse]:
         @functools.wraps(handler)
         def wrapper(view, request: Request, *args, **kwargs) -> HttpResponse:
-            decided = spec(view, request, *args, **kwargs)
-            renderer = getattr(request, "accepted_renderer", None)
-            if decided is None or not layer.enabled() or getattr(renderer, "format", None) != "json":
+            decided = _decide(spec, view, request, args, kwargs)
+            if decided is None:
                 return handler(view, request, *args, **kwargs)
 
             def compute() -> CachedBody:
@@ -88,12 +131,14 @@ def cache_response(kind: str, spec: Callable[..., CacheSpec | None]):
                     namespaces=decided.namespaces,
                     compute=compute,
                     l1_allowed=decided.l1,
+                    prefetched=getattr(_django_request(request), "response_cache_prefetch", None),
                 )
             except _NotCacheable as exc:
                 exc.response["X-Cache"] = "BYPASS"
                 return exc.response
             return _response(body, request=request, how=how, per_user=decided.per_user)
 
+        wrapper.response_cache = (kind, spec)  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

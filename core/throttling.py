@@ -21,6 +21,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from caching import backend, responses
 from caching.circuit import CircuitOpenError, breaker_for
 from caching.keys import raw_key_builder
 from caching.ratelimit import (
@@ -252,7 +253,7 @@ class RuleThrottle(BaseThrottle):
             if isinstance(store, LocalRateLimitStore):
                 allowed, states = store.check(checks)
             else:
-                allowed, states = breaker_for("redis").call(lambda: store.check(checks), errors=STORE_ERRORS)
+                allowed, states = self._check_redis(store, checks, request, view)
         except (CircuitOpenError, *STORE_ERRORS) as exc:
             rate_limit_stats.add("store_errors")
             if any(rule.fail_closed for rule in rules):
@@ -270,6 +271,20 @@ class RuleThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+    @staticmethod
+    def _check_redis(
+        store: RedisRateLimitStore, checks: list[LimitCheck], request: Request, view
+    ) -> tuple[bool, list[LimitState]]:
+        """Check, and read what the response cache will look up next in the same round trip."""
+        lookup = responses.planned_lookup(view, request)
+        names = backend.redis_names(lookup)
+        allowed, states, values = breaker_for("redis").call(
+            lambda: store.check_and_read(checks, names), errors=STORE_ERRORS
+        )
+        if lookup and allowed:
+            responses.remember_lookup(request, lookup, backend.decode_raw(lookup, values))
+        return allowed, states
 
 
 def _django_request(request: Request) -> HttpRequest:

@@ -126,6 +126,9 @@ class BrokenStore:
     def check(self, checks):
         raise ConnectionError("redis is gone")
 
+    def check_and_read(self, checks, reads):
+        raise ConnectionError("redis is gone")
+
 
 @pytest.fixture
 def broken_store(monkeypatch):
