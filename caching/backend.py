@@ -87,8 +87,9 @@ def reads_trusted() -> bool:
 
 
 def redis_names(keys: list[str]) -> list[str]:
-    """The names in Redis of cache-API keys (django-redis adds KEY_PREFIX and the version)."""
-    return [cache.make_and_validate_key(key) for key in keys]
+    """The names in Redis of cache-API keys, made as django-redis's ``get_many`` makes them."""
+    make_key = cache.client.make_key
+    return [make_key(key) for key in keys]
 
 
 def decode_raw(keys: list[str], raw_values: list[bytes | None]) -> dict[str, Any]:
