@@ -43,10 +43,11 @@ run: $(DEPS_STAMP)
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
 	@$(MANAGE) run_workers & worker=$$!; \
 	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \
-	trap 'trap - INT TERM EXIT; kill $$web $$worker 2>/dev/null; wait; exit 0' INT TERM EXIT; \
-	while kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
-	echo "The API server or the job worker exited; stopping the other." >&2; \
-	trap - INT TERM EXIT; kill $$web $$worker 2>/dev/null; wait; exit 1
+	stopping=0; trap 'stopping=1' INT TERM; \
+	while [ $$stopping -eq 0 ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
+	kill $$web $$worker 2>/dev/null; wait; \
+	if [ $$stopping -eq 1 ]; then echo "Stopped the API server and the job workers."; exit 0; fi; \
+	echo "The API server or the job worker exited; stopped the other." >&2; exit 1
 
 test: $(DEPS_STAMP)
 	$(BIN)/pytest $(ARGS)

@@ -88,6 +88,8 @@ def reads_trusted() -> bool:
 
 def redis_names(keys: list[str]) -> list[str]:
     """The names in Redis of cache-API keys, made as django-redis's ``get_many`` makes them."""
+    if not keys:
+        return []
     make_key = cache.client.make_key
     return [make_key(key) for key in keys]
 

@@ -84,7 +84,7 @@ def planned_lookup(view, request: Request) -> list[str]:
     """
     handler = getattr(view, request.method.lower(), None)
     plan = getattr(handler, "response_cache", None)
-    if plan is None or not backend.reads_trusted():
+    if plan is None or not backend.is_redis() or not backend.reads_trusted():
         return []
     kind, spec = plan
     try:
