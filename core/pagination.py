@@ -73,7 +73,8 @@ class CappedCountPagination(StrictPageNumberPagination):
             return super().paginate_queryset(queryset, request, view)
         except NotFound:
             paginator = self.django_paginator_class(queryset, self.get_page_size(request))
-            if paginator.count_is_exact:
+            number = request.query_params.get(self.page_query_param, "")
+            if paginator.count_is_exact or not number.isdigit() or int(number) <= paginator.num_pages:
                 raise
             raise InvalidInput(
                 f"Only the first {paginator.count} results are paged; narrow the search.",
