@@ -93,7 +93,7 @@ for i = 1, n do
     if algo == 'sliding_window' then reads[slot[i] + 1] = KEYS[i] .. ':' .. (idx[i] - 1) end
   end
 end
-local values = redis.call('MGET', unpack(reads))
+local values = #reads > 0 and redis.call('MGET', unpack(reads)) or {}
 local out = {1}
 local apply = {}
 for i = 1, n do
