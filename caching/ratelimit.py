@@ -222,18 +222,18 @@ class RedisRateLimitStore:
 
     def _evalsha_and_mget(self, keys: list[str], args: list[object], reads: list[str]) -> tuple[list, list]:
         # EVALSHA directly: a pipeline given a Script object asks SCRIPT EXISTS on every execute.
-        for attempt in range(2):
+        def execute() -> list:
             pipe = self.client.pipeline(transaction=False)
             pipe.evalsha(self.script.sha, len(keys), *keys, *args)
             pipe.mget(reads)
-            try:
-                raw, values = pipe.execute()
-                return raw, values
-            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again once
-                if attempt:
-                    raise
-                self.script.sha = self.client.script_load(_LUA)
-        raise AssertionError("unreachable")
+            return pipe.execute()
+
+        try:
+            raw, values = execute()
+        except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again, once
+            self.script.sha = self.client.script_load(_LUA)
+            raw, values = execute()
+        return raw, values
 
     def top_rejections(self, *, minutes: int, limit: int) -> list[tuple[str, str, int]]:
         now_bucket = int(time.time() * 1000) // REJECTION_BUCKET_MS

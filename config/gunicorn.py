@@ -33,7 +33,7 @@ graceful_timeout = 20
 # Recycle workers so slow leaks cannot accumulate; jitter so they never restart all at once.
 # A new worker imports the app again (about 0.5 s of CPU). Recycling every 1,000 requests,
 # a worker serving ~450 cached requests/s restarted every 2 s: 2.3 instead of 1.6 ms of CPU
-# per request, 24-34 % fewer requests/s and p99 600 instead of 29 ms (bench/run.py --variant
+# per request, 21-34 % fewer requests/s and p99 600 instead of 29 ms (bench/run.py --variant
 # recycle1000:GUNICORN_MAX_REQUESTS=1000 --variant recycle20000:GUNICORN_MAX_REQUESTS=20000).
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
