@@ -82,6 +82,8 @@ MIDDLEWARE = [
     # Health and metrics are answered here, ahead of host validation and the HTTPS redirect.
     "observability.middleware.ProbeMiddleware",
     "observability.middleware.RequestObservabilityMiddleware",
+    "config.middleware.InstanceHeaderMiddleware",
+    "core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
     "config.middleware.RateLimitHeadersMiddleware",
@@ -153,6 +155,26 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     else:
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
         _db["CONN_HEALTH_CHECKS"] = True
+
+# Read replicas (core/replicas.py): reads go to a replica that has replayed the client's own
+# writes, writes to the primary. Each replica shares the primary's connection options.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+REPLICA_MAX_LAG_S = float(env_str("REPLICA_MAX_LAG_S", "10"))
+REPLICA_CHECK_INTERVAL_S = float(env_str("REPLICA_CHECK_INTERVAL_S", "1"))
+REPLICA_CONNECT_TIMEOUT_S = env_int("REPLICA_CONNECT_TIMEOUT_S", 1)
+if DATABASE_REPLICA_URLS:
+    if _db["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL.")
+    for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+        DATABASES[f"replica{_number}"] = {
+            **dj_database_url.parse(_url),
+            "CONN_MAX_AGE": _db.get("CONN_MAX_AGE", 0),
+            "CONN_HEALTH_CHECKS": _db.get("CONN_HEALTH_CHECKS", False),
+            "OPTIONS": dict(_db.get("OPTIONS", {})),
+            # Tests run against one database: the replica aliases stand for it.
+            "TEST": {"MIRROR": "default"},
+        }
+    DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -471,6 +493,9 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# Names this process's instance in every response (X-Staybase-Instance), behind any load balancer.
+INSTANCE_NAME = env_str("STAYBASE_INSTANCE") or os.uname().nodename
 
 # --- Production hardening -------------------------------------------------------
 if IS_PRODUCTION:
