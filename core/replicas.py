@@ -2,7 +2,7 @@
 
 Reads go to a PostgreSQL streaming replica and writes to the primary. A client that has just
 written is not served from a replica until that replica has replayed the write: after a
-successful unsafe request the primary's ``pg_current_wal_lsn()`` is remembered for each
+successful unsafe request the primary's ``pg_current_wal_insert_lsn()`` is remembered for each
 identity the request carried (its token, its session, its client IP) for a little longer
 than a usable replica may lag, and that client's reads go to a replica only once its
 ``pg_last_wal_replay_lsn()`` has reached the remembered position; otherwise to the primary.
@@ -11,7 +11,9 @@ Time-based pins (django-multidb-router's cookie) either wait too long or not lon
 A replica that cannot be reached or lags more than ``REPLICA_MAX_LAG_S`` is skipped; its state
 is probed at most once per ``REPLICA_CHECK_INTERVAL_S`` over a connection of its own, so a
 dead replica costs one connect timeout per interval rather than one per request. Reads inside
-a transaction on the primary (the locks that decide money and availability) stay on it.
+a transaction on the primary (the locks that decide money and availability) stay on it, and
+so do a request's reads after its own first write. Only HTTP requests read from replicas: job
+workers and management commands act on rows the API has just committed and read the primary.
 Without ``DATABASE_REPLICA_URLS`` none of this is installed.
 """
 
@@ -31,6 +33,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
+from prometheus_client import Counter
 
 from caching.backend import guarded
 from core.client_ip import client_ip
@@ -46,6 +49,13 @@ PIN_KIND = "replica_pin"
 PROBE_SQL = (
     "SELECT pg_last_wal_replay_lsn()::text, CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() "
     "THEN 0 ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END"
+)
+
+
+reads_routed_total = Counter(
+    "staybase_db_reads_routed_total",
+    "Reads the replica router sent, by database alias and why it chose it.",
+    ["alias", "reason"],
 )
 
 
@@ -118,8 +128,12 @@ class ReplicaSet:
                 return
             usable = lsn is not None and float(lag_s) <= self.max_lag_s
             if usable != replica.usable:
-                logger.warning(
-                    "Replica %s is %s (lag %.1fs)", replica.alias, "in use" if usable else "skipped", float(lag_s)
+                logger.log(
+                    logging.INFO if usable else logging.WARNING,
+                    "Replica %s is %s (lag %.1fs)",
+                    replica.alias,
+                    "in use" if usable else "skipped",
+                    float(lag_s),
                 )
             replica.usable = usable
             replica.replay_lsn = lsn_to_int(lsn) if lsn else 0
@@ -154,6 +168,7 @@ class ReadContext:
 
     pin_keys: list[str]
     store: PinStore
+    wrote: bool = False  # once a request has written, it reads its own write back from the primary
     _floor: int | None = field(default=None, repr=False)
 
     def floor(self) -> int:
@@ -181,16 +196,30 @@ class ReplicaRouter:
         )
 
     def db_for_read(self, model, **hints) -> str:
-        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
-            return DEFAULT_DB_ALIAS
+        alias, reason = self._route_read()
+        reads_routed_total.labels(alias, reason).inc()
+        return alias
+
+    def _route_read(self) -> tuple[str, str]:
         context = read_context.get()
-        floor = context.floor() if context is not None else 0
+        if context is None:
+            return DEFAULT_DB_ALIAS, "no_request"
+        if context.wrote:
+            return DEFAULT_DB_ALIAS, "own_write"
+        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            return DEFAULT_DB_ALIAS, "transaction"
+        floor = context.floor()
         if floor < 0:
-            return DEFAULT_DB_ALIAS
+            return DEFAULT_DB_ALIAS, "pins_unknown"
         candidates = self.replicas.usable_replicas(at_least_lsn=floor)
-        return random.choice(candidates) if candidates else DEFAULT_DB_ALIAS
+        if not candidates:
+            return DEFAULT_DB_ALIAS, "pinned" if floor and self.replicas.usable_replicas() else "no_replica"
+        return random.choice(candidates), "replica"
 
     def db_for_write(self, model, **hints) -> str:
+        context = read_context.get()
+        if context is not None:
+            context.wrote = True
         return DEFAULT_DB_ALIAS
 
     def allow_relation(self, obj1, obj2, **hints) -> bool:
@@ -235,5 +264,7 @@ class ReadYourWritesMiddleware:
 
     def _pin(self, keys: list[str]) -> None:
         with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            cursor.execute("SELECT pg_current_wal_lsn()::text")
+            # The insert position, not pg_current_wal_lsn(): with synchronous_commit off (our job
+            # bookkeeping, or a server default) the commit record may not be written out yet.
+            cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
             self.pins.pin(keys, lsn_to_int(cursor.fetchone()[0]))

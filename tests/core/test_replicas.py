@@ -46,9 +46,28 @@ def test_lsn_text_compares_as_positions():
     assert lsn_to_int("1/0") > lsn_to_int("0/FFFFFFFF")
 
 
-def test_reads_without_a_pin_go_to_a_replica():
+@pytest.fixture
+def request_context():
+    token = reading_as(["ryw:reader"], PinStore(ttl_s=30))
+    yield read_context.get()
+    read_context.reset(token)
+
+
+def test_reads_without_a_pin_go_to_a_replica(request_context):
     assert router_with({"replica1": 100}).db_for_read(None) == "replica1"
     assert router_with({"replica1": 100, "replica2": 100}).db_for_read(None) in {"replica1", "replica2"}
+
+
+def test_reads_outside_a_request_go_to_the_primary():
+    assert read_context.get() is None
+    assert router_with({"replica1": 100}).db_for_read(None) == DEFAULT_DB_ALIAS
+
+
+def test_a_request_reads_from_the_primary_after_its_own_write(request_context):
+    router = router_with({"replica1": 100})
+    assert router.db_for_write(None) == DEFAULT_DB_ALIAS
+    assert request_context.wrote is True
+    assert router.db_for_read(None) == DEFAULT_DB_ALIAS
 
 
 def test_writes_and_migrations_stay_on_the_primary():
@@ -59,7 +78,7 @@ def test_writes_and_migrations_stay_on_the_primary():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_reads_inside_a_transaction_on_the_primary_stay_there():
+def test_reads_inside_a_transaction_on_the_primary_stay_there(request_context):
     router = router_with({"replica1": 100})
     with transaction.atomic():
         assert router.db_for_read(None) == DEFAULT_DB_ALIAS
@@ -113,7 +132,7 @@ def test_unreadable_pins_send_reads_to_the_primary(monkeypatch):
     assert store.floor(["ryw:anyone"]) == -1
 
 
-def test_no_usable_replica_means_the_primary():
+def test_no_usable_replica_means_the_primary(request_context):
     router = router_with({})
     assert router.db_for_read(None) == DEFAULT_DB_ALIAS
 
