@@ -12,7 +12,7 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint check bench clean distclean
+.PHONY: help venv run test lint check bench clean distclean cluster cluster-status cluster-down
 
 help:
 	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
 	@echo "make bench      run the benchmark harness in bench/"
+	@echo "make cluster    start the local scaled-out cluster (API=N instances, CLUSTER_PORT=8080); cluster-status, cluster-down"
 	@echo "make clean      remove caches, test databases and collected static files"
 	@echo "make distclean  clean, then also remove .venv, the demo database and media"
 
@@ -60,6 +61,16 @@ check: $(DEPS_STAMP)
 	$(MANAGE) check --fail-level WARNING
 	$(MANAGE) makemigrations --check --dry-run
 	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+
+API ?= 2
+cluster: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run up --api $(API) $(ARGS)
+
+cluster-status: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run status
+
+cluster-down: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run down
 
 bench: $(DEPS_STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

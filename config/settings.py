@@ -156,6 +156,14 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
         _db["CONN_HEALTH_CHECKS"] = True
 
+# Behind PgBouncer in transaction mode a server connection changes between transactions:
+# no server-side cursors (they live across transactions) and no prepared statements (psycopg
+# prepares a query after prepare_threshold runs; PgBouncer 1.18 cannot route them).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER")
+if DATABASE_PGBOUNCER:
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
+
 # Read replicas (core/replicas.py): reads go to a replica that has replayed the client's own
 # writes, writes to the primary. Each replica shares the primary's connection options.
 DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
@@ -196,7 +204,18 @@ if REDIS_URL:
             },
         }
     }
+    # Redis behind Sentinel: REDIS_URL names the monitored master (redis://staybase/0) and
+    # REDIS_SENTINELS lists the sentinels; clients follow a failover to the promoted replica.
+    REDIS_SENTINELS = [
+        (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS"))
+    ]
+    if REDIS_SENTINELS:
+        DJANGO_REDIS_CONNECTION_FACTORY = "django_redis.pool.SentinelConnectionFactory"
+        CACHES["default"]["OPTIONS"]["CLIENT_CLASS"] = "django_redis.client.SentinelClient"
+        CACHES["default"]["OPTIONS"]["SENTINELS"] = REDIS_SENTINELS
+        CACHES["default"]["OPTIONS"]["SENTINEL_KWARGS"] = {"socket_timeout": 0.5}
 else:
+    REDIS_SENTINELS = []
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -388,6 +407,8 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "ack_failures": True,
+    # One scheduler per deployment is enough (the local cluster runs it in the low cluster).
+    "scheduler": env_bool("Q_SCHEDULER", True),
     "ALT_CLUSTERS": {
         "staybase-critical": {"workers": env_int("Q_WORKERS_CRITICAL", 1)},
         "staybase-high": {"workers": env_int("Q_WORKERS_HIGH", 1)},
