@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from bookings.models import Booking, BookingStatus, Payout
+from core.serializers import QueryParamsSerializer
 
 # Primary keys are 64-bit; larger numbers are input errors, not database overflows.
 MAX_ID = 2**63 - 1
@@ -70,7 +71,7 @@ class HostBookingOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BookingListQuerySerializer(serializers.Serializer):
+class BookingListQuerySerializer(QueryParamsSerializer):
     status = serializers.ChoiceField(choices=BookingStatus.choices, required=False)
     property_id = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
 

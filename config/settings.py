@@ -52,6 +52,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if IS_PRODUCTION else "local
 if IS_PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_ENV=production.")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "core.exceptions.json_csrf_failure"  # JSON in the error shape, not Django's HTML page
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -221,7 +222,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "core.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -235,6 +236,8 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 100)
+# Arrays/objects nested deeper than this in a JSON body are a 400 (a bound, not a RecursionError 500).
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
 # Property search counts (and pages) at most this many matches: never a COUNT over the table.
 SEARCH_COUNT_CAP = env_int("SEARCH_COUNT_CAP", 1000)
 

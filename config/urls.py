@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from core.exceptions import json_not_found
+from core.exceptions import api_not_found
 from core.throttling import admin_login_limited
 
 admin.site.login = admin_login_limited(admin.site.login)
@@ -26,8 +26,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
-    # Unknown API paths answer in the JSON error shape even with DEBUG on.
-    re_path(r"^api/", json_not_found),
+    # Unknown API paths answer in the JSON error shape even with DEBUG on, for every method.
+    re_path(r"^api/", api_not_found),
 ]
 
 if settings.DEBUG:
