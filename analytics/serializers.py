@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from core.serializers import QueryParamsSerializer
+from core.serializers import IdField, QueryParamsSerializer
 
 MAX_DASHBOARD_MONTHS = 24
 
@@ -15,7 +15,7 @@ def _rate_field() -> serializers.DecimalField:
 
 class DashboardQuerySerializer(QueryParamsSerializer):
     months = serializers.IntegerField(min_value=1, max_value=MAX_DASHBOARD_MONTHS, default=12)
-    host_id = serializers.IntegerField(min_value=1, required=False, help_text="Staff only: the host to report on.")
+    host_id = IdField(required=False, help_text="Staff only: the host to report on.")
 
 
 class MarketQuerySerializer(QueryParamsSerializer):

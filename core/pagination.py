@@ -35,6 +35,15 @@ class StrictPageSizeMixin:
             )
         return size
 
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size, default=self.page_size)
+            elif parameter["name"] == getattr(self, "page_query_param", None):
+                parameter["schema"].update(minimum=1)
+        return parameters
+
 
 class StrictPageNumberPagination(StrictPageSizeMixin, PageNumberPagination):
     """A malformed ``page`` is a 400; a well-formed one past the last page stays a 404."""

@@ -1,6 +1,10 @@
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+# Primary keys are 64-bit; larger numbers are input errors, not database overflows.
+MAX_ID = 2**63 - 1
 
 
 class QueryParamsSerializer(serializers.Serializer):
@@ -18,6 +22,14 @@ class QueryParamsSerializer(serializers.Serializer):
         if blank:
             raise serializers.ValidationError(blank)
         return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID, "example": 1})
+class IdField(serializers.IntegerField):
+    """A primary key given as input: 1 to 2**63 - 1."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 class StrictBooleanField(serializers.BooleanField):

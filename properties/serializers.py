@@ -5,7 +5,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from core.serializers import QueryParamsSerializer
+from core.serializers import IdField, QueryParamsSerializer
 from properties.models import Amenity, Currency, Property, PropertyImage, PropertyType, Review
 
 DEFAULT_AVAILABILITY_DAYS = 90
@@ -213,4 +213,4 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
 class ReviewInputSerializer(serializers.Serializer):
     rating = serializers.IntegerField(min_value=1, max_value=5)
     text = serializers.CharField(required=False, allow_blank=True, max_length=5000)
-    booking_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    booking_id = IdField(required=False)
