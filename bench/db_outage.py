@@ -3,14 +3,15 @@
     .venv/bin/python bench/db_outage.py [--outage-s 10] [--after-s 8] [--workers 2]
 
 Starts its own PostgreSQL (bench/postgres.py) on a free port, migrates and seeds it
-(``seed_demo --small``), serves the app with gunicorn (sync workers, Redis from REDIS_URL
-if set, else local memory), then loads five clients at once: a cached property detail
-(anonymous), the guest's own cached booking list (token auth from the cached context),
-booking writes (each retried with its Idempotency-Key until it gets an answer other than
-503, as a client would), readiness and liveness. After ``--before-s`` it stops PostgreSQL
-with ``pg_ctl stop -m immediate``, starts it again after ``--outage-s`` and keeps loading
-for ``--after-s``. Prints, per client and phase, the status counts and latencies, when
-the first 503 came after the stop, and when the first write succeeded after the restart.
+(``seed_demo --small``), serves the app with gunicorn (sync workers; Redis from REDIS_URL
+if set, and without it use ``--workers 1``: the local-memory cache is per process), then
+loads five clients at once: a cached property detail (anonymous), the guest's own cached
+booking list (token auth from the cached context), booking writes (each retried with its
+Idempotency-Key until it gets an answer other than 503, as a client would), readiness and
+liveness. After ``--before-s`` it stops PostgreSQL with ``pg_ctl stop -m immediate``,
+starts it again after ``--outage-s`` and keeps loading for ``--after-s``. Prints, per
+client and phase (by when the answer came), the status counts and latencies, when the
+first 503 came after the stop, and when the first write succeeded after the restart.
 """
 
 import argparse
@@ -183,7 +184,7 @@ def start_load(port: int, run: OutageRun) -> Load:
     status, _, content = _request(port, "GET", "/api/v1/properties/?page_size=100", {}, None)
     listings = [item["id"] for item in json.loads(content)["results"]]
     detail = f"/api/v1/properties/{listings[0]}/"
-    for _ in range(2):  # fill the response caches
+    for _ in range(4):  # fill the response caches
         _request(port, "GET", detail, {}, None)
         _request(port, "GET", "/api/v1/bookings/", auth, None)
 
@@ -222,9 +223,7 @@ def start_load(port: int, run: OutageRun) -> Load:
     return load
 
 
-def run_outage(
-    *, server: TempPostgres, port: int, before_s: float, outage_s: float, after_s: float, env: dict[str, str]
-) -> OutageRun:
+def run_outage(*, server: TempPostgres, port: int, before_s: float, outage_s: float, after_s: float) -> OutageRun:
     """Load the app at ``port`` while ``server`` is stopped (immediate) and started again."""
     run = OutageRun()
     load = start_load(port, run)
@@ -306,7 +305,6 @@ def main() -> None:
                     before_s=args.before_s,
                     outage_s=args.outage_s,
                     after_s=args.after_s,
-                    env=env,
                 )
             tracebacks = log.read_text(errors="replace").count("Traceback")
     print(report(run))
