@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import json
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -47,7 +48,7 @@ def _replay(record: IdempotencyKey, fingerprint: str) -> Response:
     return response
 
 
-def _claim_and_run(*, lookup: dict, fingerprint: str, handler: Callable[[], Response]) -> Response:
+def _claim_and_run(*, lookup: dict[str, Any], fingerprint: str, handler: Callable[[], Response]) -> Response:
     with transaction.atomic():
         try:
             with transaction.atomic():

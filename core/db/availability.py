@@ -28,7 +28,7 @@ def database_breaker() -> CircuitBreaker:
     return breaker_for("database")
 
 
-def is_database_unavailable(exc: BaseException) -> bool:
+def is_database_unavailable(exc: BaseException | None) -> bool:
     """True for errors that say "the database cannot serve this now", whoever raised them.
 
     psycopg's OperationalError covers the connection and the server's state (refused,

@@ -94,5 +94,5 @@ def test_a_write_retried_with_its_idempotency_key_is_processed_after_the_outage(
 
     assert retried, "no write spanned the outage"
     for answers in retried:
-        assert answers[-1].error_code != "idempotency_in_progress"
-        assert answers[-1].status in {201, 409}
+        # Processed afresh (a seeded stay may overlap it), never held as "in progress".
+        assert (answers[-1].status, answers[-1].error_code) in {(201, None), (409, "booking_conflict")}
