@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
+    "core.db.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
@@ -140,6 +142,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not an in-memory database, so tests exercise WAL and cross-thread locking.
     _db["TEST"] = {"NAME": env_str("TEST_DB_NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # --- PostgreSQL outages (issue 10 item 2): Django's backend behind the database
+    # circuit breaker (core/db/), so a dead database costs a fast 503, not a pool timeout.
+    _db["ENGINE"] = "core.db.postgresql"
+    # libpq's floor is 2 s; it bounds a connect to a host that does not answer at all.
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT_S", 2))
     if env_str("TEST_DB_NAME"):
         _db["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
     # Django's built-in psycopg pool keeps connections open across requests; it
@@ -147,10 +154,16 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # persistent connections for deployments behind pgbouncer.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0
-        _db.setdefault("OPTIONS", {})["pool"] = {
+        _db["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 2),
             "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-            "timeout": env_int("DB_POOL_TIMEOUT_S", 10),
+            # A sync worker borrows one connection at a time, so this wait is only ever for
+            # a new connection: seconds of it mean the database is not there.
+            "timeout": float(env_str("DB_POOL_TIMEOUT_S", "1")),
+            # The pool's own reconnect attempts back off exponentially (1, 2, 4 ... s) for this
+            # long; kept short, it gives up within a second of an outage and connects afresh
+            # as soon as a request asks again, instead of sleeping through the recovery.
+            "reconnect_timeout": 1.0,
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
@@ -360,6 +373,14 @@ if not REDIS_URL:
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
 CIRCUIT_BREAKER_RESET_S = float(env_str("CIRCUIT_BREAKER_RESET_S", "5"))
+# The database's breaker (core/db/) opens on the first confirmed failure (a broken connection
+# is confirmed by a bare connect first) and probes with one connect per reset period.
+CIRCUIT_BREAKERS = {
+    "database": {
+        "failure_threshold": env_int("DB_CIRCUIT_BREAKER_FAILURES", 1),
+        "reset_timeout": float(env_str("DB_CIRCUIT_BREAKER_RESET_S", "0.5")),
+    },
+}
 
 # --- Business rules -----------------------------------------------------------
 # Guest-side service fee on the stay subtotal, host-side platform commission on
