@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "django_q",
     "django_ratelimit",
     "django_prometheus",
+    "corsheaders",
     "core",
     "accounts",
     "properties",
@@ -83,6 +85,10 @@ MIDDLEWARE = [
     "observability.middleware.ProbeMiddleware",
     "observability.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (hashed, precompressed) straight from the WSGI app: no proxy config needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that answers on its own (CommonMiddleware, throttles), so preflights pass.
+    "corsheaders.middleware.CorsMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
     "config.middleware.RateLimitHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -203,11 +209,15 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        # Hashed names (cacheable forever) plus .gz/.br siblings that whitenoise serves.
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if IS_PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# whitenoise: production indexes STATIC_ROOT (collectstatic) once at start; development looks
+# files up per request, so it needs no collectstatic (and warns about no missing directory).
+WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -325,6 +335,23 @@ RATE_LIMIT_ENDPOINTS = {
     "financial-summary": {"GET": ["financial_summary"]},
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
 }
+# --- CORS (django-cors-headers) ------------------------------------------------------
+# Browser apps on these origins (https://app.example.com) may call the API; default none.
+# Token auth travels in a header, so no credentials (cookies) are allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = (*cors_default_headers, "idempotency-key", "x-request-id")
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit",
+    "RateLimit-Policy",
+]
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE_S", 600)
+
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
 # django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).
 ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/m")
