@@ -1,8 +1,8 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import IsAuthenticated, IsAuthenticatedOrReadOnly
+from rest_framework.permissions import AllowAny, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -90,6 +90,27 @@ class PropertyImageUploadView(generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         image = services.property_image_add(property=self.get_object(), actor=request.user, **data.validated_data)
         return Response(self.get_serializer(image).data, status=status.HTTP_201_CREATED)
+
+
+class PropertyImageFileView(generics.GenericAPIView):
+    """The address an upload answers with: it stays valid while the processing job renames the file."""
+
+    permission_classes = [AllowAny]
+
+    def get_queryset(self):
+        return selectors.property_image_list_visible(user=self.request.user)
+
+    @extend_schema(
+        operation_id="property_image_file",
+        responses={302: OpenApiResponse(description="Redirects (Location) to the image file as it is now.")},
+    )
+    def get(self, request: Request, pk: int, image_id: int) -> Response:
+        image = get_object_or_404(self.get_queryset(), property_id=pk, pk=image_id)
+        # Not cacheable: the target changes once, when processing replaces the file.
+        return Response(
+            status=status.HTTP_302_FOUND,
+            headers={"Location": request.build_absolute_uri(image.image.url), "Cache-Control": "no-cache"},
+        )
 
 
 class PropertyAvailabilityView(generics.GenericAPIView):

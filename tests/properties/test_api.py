@@ -169,7 +169,7 @@ def test_image_upload_validates_content_and_appends_positions(host_client, host,
     assert too_big.status_code == 400
     assert host_client.post(url, {"image": "x"}, format="json").status_code == 415
     assert PropertyImage.objects.filter(property=listing).count() == 2
-    assert anon_client_detail_cover(host_client, listing.pk).endswith(".png")
+    assert anon_client_detail_cover(host_client, listing.pk) == first.json()["url"]  # position 0: the PNG
 
 
 def anon_client_detail_cover(client, pk: int) -> str:
@@ -187,11 +187,24 @@ def test_search_results_show_the_first_image_as_cover_and_amenity_slugs_by_name(
     detail = anon_client.get(f"/api/v1/properties/{listing.pk}/").json()
 
     assert results[listing.pk]["amenities"] == ["sauna", "balcony"]
-    assert results[listing.pk]["cover_image"] == f"http://testserver{first.image.url}" == detail["cover_image"]
+    # Not processed yet: the address that follows the file through processing.
+    pending = f"http://testserver/api/v1/properties/{listing.pk}/images/{first.pk}/file/"
+    assert results[listing.pk]["cover_image"] == pending == detail["cover_image"]
     assert second.image.url != first.image.url
     assert results[bare.pk]["amenities"] == []
     assert results[bare.pk]["cover_image"] is None
     assert "description" not in results[listing.pk]
+
+
+def test_a_processed_cover_image_is_served_as_its_file(anon_client):
+    listing = PropertyFactory()
+    image = PropertyImageFactory(property=listing, position=0, processed_at=timezone.now())
+
+    results = {row["id"]: row for row in anon_client.get("/api/v1/properties/").json()["results"]}
+    detail = anon_client.get(f"/api/v1/properties/{listing.pk}/").json()
+
+    assert results[listing.pk]["cover_image"] == f"http://testserver{image.image.url}" == detail["cover_image"]
+    assert detail["images"][0]["url"] == detail["cover_image"]
 
 
 def test_availability_lists_booked_ranges_in_the_window(anon_client):
