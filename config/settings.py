@@ -197,6 +197,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Password reset (accounts/services.py): how long an emailed token works, and the page of a client
+# app that takes it ("https://app.example.com/reset?uid={uid}&token={token}"); empty: the email
+# gives uid and token for POST /api/v1/auth/password/reset/confirm/.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_S", 3 * 24 * 3600)
+PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -312,6 +318,11 @@ RATE_LIMIT_RULES = {
     "login_ip": {"rate": "5/min", "scope": "ip", "fail": "closed", "tiered": False, "staff_exempt": False},
     "login_account": {"rate": "5/min", "scope": "account", "fail": "closed", "tiered": False, "staff_exempt": False},
     "register_ip": {"rate": "3/min", "scope": "ip", "tiered": False, "staff_exempt": False},
+    # Password change (a guess at the current password) and reset (emails, token guesses).
+    "password_change": {"rate": "10/h", "scope": "user", "tiered": False, "staff_exempt": False},
+    "password_reset_ip": {"rate": "10/h", "scope": "ip", "tiered": False, "staff_exempt": False},
+    "password_reset_account": {"rate": "3/h", "scope": "account", "tiered": False, "staff_exempt": False},
+    "password_reset_confirm_ip": {"rate": "20/h", "scope": "ip", "tiered": False, "staff_exempt": False},
     "property_view": {"rate": "100/h", "scope": "user"},
     "property_create": {"rate": "10/h", "scope": "user"},
     "property_update": {"rate": "20/h", "scope": "user"},
@@ -327,6 +338,9 @@ RATE_LIMIT_RULES = {
 RATE_LIMIT_ENDPOINTS = {
     "auth-login": {"POST": ["login_ip", "login_account"]},
     "auth-register": {"POST": ["register_ip"]},
+    "auth-password-change": {"POST": ["password_change"]},
+    "auth-password-reset": {"POST": ["password_reset_ip", "password_reset_account"]},
+    "auth-password-reset-confirm": {"POST": ["password_reset_confirm_ip"]},
     "property-list": {"POST": ["property_create"]},
     "property-detail": {"GET": ["property_view"], "PATCH": ["property_update"], "DELETE": ["property_update"]},
     "property-images": {"POST": ["uploads", "images"]},
