@@ -54,16 +54,20 @@ def property_search(*, user: User | None) -> QuerySet[Property]:
     ``cover_image_name`` is its file; ``cover_image_pending_id`` its id while it awaits processing
     (the file is about to be renamed, see ``properties.serializers.property_image_url``).
     """
+    return _as_list_rows(property_list_visible(user=user).filter(is_active=True))
+
+
+def property_list_for_host(*, host: User) -> QuerySet[Property]:
+    """The host's own listings, inactive ones too, newest first; rows as in search results."""
+    return _as_list_rows(Property.objects.filter(host=host)).order_by("-created_at", "-id")
+
+
+def _as_list_rows(queryset: QuerySet[Property]) -> QuerySet[Property]:
     cover = PropertyImage.objects.filter(property=OuterRef("pk")).order_by("position", "id")
     pending_id = Case(When(processed_at__isnull=True, then=F("id")))
-    return (
-        property_list_visible(user=user)
-        .filter(is_active=True)
-        .only(*PROPERTY_LIST_FIELDS)
-        .annotate(
-            cover_image_name=Subquery(cover.values("image")[:1]),
-            cover_image_pending_id=Subquery(cover.annotate(pending_id=pending_id).values("pending_id")[:1]),
-        )
+    return queryset.only(*PROPERTY_LIST_FIELDS).annotate(
+        cover_image_name=Subquery(cover.values("image")[:1]),
+        cover_image_pending_id=Subquery(cover.annotate(pending_id=pending_id).values("pending_id")[:1]),
     )
 
 

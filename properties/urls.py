@@ -3,6 +3,8 @@ from django.urls import path
 from properties import views
 
 urlpatterns = [
+    path("amenities/", views.AmenityListView.as_view(), name="amenity-list"),
+    path("host/properties/", views.HostPropertyListView.as_view(), name="host-property-list"),
     path("properties/", views.PropertyListCreateView.as_view(), name="property-list"),
     path("properties/<int:pk>/", views.PropertyDetailView.as_view(), name="property-detail"),
     path("properties/<int:pk>/images/", views.PropertyImageUploadView.as_view(), name="property-images"),
