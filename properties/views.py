@@ -7,9 +7,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from caching.responses import cache_response
+from caching.specs import per_user
 from core.pagination import CappedCountPagination
 from properties import selectors, services
-from caching.specs import per_user
 from properties.cache import (
     amenities_cache_spec,
     availability_cache_spec,
