@@ -508,8 +508,11 @@ LOGGING = {
     "loggers": {
         # Replaces Django's own "django" console handler, which would print every line twice.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # runserver's access line would repeat the middleware's (staybase.request), minus the request id.
-        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # One line per request: the access log (staybase.request). Django's request logger would add
+        # a warning per 4xx ("Bad Request: /path") and runserver another; both keep their errors
+        # (5xx, with the traceback only django.request has).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 
