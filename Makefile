@@ -44,13 +44,7 @@ run: $(DEPS_STAMP)
 	$(MANAGE) setup_schedules
 	$(MANAGE) warm_cache --on-start
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
-	@$(MANAGE) run_workers & worker=$$!; \
-	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \
-	stopping=0; trap 'stopping=1' INT TERM; \
-	while [ $$stopping -eq 0 ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
-	kill $$web $$worker 2>/dev/null; wait; \
-	if [ $$stopping -eq 1 ]; then echo "Stopped the API server and the job workers."; exit 0; fi; \
-	echo "The API server or the job worker exited; stopped the other." >&2; exit 1
+	@$(MANAGE) run_dev $(HOST):$(PORT)
 
 test: $(DEPS_STAMP)
 	$(BIN)/pytest $(ARGS)

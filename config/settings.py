@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "django_q",
     "django_ratelimit",
     "django_prometheus",
+    "corsheaders",
     "core",
     "accounts",
     "properties",
@@ -87,6 +89,10 @@ MIDDLEWARE = [
     "config.middleware.InstanceHeaderMiddleware",
     "core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (hashed, precompressed) straight from the WSGI app: no proxy config needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that answers on its own (CommonMiddleware, throttles), so preflights pass.
+    "corsheaders.middleware.CorsMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
     "config.middleware.RateLimitHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -247,6 +253,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Password reset (accounts/services.py): how long an emailed token works, and the page of a client
+# app that takes it ("https://app.example.com/reset?uid={uid}&token={token}"); empty: the email
+# gives uid and token for POST /api/v1/auth/password/reset/confirm/.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_S", 3 * 24 * 3600)
+PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -259,11 +271,15 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        # Hashed names (cacheable forever) plus .gz/.br siblings that whitenoise serves.
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if IS_PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# whitenoise: production indexes STATIC_ROOT (collectstatic) once at start; development looks
+# files up per request, so it needs no collectstatic (and warns about no missing directory).
+WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -378,6 +394,11 @@ RATE_LIMIT_RULES = {
     "login_ip": {"rate": "5/min", "scope": "ip", "fail": "closed", "tiered": False, "staff_exempt": False},
     "login_account": {"rate": "5/min", "scope": "account", "fail": "closed", "tiered": False, "staff_exempt": False},
     "register_ip": {"rate": "3/min", "scope": "ip", "tiered": False, "staff_exempt": False},
+    # Password change (a guess at the current password) and reset (emails, token guesses).
+    "password_change": {"rate": "10/h", "scope": "user", "tiered": False, "staff_exempt": False},
+    "password_reset_ip": {"rate": "10/h", "scope": "ip", "tiered": False, "staff_exempt": False},
+    "password_reset_account": {"rate": "3/h", "scope": "account", "tiered": False, "staff_exempt": False},
+    "password_reset_confirm_ip": {"rate": "20/h", "scope": "ip", "tiered": False, "staff_exempt": False},
     "property_view": {"rate": "100/h", "scope": "user"},
     "property_create": {"rate": "10/h", "scope": "user"},
     "property_update": {"rate": "20/h", "scope": "user"},
@@ -393,6 +414,9 @@ RATE_LIMIT_RULES = {
 RATE_LIMIT_ENDPOINTS = {
     "auth-login": {"POST": ["login_ip", "login_account"]},
     "auth-register": {"POST": ["register_ip"]},
+    "auth-password-change": {"POST": ["password_change"]},
+    "auth-password-reset": {"POST": ["password_reset_ip", "password_reset_account"]},
+    "auth-password-reset-confirm": {"POST": ["password_reset_confirm_ip"]},
     "property-list": {"POST": ["property_create"]},
     "property-detail": {"GET": ["property_view"], "PATCH": ["property_update"], "DELETE": ["property_update"]},
     "property-images": {"POST": ["uploads", "images"]},
@@ -401,6 +425,23 @@ RATE_LIMIT_ENDPOINTS = {
     "financial-summary": {"GET": ["financial_summary"]},
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
 }
+# --- CORS (django-cors-headers) ------------------------------------------------------
+# Browser apps on these origins (https://app.example.com) may call the API; default none.
+# Token auth travels in a header, so no credentials (cookies) are allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = (*cors_default_headers, "idempotency-key", "x-request-id")
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit",
+    "RateLimit-Policy",
+]
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE_S", 600)
+
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
 # django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).
 ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/m")
@@ -553,8 +594,11 @@ LOGGING = {
     "loggers": {
         # Replaces Django's own "django" console handler, which would print every line twice.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # runserver's access line would repeat the middleware's (staybase.request), minus the request id.
-        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # One line per request: the access log (staybase.request). Django's request logger would add
+        # a warning per 4xx ("Bad Request: /path") and runserver another; both keep their errors
+        # (5xx, with the traceback only django.request has).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 
