@@ -51,6 +51,9 @@ class Tracked:
     m2m: tuple[str, ...] = ()
     # Writes of nothing but these fields change nothing cached (a login's last_login).
     ignored: frozenset[str] = field(default_factory=frozenset)
+    # Run at the write itself, for an edit (not an insert): entries forgotten by tombstone
+    # rather than by generation (the auth context of a user's tokens, caching.auth).
+    at_write: Callable[[list[Row]], None] | None = None
 
 
 class _Rule:
@@ -97,6 +100,10 @@ class _Rule:
         base = self.model._base_manager.using(queryset.db)
         matching = base.filter(pk__in=queryset.values("pk")).select_for_update(of=("self",))
         return list(matching.order_by("pk").values(*self.lookups))
+
+    def edited(self, rows: list[Row | None]) -> None:
+        if self.tracked.at_write is not None:
+            self.tracked.at_write([row for row in rows if row is not None])
 
     def namespaces(self, rows: Iterable[Row | None], *, created: bool = False) -> set[str]:
         build = self.tracked.created if created and self.tracked.created else self.tracked.namespaces
@@ -148,7 +155,10 @@ class ModelChanges:
         rule = self.rule_for(sender)
         if rule is None or rule.ignores(update_fields):
             return
-        invalidate_on_commit(rule.namespaces([rule.row_of(instance), *before], created=created), using)
+        rows = [rule.row_of(instance), *before]
+        if not created:
+            rule.edited(rows)
+        invalidate_on_commit(rule.namespaces(rows, created=created), using)
 
     def _post_delete(self, sender, instance: models.Model, using: str, origin=None, **kwargs) -> None:
         rule = self.rule_for(sender)
@@ -198,6 +208,7 @@ class InvalidatingQuerySet(models.QuerySet):
                 super(InvalidatingQuerySet, self.filter(pk__in=chunk)).update(**kwargs) for chunk in _chunks(pks)
             )
             after = rule.read(self.db, pks) if rule.moving.intersection(kwargs) else []
+            rule.edited(before)
             invalidate_on_commit(rule.namespaces([*before, *after]), self.db)
         return updated
 
@@ -259,7 +270,9 @@ class InvalidatingQuerySet(models.QuerySet):
         with transaction.atomic(using=self.db):
             before = rule.read(self.db, pks) if rule.moving.intersection(fields) else []
             updated = super().bulk_update(objs, fields, batch_size=batch_size)
-            invalidate_on_commit(rule.namespaces([*before, *rule.rows_of(objs, self.db)]), self.db)
+            rows = [*before, *rule.rows_of(objs, self.db)]
+            rule.edited(rows)
+            invalidate_on_commit(rule.namespaces(rows), self.db)
         return updated
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
