@@ -27,7 +27,7 @@ from django.db import models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from caching import layer
-from caching.invalidation import invalidate_on_commit
+from caching.invalidation import MAX_NAMESPACES_PER_COMMIT, invalidate_on_commit
 from caching.namespaces import EVERYTHING, Namespace
 
 Row = Mapping[str, Any]
@@ -112,6 +112,8 @@ class _Rule:
             if row is None:  # a related row is gone (a raw fixture load): nothing can be named
                 return {EVERYTHING}
             touched.update(build(row))
+            if len(touched) > MAX_NAMESPACES_PER_COMMIT:
+                return {EVERYTHING}  # the commit would invalidate everything anyway
         return touched
 
 
@@ -252,8 +254,9 @@ class InvalidatingQuerySet(models.QuerySet):
         rule = model_changes().rule_for(self.model)
         if rule is None or not created:
             return created
-        if update_conflicts:
-            # An upsert does not say which rows it changed, nor from what.
+        if update_conflicts or len(created) > MAX_NAMESPACES_PER_COMMIT:
+            # An upsert does not say which rows it changed, nor from what; a bulk load this
+            # large would name more namespaces than one commit invalidates one by one.
             invalidate_on_commit([EVERYTHING], self.db)
         else:
             invalidate_on_commit(rule.namespaces(rule.rows_of(created, self.db), created=True), self.db)
