@@ -52,6 +52,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if IS_PRODUCTION else "local
 if IS_PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_ENV=production.")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "core.exceptions.json_csrf_failure"  # JSON in the error shape, not Django's HTML page
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets served from here, not a CDN
     "django_q",
     "django_ratelimit",
     "django_prometheus",
@@ -92,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
+    "core.db.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
@@ -138,6 +142,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not an in-memory database, so tests exercise WAL and cross-thread locking.
     _db["TEST"] = {"NAME": env_str("TEST_DB_NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # --- PostgreSQL outages (issue 10 item 2): Django's backend behind the database
+    # circuit breaker (core/db/), so a dead database costs a fast 503, not a pool timeout.
+    _db["ENGINE"] = "core.db.postgresql"
+    # libpq's floor is 2 s; it bounds a connect to a host that does not answer at all.
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT_S", 2))
     if env_str("TEST_DB_NAME"):
         _db["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
     # Django's built-in psycopg pool keeps connections open across requests; it
@@ -145,10 +154,16 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # persistent connections for deployments behind pgbouncer.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0
-        _db.setdefault("OPTIONS", {})["pool"] = {
+        _db["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 2),
             "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-            "timeout": env_int("DB_POOL_TIMEOUT_S", 10),
+            # A sync worker borrows one connection at a time, so this wait is only ever for
+            # a new connection: seconds of it mean the database is not there.
+            "timeout": float(env_str("DB_POOL_TIMEOUT_S", "1")),
+            # The pool's own reconnect attempts back off exponentially (1, 2, 4 ... s) for this
+            # long; kept short, it gives up within a second of an outage and connects afresh
+            # as soon as a request asks again, instead of sleeping through the recovery.
+            "reconnect_timeout": 1.0,
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
@@ -221,28 +236,48 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "core.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.StaybaseAutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["core.throttling.RuleThrottle"],
     "COERCE_DECIMAL_TO_STRING": True,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 100)
+# Arrays/objects nested deeper than this in a JSON body are a 400 (a bound, not a RecursionError 500).
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
 # Property search counts (and pages) at most this many matches: never a COUNT over the table.
 SEARCH_COUNT_CAP = env_int("SEARCH_COUNT_CAP", 1000)
 
+# The schema and its docs pages (/api/schema/, /api/docs/, /api/redoc/) are for everyone only
+# where this says so; elsewhere for staff. Default: public in development, staff-only in production.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", not IS_PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Staybase API",
-    "DESCRIPTION": "Property rental and booking platform.",
+    "DESCRIPTION": "Property rental and booking platform. Every error is "
+    '`{"error": {"code", "message", "fields"}}`; see the Error schema.',
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # api_docs_access (config/urls.py) decides who sees the schema; the views themselves let anyone through.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "TAGS": [
+        {"name": "auth", "description": "Accounts and tokens."},
+        {"name": "properties", "description": "Listings, search, availability, images, reviews."},
+        {"name": "bookings", "description": "Guests' and hosts' bookings."},
+        {"name": "payouts", "description": "Hosts' earnings and payouts."},
+        {"name": "analytics", "description": "Host dashboard and market data."},
+        {"name": "admin", "description": "Staff: caches, jobs, rate limits, performance."},
+        {"name": "realtime", "description": "Live updates."},
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "bookings.models.BookingStatus",
@@ -338,6 +373,14 @@ if not REDIS_URL:
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
 CIRCUIT_BREAKER_RESET_S = float(env_str("CIRCUIT_BREAKER_RESET_S", "5"))
+# The database's breaker (core/db/) opens on the first confirmed failure (a broken connection
+# is confirmed by a bare connect first) and probes with one connect per reset period.
+CIRCUIT_BREAKERS = {
+    "database": {
+        "failure_threshold": env_int("DB_CIRCUIT_BREAKER_FAILURES", 1),
+        "reset_timeout": float(env_str("DB_CIRCUIT_BREAKER_RESET_S", "0.5")),
+    },
+}
 
 # --- Business rules -----------------------------------------------------------
 # Guest-side service fee on the stay subtotal, host-side platform commission on
