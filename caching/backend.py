@@ -18,13 +18,14 @@ from redis.exceptions import RedisError
 
 from caching.circuit import CircuitOpenError, breaker_for
 from caching.keys import generation_key, raw_key
+from caching.namespaces import EVERYTHING
 from caching.stats import cache_stats_counter
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STORE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
-GLOBAL_NAMESPACE = "all"
+GLOBAL_NAMESPACE = EVERYTHING
 # Set when an invalidation could not reach Redis; the next successful call repairs it by
 # bumping the namespace every entry depends on, so nothing cached before is served again.
 _lost_invalidations = False

@@ -31,7 +31,7 @@ urlpatterns = [
     path("api/docs/", api_docs_access(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("api/redoc/", api_docs_access(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
     # Unknown API paths answer in the JSON error shape even with DEBUG on, for every method.
-    re_path(r"^api/", api_not_found),
+    re_path(r"^api/", api_not_found, name="api-not-found"),
 ]
 
 if settings.DEBUG:
