@@ -15,6 +15,7 @@ from caching.invalidation import invalidate_on_commit, user_namespace
 from core.exceptions import Conflict, Forbidden, InvalidInput
 from jobs.services import enqueue
 from properties.models import Property
+from realtime.events import booking_event_emit, bookings_event_emit, payout_event_emit
 
 OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
 # By name: bookings.tasks imports this module.
@@ -122,6 +123,7 @@ def booking_create(
             raise
         booking_cache_invalidate(booking, property)
         _notify(booking, "requested")
+        booking_event_emit(booking=booking, host_id=property.host_id, event="booking.created")
         return booking
 
 
@@ -140,6 +142,7 @@ def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None
         booking.save(update_fields=["status", "cancelled_at", "updated_at"])
         booking_cache_invalidate(booking, booking.property)
         _notify(booking, "cancelled")
+        booking_event_emit(booking=booking, host_id=booking.property.host_id, event="booking.cancelled")
         return booking
 
 
@@ -155,6 +158,7 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
         booking.save(update_fields=["status", "confirmed_at", "updated_at"])
         booking_cache_invalidate(booking, booking.property)
         _notify(booking, "confirmed")
+        booking_event_emit(booking=booking, host_id=booking.property.host_id, event="booking.confirmed")
         return booking
 
 
@@ -165,7 +169,14 @@ def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
     finished = Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=today)
     people = set(finished.values_list("guest_id", "property__host_id"))
     invalidate_on_commit(user_namespace(pk) for pair in people for pk in pair)
-    return finished.update(status=BookingStatus.COMPLETED, updated_at=timezone.now())
+    completing = list(finished.select_for_update(of=("self",)).select_related("property").order_by("pk"))
+    count = Booking.objects.filter(pk__in=[b.pk for b in completing]).update(
+        status=BookingStatus.COMPLETED, updated_at=timezone.now()
+    )
+    for booking in completing:
+        booking.status = BookingStatus.COMPLETED
+    bookings_event_emit(bookings=[(b, b.property.host_id) for b in completing], event="booking.completed")
+    return count
 
 
 def payout_eligible_bookings(*, host: User, checked_out_by: datetime.date | None = None):
@@ -220,6 +231,7 @@ def payout_request(*, host: User, checked_out_by: datetime.date | None = None) -
         invalidate_on_commit([user_namespace(host.pk)])
         for payout in payouts:
             enqueue(PAYOUT_EMAIL_TASK, payout.pk, dedupe_key=f"payout:{payout.pk}:email")
+            payout_event_emit(payout=payout, event="payout.requested")
         return payouts
 
 
@@ -232,6 +244,7 @@ def payout_mark_paid(*, payout: Payout) -> Payout:
         payout.paid_at = timezone.now()
         payout.save(update_fields=["status", "paid_at", "updated_at"])
         invalidate_on_commit([user_namespace(payout.host_id)])
+        payout_event_emit(payout=payout, event="payout.paid")
         return payout
 
 
@@ -246,4 +259,5 @@ def payout_mark_failed(*, payout: Payout, reason: str) -> Payout:
         payout.save(update_fields=["status", "failure_reason", "updated_at"])
         payout.items.update(released=True)
         invalidate_on_commit([user_namespace(payout.host_id)])
+        payout_event_emit(payout=payout, event="payout.failed")
         return payout

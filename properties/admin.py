@@ -13,6 +13,7 @@ from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
 from properties.services import property_cache_invalidate, property_deactivate, property_update
+from realtime.events import property_updated_emit
 
 
 def _image_preview(image: PropertyImage) -> str:
@@ -111,6 +112,8 @@ class PropertyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Property, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         property_cache_invalidate(obj, form.initial.get("city") or obj.city)
+        if change:
+            property_updated_emit(property=obj, fields=form.changed_data)
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)  # amenities and images inline

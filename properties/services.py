@@ -14,6 +14,7 @@ from properties.cache import listing_namespaces
 from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
+from realtime.events import property_updated_emit, review_created_emit
 
 PROPERTY_EDITABLE_FIELDS = frozenset(
     {
@@ -85,6 +86,7 @@ def property_update(*, property: Property, actor: User, amenities: list[str] | N
     if amenities is not None:
         property.amenities.set(_amenities_from_slugs(amenities))
     property_cache_invalidate(property, previous_city)
+    property_updated_emit(property=property, fields=[*fields, *(["amenities"] if amenities is not None else [])])
     return property
 
 
@@ -96,6 +98,7 @@ def property_deactivate(*, property: Property, actor: User) -> Property:
         property.is_active = False
         property.save(update_fields=["is_active", "updated_at"])
         property_cache_invalidate(property)
+        property_updated_emit(property=property, fields=["is_active"])
     return property
 
 
@@ -120,6 +123,7 @@ def property_image_add(
                 f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
             ) from None
         property_cache_invalidate(property)
+        property_updated_emit(property=property, fields=["images"])
         # Thumbnails, metadata stripping and scaling happen in a job; the upload answers now.
         property_image_process_later(image=created)
         return created
@@ -149,4 +153,5 @@ def review_create(
     average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
     property_cache_invalidate(property)
+    review_created_emit(review=review, property=property)
     return review
