@@ -318,6 +318,7 @@ RATE_LIMIT_RULES = {
     "market_data": {"rate": "20/h", "scope": "user"},
     "financial_summary": {"rate": "100/h", "scope": "user"},
     "payouts": {"rate": "20/h", "scope": "user"},
+    "realtime_staff_send": {"rate": "30/min", "scope": "user", "tiered": False, "staff_exempt": False},  # issue 11
 }
 # URL name -> HTTP method -> rules (besides global_ip, always checked). Unlisted: "default".
 RATE_LIMIT_ENDPOINTS = {
@@ -330,6 +331,8 @@ RATE_LIMIT_ENDPOINTS = {
     "analytics-market": {"GET": ["market_data"]},
     "financial-summary": {"GET": ["financial_summary"]},
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
+    "ws-broadcast": {"POST": ["realtime_staff_send"]},  # issue 11
+    "ws-send-to-property": {"POST": ["realtime_staff_send"]},  # issue 11
 }
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
 # django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from core.exceptions import json_not_found
 from core.throttling import admin_login_limited
+from realtime.views import live_demo
 
 admin.site.login = admin_login_limited(admin.site.login)
 
@@ -17,12 +18,15 @@ api_v1 = [
     path("admin/cache/", include("caching.urls")),
     path("admin/", include("core.urls")),
     path("admin/", include("observability.api_urls")),
+    # --- Real-time (issue 11): staff REST beside the sockets at /api/v1/ws/ (served by config.asgi)
+    path("ws/", include("realtime.urls")),
 ]
 
 urlpatterns = [
     path("", include("observability.urls")),  # /health/, /health/ready/, /metrics
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("live/", live_demo, name="live-demo"),  # real-time (issue 11): host demo page
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -14,7 +14,7 @@ from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
@@ -22,6 +22,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from caching.auth import CachedTokenAuthentication
 from core.client_ip import client_ip
 from realtime import metrics
+from realtime.db import database_sync_to_async
 from realtime.hub import Hub, Outgoing
 from realtime.messages import error_message
 from realtime.rooms import (
@@ -136,6 +137,11 @@ class SocketConsumer(AsyncWebsocketConsumer):
             await self._authenticate_token(token, {})
         else:
             self._spawn(self._auth_deadline())
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # AsyncConsumer.dispatch also closes old database connections on every frame (a
+        # thread hop each); our reads go through realtime.db, which manages its own.
+        await getattr(self, get_handler_name(message))(message)
 
     def _protocol_token(self) -> str | None:
         for protocol in self.scope.get("subprotocols", ()):

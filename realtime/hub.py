@@ -24,7 +24,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
@@ -33,6 +32,7 @@ from django.utils.module_loading import import_string
 from prometheus_client import REGISTRY
 
 from realtime import selectors
+from realtime.db import database_sync_to_async
 from realtime.messages import event_message
 from realtime.models import SocketProcess
 from realtime.rooms import Viewer

@@ -125,12 +125,14 @@ class RoomHead:
 def room_open(*, room: str) -> RoomHead | None:
     """The room's epoch and newest offset, its counter row created (with a fresh epoch) the
     first time anyone asks; None for a property that does not exist (no rows for made-up ids)."""
-    if room.startswith("property:") and not Room.objects.filter(name=room).exists():
-        from properties.models import Property
+    row = Room.objects.filter(name=room).first()
+    if row is None:
+        if room.startswith("property:"):
+            from properties.models import Property
 
-        if not Property.objects.filter(pk=int(room.split(":", 1)[1])).exists():
-            return None
-    Room.objects.bulk_create([Room(name=room, epoch=new_epoch())], ignore_conflicts=True)
-    row = Room.objects.get(name=room)
+            if not Property.objects.filter(pk=int(room.split(":", 1)[1])).exists():
+                return None
+        Room.objects.bulk_create([Room(name=room, epoch=new_epoch())], ignore_conflicts=True)
+        row = Room.objects.get(name=room)
     oldest = Event.objects.filter(room=room).aggregate(oldest=Min("offset"))["oldest"]
     return RoomHead(epoch=row.epoch, last_offset=row.last_offset, oldest_offset=oldest)

@@ -10,7 +10,6 @@ from bookings.services import (
     booking_cancel,
     booking_confirm,
     booking_create,
-    bookings_complete_finished,
     payout_mark_failed,
     payout_mark_paid,
     payout_request,

@@ -127,7 +127,13 @@ def test_malformed_messages_get_an_error_and_the_socket_stays_open(realtime):
 
     async def scenario(rt):
         socket = await rt.authed(user)
-        for garbage in ("not json", "[1, 2]", '{"no": "type"}', '{"type": "dance"}', '{"type": "subscribe", "room": "x"}'):
+        for garbage in (
+            "not json",
+            "[1, 2]",
+            '{"no": "type"}',
+            '{"type": "dance"}',
+            '{"type": "subscribe", "room": "x"}',
+        ):
             await socket.send(garbage)
             assert (await socket.receive())["type"] == "error"
         await socket.send({"type": "subscribe", "room": "broadcast", "since": {"offset": "a"}})
@@ -182,7 +188,9 @@ def test_foreign_origin_is_refused_at_the_handshake(realtime):
     async def scenario(rt):
         from channels.testing import WebsocketCommunicator
 
-        communicator = WebsocketCommunicator(rt.application, "/api/v1/ws/", headers=[(b"origin", b"https://evil.example")])
+        communicator = WebsocketCommunicator(
+            rt.application, "/api/v1/ws/", headers=[(b"origin", b"https://evil.example")]
+        )
         connected, _ = await communicator.connect()
         assert not connected
         allowed = WebsocketCommunicator(rt.application, "/api/v1/ws/", headers=[(b"origin", b"http://localhost:8000")])
