@@ -35,7 +35,8 @@ def test_broadcast_rejects_bad_input_in_the_error_shape(staff_client, payload):
 
 def test_send_to_property_writes_to_its_room(staff_client):
     listing = PropertyFactory()
-    response = staff_client.post(f"/api/v1/ws/send-to-property/{listing.pk}/", {"message": "Pool closed"}, format="json")
+    path = f"/api/v1/ws/send-to-property/{listing.pk}/"
+    response = staff_client.post(path, {"message": "Pool closed"}, format="json")
     assert response.status_code == 202
     assert Event.objects.get().room == f"property:{listing.pk}"
 
