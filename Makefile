@@ -41,6 +41,7 @@ run: $(DEPS_STAMP)
 	$(MANAGE) setup_schedules
 	$(MANAGE) warm_cache --on-start
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
+	@echo "WebSockets on ws://$(HOST):$(PORT)/api/v1/ws/ (runserver serves config.asgi; demo: http://$(HOST):$(PORT)/live/)."
 	@$(MANAGE) run_workers & worker=$$!; \
 	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \
 	stopping=0; trap 'stopping=1' INT TERM; \

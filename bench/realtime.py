@@ -171,15 +171,74 @@ async def delivery_latency(ws, events: int, rate: float, env: dict[str, str]) ->
     return latencies
 
 
+async def slow_consumer(server: str, env: dict[str, str], token: str, megabytes: int) -> dict:
+    """One reading socket and one that stops reading; ``megabytes`` of broadcast events."""
+    import socket as socket_module
+    import urllib.request
+
+    port = free_port()
+    process = start(server, port, env)
+    try:
+        await wait_ready(port)
+        reader = await open_socket(port, token)
+        stalled = socket_module.create_connection(("127.0.0.1", port))
+        stalled.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 4096)
+        stalled.sendall(
+            b"GET /api/v1/ws/public/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        stalled.recv(4096)
+        await asyncio.sleep(1.0)
+        before = rss_kib(process.pid)
+        batches = megabytes * 1024 // (50 * 3)
+        script = (
+            "from realtime.services import events_emit; import time;"
+            f"[(events_emit(events=[('broadcast', 'broadcast', {{'pad': 'x' * 3000}})] * 50), time.sleep(0.02))"
+            f" for _ in range({batches})]"
+        )
+        writer = subprocess.Popen([PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env)
+        received = 0
+        while received < batches * 50:
+            message = json.loads(await asyncio.wait_for(reader.recv(), 60))
+            received += message["type"] == "event"
+        writer.wait()
+        after = rss_kib(process.pid)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        closes = next(
+            (
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("staybase_realtime_slow_consumer_closes_total ")
+            ),
+            0.0,
+        )
+        stalled.close()
+        return {"server": server, "megabytes": megabytes, "rss_growth_mib": (after - before) / 1024, "closes": closes}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--servers", default="uvicorn,daphne")
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--slow-consumer-mb", type=int, default=0, help="instead: the slow-consumer comparison")
     args = parser.parse_args()
     env = bench_env()
     token = prepare(env)
+    if args.slow_consumer_mb:
+        print("| server | MB broadcast | server RSS growth MiB | 4413 closes |\n|---|---|---|---|")
+        for server in args.servers.split(","):
+            r = asyncio.run(slow_consumer(server, env, token, args.slow_consumer_mb))
+            print(f"| {r['server']} | {r['megabytes']} | {r['rss_growth_mib']:.1f} | {r['closes']:.0f} |")
+        return
     rows = [asyncio.run(measure(s, args.sockets, args.events, args.rate, env, token)) for s in args.servers.split(",")]
     runtime = "PostgreSQL" if env.get("DATABASE_URL") else "SQLite"
     runtime += " + Redis" if env.get("REDIS_URL") else " + in-memory layer"
