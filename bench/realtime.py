@@ -193,7 +193,7 @@ async def slow_consumer(server: str, env: dict[str, str], token: str, megabytes:
         batches = megabytes * 1024 // (50 * 3)
         script = (
             "from realtime.services import events_emit; import time;"
-            f"[(events_emit(events=[('broadcast', 'broadcast', {{'pad': 'x' * 3000}})] * 50), time.sleep(0.02))"
+            f"[(events_emit(events=[('broadcast', 'broadcast', {{'pad': 'x' * 3000}})] * 50), time.sleep(0.2))"
             f" for _ in range({batches})]"
         )
         writer = subprocess.Popen([PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env)

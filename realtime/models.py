@@ -33,7 +33,8 @@ class Event(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "offset"], name="realtime_event_room_offset")]
-        indexes = [models.Index(fields=["created_at"], name="realtime_event_created")]
+        # Pruning reads a room's oldest rows by time (realtime.services._prune).
+        indexes = [models.Index(fields=["room", "created_at"], name="realtime_event_room_created")]
 
     def __str__(self) -> str:
         return f"{self.room}#{self.offset} {self.event}"
