@@ -133,6 +133,9 @@ MATRIX = [
     ("POST   /admin/cache/invalidate/user/{host}/", 401,       DENIED,     DENIED,       DENIED,       200),
     ("POST   /admin/cache/invalidate/property/{active}/", 401, DENIED,     DENIED,       DENIED,       200),
     ("GET    /admin/jobs/stats/",                   401,       DENIED,     DENIED,       DENIED,       200),
+    ("GET    /ws/status/",                          401,       DENIED,     DENIED,       DENIED,       200),
+    ("POST   /ws/broadcast/",                       401,       DENIED,     DENIED,       DENIED,       202),
+    ("POST   /ws/send-to-property/{active}/",       401,       DENIED,     DENIED,       DENIED,       202),
 ]
 # fmt: on
 
@@ -155,6 +158,8 @@ BODIES = {
     "POST /properties/{active}/images/": lambda w: {"image": image_upload()},
     "POST /properties/{active}/reviews/": lambda w: {"rating": 5, "text": "Lovely."},
     "POST /bookings/": new_booking_body,
+    "POST /ws/broadcast/": lambda w: {"message": "Maintenance tonight."},
+    "POST /ws/send-to-property/{active}/": lambda w: {"message": "Pool closed today."},
 }
 MULTIPART = {"POST /properties/{active}/images/"}
 
