@@ -9,12 +9,13 @@ from django.db import connections
 
 
 def database_sync_to_async(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Run on the thread pool, keeping each pool thread's connection open between calls.
+    """Run on the thread pool; SQLite connections stay open between calls, pooled ones go back.
 
-    Channels' own wrapper runs everything on one shared thread and closes the connection
-    after every call when CONN_MAX_AGE is 0 (SQLite's default): tens of ms per socket read,
-    and the log poll queued behind thousands of sockets. A connection that failed is closed,
-    so the next call opens a fresh one.
+    Channels' own wrapper runs everything on one shared thread and closes the connection after
+    every call when CONN_MAX_AGE is 0 (SQLite's default): tens of ms per socket read, and the log
+    poll queued behind thousands of sockets. With Django's PostgreSQL pool, handing the
+    connection back after each call is cheap and keeps idle threads from holding pool slots.
+    A connection that failed is closed, so the next call opens a fresh one.
     """
 
     @functools.wraps(function)
@@ -24,5 +25,9 @@ def database_sync_to_async(function: Callable[..., Any]) -> Callable[..., Any]:
         except Exception:
             connections.close_all()
             raise
+        finally:
+            for connection in connections.all(initialized_only=True):
+                if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+                    connection.close()
 
     return sync_to_async(run, thread_sensitive=False)
