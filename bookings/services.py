@@ -13,6 +13,7 @@ from bookings.pricing import booking_quote
 from core.exceptions import Conflict, Forbidden, InvalidInput
 from jobs.services import enqueue
 from properties.models import Property
+from realtime.events import booking_event_emit, bookings_event_emit, payout_event_emit
 
 OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
 # By name: bookings.tasks imports this module.
@@ -106,6 +107,7 @@ def booking_create(
                 raise BookingConflict() from None
             raise
         _notify(booking, "requested")
+        booking_event_emit(booking=booking, host_id=property.host_id, event="booking.created")
         return booking
 
 
@@ -123,6 +125,7 @@ def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None
         booking.cancelled_at = timezone.now()
         booking.save(update_fields=["status", "cancelled_at", "updated_at"])
         _notify(booking, "cancelled")
+        booking_event_emit(booking=booking, host_id=booking.property.host_id, event="booking.cancelled")
         return booking
 
 
@@ -137,6 +140,7 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
         booking.confirmed_at = timezone.now()
         booking.save(update_fields=["status", "confirmed_at", "updated_at"])
         _notify(booking, "confirmed")
+        booking_event_emit(booking=booking, host_id=booking.property.host_id, event="booking.confirmed")
         return booking
 
 
@@ -145,7 +149,14 @@ def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
     """Confirmed stays whose check-out has passed become completed (reviewable, payable)."""
     today = today or timezone.localdate()
     finished = Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=today)
-    return finished.update(status=BookingStatus.COMPLETED, updated_at=timezone.now())
+    completing = list(finished.select_for_update(of=("self",)).select_related("property").order_by("pk"))
+    count = Booking.objects.filter(pk__in=[b.pk for b in completing]).update(
+        status=BookingStatus.COMPLETED, updated_at=timezone.now()
+    )
+    for booking in completing:
+        booking.status = BookingStatus.COMPLETED
+    bookings_event_emit(bookings=[(b, b.property.host_id) for b in completing], event="booking.completed")
+    return count
 
 
 def payout_eligible_bookings(*, host: User, checked_out_by: datetime.date | None = None):
@@ -199,6 +210,7 @@ def payout_request(*, host: User, checked_out_by: datetime.date | None = None) -
             raise Conflict("Some of these bookings are already being paid out.", code="payout_conflict") from None
         for payout in payouts:
             enqueue(PAYOUT_EMAIL_TASK, payout.pk, dedupe_key=f"payout:{payout.pk}:email")
+            payout_event_emit(payout=payout, event="payout.requested")
         return payouts
 
 
@@ -210,6 +222,7 @@ def payout_mark_paid(*, payout: Payout) -> Payout:
         payout.status = PayoutStatus.PAID
         payout.paid_at = timezone.now()
         payout.save(update_fields=["status", "paid_at", "updated_at"])
+        payout_event_emit(payout=payout, event="payout.paid")
         return payout
 
 
@@ -223,4 +236,5 @@ def payout_mark_failed(*, payout: Payout, reason: str) -> Payout:
         payout.failure_reason = reason[:255]
         payout.save(update_fields=["status", "failure_reason", "updated_at"])
         payout.items.update(released=True)
+        payout_event_emit(payout=payout, event="payout.failed")
         return payout

@@ -56,6 +56,10 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 CSRF_FAILURE_VIEW = "core.exceptions.json_csrf_failure"  # JSON in the error shape, not Django's HTML page
 
 INSTALLED_APPS = [
+    # --- Real-time (issue 11): daphne first, so `manage.py runserver` serves config.asgi
+    # (HTTP and WebSockets on one address) in development.
+    "daphne",
+    # --- end real-time
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -80,6 +84,8 @@ INSTALLED_APPS = [
     "caching",
     "jobs",
     "observability",
+    "channels",  # real-time (issue 11)
+    "realtime",  # real-time (issue 11)
 ]
 
 MIDDLEWARE = [
@@ -409,6 +415,7 @@ RATE_LIMIT_RULES = {
     "market_data": {"rate": "20/h", "scope": "user"},
     "financial_summary": {"rate": "100/h", "scope": "user"},
     "payouts": {"rate": "20/h", "scope": "user"},
+    "realtime_staff_send": {"rate": "30/min", "scope": "user", "tiered": False, "staff_exempt": False},  # issue 11
 }
 # URL name -> HTTP method -> rules (besides global_ip, always checked). Unlisted: "default".
 RATE_LIMIT_ENDPOINTS = {
@@ -424,6 +431,8 @@ RATE_LIMIT_ENDPOINTS = {
     "analytics-market": {"GET": ["market_data"]},
     "financial-summary": {"GET": ["financial_summary"]},
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
+    "ws-broadcast": {"POST": ["realtime_staff_send"]},  # issue 11
+    "ws-send-to-property": {"POST": ["realtime_staff_send"]},  # issue 11
 }
 # --- CORS (django-cors-headers) ------------------------------------------------------
 # Browser apps on these origins (https://app.example.com) may call the API; default none.
@@ -572,6 +581,41 @@ SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
 SENTRY_RELEASE = env_str("SENTRY_RELEASE")
 SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
 SENTRY_SEND_DEFAULT_PII = env_bool("SENTRY_SEND_DEFAULT_PII", False)
+
+# --- Real-time (realtime/, issue 11; README: Real-time) ------------------------------------
+# With REDIS_URL, channels-redis carries each committed event to every socket process at once;
+# without it the in-memory layer serves one process. Either way the event log table is what
+# delivery and resume rely on: socket processes poll it every REALTIME_POLL_INTERVAL_S.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [env_str("CHANNEL_LAYER_REDIS_URL", REDIS_URL)], "prefix": "sb-rt"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REALTIME_POLL_INTERVAL_S = float(env_str("REALTIME_POLL_INTERVAL_S", "0.2"))
+REALTIME_GAP_TIMEOUT_S = float(env_str("REALTIME_GAP_TIMEOUT_S", "30"))
+REALTIME_REVALIDATE_INTERVAL_S = float(env_str("REALTIME_REVALIDATE_INTERVAL_S", "0.5"))
+REALTIME_PRESENCE_INTERVAL_S = float(env_str("REALTIME_PRESENCE_INTERVAL_S", "5"))
+REALTIME_AUTH_TIMEOUT_S = float(env_str("REALTIME_AUTH_TIMEOUT_S", "10"))
+REALTIME_KEEP_EVENTS = env_int("REALTIME_KEEP_EVENTS", 1000)
+REALTIME_KEEP_SECONDS = env_int("REALTIME_KEEP_SECONDS", 600)
+REALTIME_REPLAY_BATCH = env_int("REALTIME_REPLAY_BATCH", 500)
+REALTIME_MAX_MESSAGE_BYTES = env_int("REALTIME_MAX_MESSAGE_BYTES", 4096)
+REALTIME_MAX_BAD_MESSAGES = env_int("REALTIME_MAX_BAD_MESSAGES", 10)
+REALTIME_MESSAGES_PER_S = float(env_str("REALTIME_MESSAGES_PER_S", "10"))
+REALTIME_MESSAGE_BURST = float(env_str("REALTIME_MESSAGE_BURST", "30"))
+REALTIME_SEND_BUFFER_BYTES = env_int("REALTIME_SEND_BUFFER_BYTES", 256 * 1024)
+REALTIME_MAX_ROOMS_PER_SOCKET = env_int("REALTIME_MAX_ROOMS_PER_SOCKET", 50)
+REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 10)
+REALTIME_MAX_SOCKETS_PER_IP = env_int("REALTIME_MAX_SOCKETS_PER_IP", 100)
+# Browser origins allowed to open sockets (scheme://host[:port] or a host); empty: ALLOWED_HOSTS.
+REALTIME_ALLOWED_ORIGINS = env_list("REALTIME_ALLOWED_ORIGINS")
+# The socket process (manage.py runsockets): server pings every N s, closes a socket silent for M s.
+REALTIME_PING_INTERVAL_S = float(env_str("REALTIME_PING_INTERVAL_S", "20"))
+REALTIME_PING_TIMEOUT_S = float(env_str("REALTIME_PING_TIMEOUT_S", "20"))
 
 # --- Logging ------------------------------------------------------------------
 # One JSON object per line in production (log pipelines), readable text in development;

@@ -125,6 +125,13 @@ def check_job_broker() -> CheckResult:
     return _timed(DEGRADED, probe)
 
 
+def check_channel_layer() -> CheckResult:
+    """Real-time (issue 11): degraded, not failed: sockets still get every event from the log."""
+    from realtime.health import channel_layer_ping
+
+    return _timed(DEGRADED, channel_layer_ping)
+
+
 def check_migrations() -> CheckResult:
     def probe() -> dict[str, Any]:
         executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
@@ -178,6 +185,7 @@ def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
     checks["job_broker"] = check_job_broker() if database_up or settings.REDIS_URL else _skipped("database")
     checks["migrations"] = check_migrations() if database_up else _skipped("database")
     checks["disk"] = check_disk()
+    checks["channel_layer"] = check_channel_layer()  # real-time (issue 11)
     overall = max((c.status for c in checks.values()), key=_SEVERITY.__getitem__)
     overall = OK if overall == SKIPPED else overall
     return overall, {name: result.as_dict() for name, result in checks.items()}

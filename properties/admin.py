@@ -13,6 +13,7 @@ from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
 from properties.services import property_deactivate, property_update
+from realtime.events import property_updated_emit
 
 
 def _image_preview(image: PropertyImage) -> str:
@@ -107,6 +108,11 @@ class PropertyAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(booking_total=Coalesce(Subquery(bookings, output_field=IntegerField()), 0))
         )
+
+    def save_model(self, request: HttpRequest, obj: Property, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            property_updated_emit(property=obj, fields=form.changed_data)
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)  # amenities and images inline

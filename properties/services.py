@@ -12,6 +12,7 @@ from core.exceptions import Conflict, Forbidden, InvalidInput
 from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
+from realtime.events import property_updated_emit, review_created_emit
 
 PROPERTY_EDITABLE_FIELDS = frozenset(
     {
@@ -73,6 +74,7 @@ def property_update(*, property: Property, actor: User, amenities: list[str] | N
         property.save(update_fields=[*fields, "updated_at"])
     if amenities is not None:
         property.amenities.set(_amenities_from_slugs(amenities))
+    property_updated_emit(property=property, fields=[*fields, *(["amenities"] if amenities is not None else [])])
     return property
 
 
@@ -83,6 +85,7 @@ def property_deactivate(*, property: Property, actor: User) -> Property:
     if property.is_active:
         property.is_active = False
         property.save(update_fields=["is_active", "updated_at"])
+        property_updated_emit(property=property, fields=["is_active"])
     return property
 
 
@@ -106,6 +109,7 @@ def property_image_add(
             raise Conflict(
                 f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
             ) from None
+        property_updated_emit(property=property, fields=["images"])
         # Thumbnails, metadata stripping and scaling happen in a job; the upload answers now.
         property_image_process_later(image=created)
         return created
@@ -134,4 +138,5 @@ def review_create(
     summary = Review.objects.filter(property=property).aggregate(total=Sum("rating"), count=Count("id"))
     average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
+    review_created_emit(review=review, property=property)
     return review
