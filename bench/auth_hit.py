@@ -44,7 +44,7 @@ def main() -> None:
     from caching.auth import CachedTokenAuthentication
 
     call_command("migrate", verbosity=0)
-    user = User.objects.create_user(email="bench@example.com", password="a-long-bench-password")
+    user = User.objects.create_user(email="bench@example.com")  # no password: it never logs in
     key = Token.objects.create(user=user).key
     auth = CachedTokenAuthentication()
     auth.authenticate_credentials(key)  # fills the cache
