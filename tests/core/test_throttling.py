@@ -301,3 +301,15 @@ def test_with_redis_unreachable_the_api_still_answers_and_the_circuit_opens(anon
     assert breaker_for("redis").state == "open"
     assert breaker_for("redis").events["failures"] == 3  # later requests did not even try
     assert login(anon_client).status_code == 400  # login still answers, limited by this process
+
+
+def test_with_redis_down_login_works_and_the_sixth_attempt_from_one_ip_is_refused(anon_client, redis_at_a_closed_port):
+    User.objects.create_user(email="ana@example.com", password=PASSWORD)
+
+    attempts = [login(anon_client, password=PASSWORD)] + [
+        login(anon_client, email=f"u{i}@example.com") for i in range(5)
+    ]
+
+    assert [r.status_code for r in attempts] == [200, 400, 400, 400, 400, 429]
+    assert attempts[-1].json()["error"]["code"] == "throttled"
+    assert breaker_for("redis").state == "open"
