@@ -40,6 +40,7 @@ from caching.stats import cache_stats_counter
 
 KIND = "auth"
 PENDING = "pending"
+GLOBAL_GENERATION_KEY = generation_key(GLOBAL)
 # The user fields the API reads from request.user; anything else is loaded on access
 # (deferred), and save() on such an instance writes only these fields.
 CONTEXT_FIELDS = (
@@ -84,9 +85,10 @@ class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str):
         if not enabled():
             return super().authenticate_credentials(key)
-        context_key, changed_key, generation_key_ = auth_cache_key(key), auth_changed_key(key), generation_key(GLOBAL)
-        found = backend.get_many(KIND, [context_key, changed_key, generation_key_])
-        stored, generation = found.get(context_key), found.get(generation_key_)
+        digest = _digest(key)
+        context_key, changed_key = cache_key(KIND, digest), cache_key(KIND, "changed", digest)
+        found = backend.get_many(KIND, [context_key, changed_key, GLOBAL_GENERATION_KEY])
+        stored, generation = found.get(context_key), found.get(GLOBAL_GENERATION_KEY)
         tags = (generation, found.get(changed_key))
         if isinstance(stored, tuple) and generation is not None and tags[1] != PENDING and stored[:2] == tags:
             cache_stats_counter.add(KIND, "hits")
