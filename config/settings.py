@@ -73,7 +73,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc assets served from here, not a CDN
     "django_q",
-    "django_ratelimit",
     "django_prometheus",
     "corsheaders",
     "core",
@@ -107,7 +106,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_ratelimit.middleware.RatelimitMiddleware",
     # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
     "core.db.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -386,19 +384,24 @@ CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", False)
 # --- Rate limits (core/throttling.py, state in caching/ratelimit.py) ------------------
 # Rules are data: rate "N/unit" (s, min, h, day, or e.g. "15min"), scope (ip, user, account,
 # global, endpoint, object), algorithm (sliding_window, gcra, fixed_window), burst for gcra,
-# fail "open" or "closed" when the store is unreachable, tiered (user tier multiplies),
+# fail "open" or "closed" when the store is unreachable ("closed": counted per process
+# while Redis is unreachable, see core/throttling.py), tiered (user tier multiplies),
 # staff_exempt. RATE_LIMIT_OVERRIDES="login_ip=20/min,default=1000/min" changes rates by env;
 # RATE_LIMIT_SCALE multiplies every limit (load tests keep throttles on with raised limits).
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_SCALE = float(env_str("RATE_LIMIT_SCALE", "1"))
 RATE_LIMIT_OVERRIDES = env_str("RATE_LIMIT_OVERRIDES")
 RATE_LIMIT_TIER_MULTIPLIERS = {"free": 1, "pro": 5, "enterprise": 20}
+# The admin login (an HTML view DRF's throttles do not see), per client IP and per account.
+ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/min")
 RATE_LIMIT_RULES = {
     "global_ip": {"rate": "600/min", "scope": "ip", "algorithm": "gcra", "burst": 100, "tiered": False},
     "default": {"rate": "100/min", "scope": "user"},
     "staff": {"rate": "500/min", "scope": "user", "tiered": False},
     "login_ip": {"rate": "5/min", "scope": "ip", "fail": "closed", "tiered": False, "staff_exempt": False},
     "login_account": {"rate": "5/min", "scope": "account", "fail": "closed", "tiered": False, "staff_exempt": False},
+    "admin_login_ip": {"rate": ADMIN_LOGIN_RATE, "scope": "ip", "fail": "closed", "tiered": False},
+    "admin_login_account": {"rate": ADMIN_LOGIN_RATE, "scope": "account", "fail": "closed", "tiered": False},
     "register_ip": {"rate": "3/min", "scope": "ip", "tiered": False, "staff_exempt": False},
     # Password change (a guess at the current password) and reset (emails, token guesses).
     "password_change": {"rate": "10/h", "scope": "user", "tiered": False, "staff_exempt": False},
@@ -452,14 +455,6 @@ CORS_EXPOSE_HEADERS = [
 CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE_S", 600)
 
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
-# django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).
-ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/m")
-RATELIMIT_VIEW = "core.exceptions.json_too_many_requests"
-RATELIMIT_FAIL_OPEN = False  # a login limiter that cannot count refuses rather than guesses
-if not REDIS_URL:
-    # The embedded default is one process, so the local-memory counter is exact; the check
-    # exists for multi-process deployments, which run with REDIS_URL (django_redis backend).
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated). Empty: never.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
