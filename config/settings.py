@@ -588,6 +588,11 @@ if REDIS_URL:
             "CONFIG": {"hosts": [env_str("CHANNEL_LAYER_REDIS_URL", REDIS_URL)], "prefix": "sb-rt"},
         }
     }
+    if REDIS_SENTINELS and not env_str("CHANNEL_LAYER_REDIS_URL"):
+        _master = urlsplit(REDIS_URL)
+        CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+            {"master_name": _master.hostname, "sentinels": REDIS_SENTINELS, "db": int(_master.path.strip("/") or 0)}
+        ]
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REALTIME_POLL_INTERVAL_S = float(env_str("REALTIME_POLL_INTERVAL_S", "0.2"))

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from caching.redis_clients import redis_client_with
+
 OK, DEGRADED, FAIL, SKIPPED = "ok", "degraded", "fail", "skipped"
 _SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, FAIL: 2}
 
@@ -78,13 +80,10 @@ _redis_lock = threading.Lock()
 def _redis_client(url: str) -> Any:
     """A client of its own: the health check must reach Redis even when the app's circuit
     breaker is open (that is how it sees Redis come back), with the app's short timeouts."""
-    import redis
-
     with _redis_lock:
         client = _redis_clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(
-                url,
+            client = redis_client_with(
                 socket_connect_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
                 socket_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
             )
