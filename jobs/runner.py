@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -100,17 +101,16 @@ def execute(
     )
     if not claimed:
         return "stale delivery: dropped"
-    if spec is None or unknown is not None:
+    if spec is None:
+        error: BaseException = unknown or UnknownTask(task)
         job_attempt_failed(
-            job_id=job_id, dispatch=dispatch, attempt=attempt, max_attempts=max_attempts, task=task, exc=unknown
+            job_id=job_id, dispatch=dispatch, attempt=attempt, max_attempts=max_attempts, task=task, exc=error
         )
         return "unknown task: dead"
     started = time.perf_counter()
-    heartbeat = Heartbeat(job_id=job_id, dispatch=dispatch) if needs_heartbeat(spec) else None
-    with bound_request_id(request_id or None), attempt_effects(job_id=job_id, dispatch=dispatch) as effects:
+    heartbeat = Heartbeat(job_id=job_id, dispatch=dispatch) if needs_heartbeat(spec) else nullcontext()
+    with bound_request_id(request_id or None), attempt_effects(job_id=job_id, dispatch=dispatch) as effects, heartbeat:
         try:
-            if heartbeat is not None:
-                heartbeat.start()
             result = spec.func(*args)
         except TimeoutException as exc:
             # Record the attempt, then let django-q2 replace this worker as it intends to.
@@ -119,13 +119,10 @@ def execute(
         except Exception as exc:
             _record_failure(spec, job_id, dispatch, attempt, max_attempts, exc, started)
             return "failed"
-        finally:
-            if heartbeat is not None:
-                heartbeat.stop()
     if effects.unconfirmed:
         keys = ", ".join(sorted(effects.unconfirmed))
-        exc = EffectUnconfirmed(f"Effects neither confirmed nor released: {keys}")
-        _record_failure(spec, job_id, dispatch, attempt, max_attempts, exc, started)
+        error = EffectUnconfirmed(f"Effects neither confirmed nor released: {keys}")
+        _record_failure(spec, job_id, dispatch, attempt, max_attempts, error, started)
         return "failed"
     job_succeeded(job_id=job_id, dispatch=dispatch, duration_ms=_elapsed_ms(started), result=result)
     return "succeeded"
@@ -139,10 +136,11 @@ class Heartbeat:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"job-{job_id}-heartbeat", daemon=True)
 
-    def start(self) -> None:
+    def __enter__(self) -> "Heartbeat":
         self._thread.start()
+        return self
 
-    def stop(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stopped.set()
         self._thread.join(timeout=5)
 

@@ -167,14 +167,11 @@ def test_the_heartbeat_thread_renews_the_lease_while_the_task_runs():
     lapsed(job, attempts=1)
     heartbeat = Heartbeat(job_id=job.pk, dispatch=job.dispatch, every_s=0.01)
 
-    heartbeat.start()
-    try:
+    with heartbeat:
         deadline = time.monotonic() + 10
         while not JobRecord.objects.filter(pk=job.pk, lease_expires_at__gt=timezone.now()).exists():
             assert time.monotonic() < deadline, "the heartbeat never renewed the lease"
             time.sleep(0.01)
-    finally:
-        heartbeat.stop()
     assert recover_stuck(priority=Priority.LOW) == (0, 0)
 
 
