@@ -24,7 +24,7 @@ import datetime
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
@@ -52,26 +52,24 @@ class EffectInProgress(TransientError):
 
 @dataclass
 class JobAttempt:
-    """The attempt a worker is running, as effects see it (see ``jobs.runner``)."""
+    """The attempt a worker is running (``jobs.runner``): claims made inside ``with`` belong to it."""
 
     job_id: int
     dispatch: int
     # Keys claimed by this attempt and not confirmed yet.
     unconfirmed: set[str] = field(default_factory=set)
+    _token: Token | None = field(default=None, repr=False)
+
+    def __enter__(self) -> "JobAttempt":
+        self._token = _current_attempt.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current_attempt.reset(self._token)
 
 
 _current_attempt: ContextVar[JobAttempt | None] = ContextVar("job_attempt", default=None)
-
-
-@contextmanager
-def attempt_effects(*, job_id: int, dispatch: int) -> Iterator[JobAttempt]:
-    """Claims made inside belong to this job attempt."""
-    attempt = JobAttempt(job_id=job_id, dispatch=dispatch)
-    token = _current_attempt.set(attempt)
-    try:
-        yield attempt
-    finally:
-        _current_attempt.reset(token)
 
 
 @contextmanager

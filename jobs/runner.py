@@ -31,7 +31,7 @@ from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
 from jobs.bookkeeping import bookkeeping_transaction, bookkeeping_update
-from jobs.effects import attempt_effects
+from jobs.effects import JobAttempt
 from jobs.errors import TransientError, UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
 from jobs.registry import JobSpec, get_spec
@@ -58,19 +58,16 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
-def attempt_timeout(spec: JobSpec | None) -> int:
-    """Seconds django-q2 lets an attempt run: the task's own timeout, else the cluster's."""
-    return (spec.timeout if spec is not None else None) or settings.Q_CLUSTER["timeout"]
+def attempt_lease(spec: JobSpec | None) -> tuple[timedelta, bool]:
+    """The lease an attempt takes, and whether a heartbeat must keep renewing it.
 
-
-def needs_heartbeat(spec: JobSpec | None) -> bool:
-    return attempt_timeout(spec) > settings.Q_CLUSTER["timeout"]
-
-
-def attempt_lease(spec: JobSpec | None) -> timedelta:
-    if needs_heartbeat(spec):
-        return timedelta(seconds=HEARTBEAT_LEASE_S)
-    return timedelta(seconds=attempt_timeout(spec) + LEASE_GRACE_S)
+    django-q2 lets an attempt run for the task's own timeout, else the cluster's.
+    """
+    cluster_timeout = settings.Q_CLUSTER["timeout"]
+    timeout = (spec.timeout if spec is not None else None) or cluster_timeout
+    if timeout > cluster_timeout:
+        return timedelta(seconds=HEARTBEAT_LEASE_S), True
+    return timedelta(seconds=timeout + LEASE_GRACE_S), False
 
 
 def execute(
@@ -84,6 +81,7 @@ def execute(
     except UnknownTask as exc:
         unknown = exc
     now = timezone.now()
+    lease, needs_heartbeat = attempt_lease(spec)
     claimed = bookkeeping_update(
         _sql(
             'UPDATE {table} SET "status" = %s, "attempts" = "attempts" + 1, "started_at" = %s, '
@@ -92,7 +90,7 @@ def execute(
         [
             JobStatus.RUNNING.value,
             _db_time(now),
-            _db_time(now + attempt_lease(spec)),
+            _db_time(now + lease),
             worker_name(),
             job_id,
             dispatch,
@@ -108,8 +106,8 @@ def execute(
         )
         return "unknown task: dead"
     started = time.perf_counter()
-    heartbeat = Heartbeat(job_id=job_id, dispatch=dispatch) if needs_heartbeat(spec) else nullcontext()
-    with bound_request_id(request_id or None), attempt_effects(job_id=job_id, dispatch=dispatch) as effects, heartbeat:
+    heartbeat = Heartbeat(job_id=job_id, dispatch=dispatch) if needs_heartbeat else nullcontext()
+    with bound_request_id(request_id or None), JobAttempt(job_id=job_id, dispatch=dispatch) as effects, heartbeat:
         try:
             result = spec.func(*args)
         except TimeoutException as exc:
