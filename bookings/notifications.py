@@ -2,7 +2,8 @@
 
 Every message is sent under its own idempotency key (``jobs.effects.effect_once``), so a
 job that runs twice, or is retried after the guest's email went out and the host's did
-not, never sends the same email twice.
+not, does not send the same email again (unless a worker died between sending one and
+recording it: then it is sent again and counted, rather than possibly lost).
 """
 
 from dataclasses import dataclass

@@ -489,7 +489,9 @@ Q_CLUSTER = {
     "name": "staybase",
     "workers": env_int("Q_WORKERS", 2),
     "timeout": Q_TIMEOUT_S,
-    # retry must exceed timeout, or a slow task is handed to a second worker.
+    # The ORM broker hands a message to a second worker after "retry" seconds; tasks declared
+    # with a longer timeout (jobs.registry, carried by each message) get such copies too, and
+    # the claim drops them (jobs.runner): a job runs once per dispatch.
     "retry": Q_TIMEOUT_S + 60,
     # Schedules with side effects (payouts, emails) must not fire a burst of missed runs.
     "catch_up": False,

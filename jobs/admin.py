@@ -45,7 +45,20 @@ class JobRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("task", "args", "priority", "status", "subject", "dedupe_key", "request_id")}),
         ("Attempts", {"fields": ("attempts", "max_attempts", "dispatch", "worker", "result")}),
-        ("Times", {"fields": ("enqueued_at", "eta", "dispatched_at", "started_at", "finished_at", "duration_ms")}),
+        (
+            "Times",
+            {
+                "fields": (
+                    "enqueued_at",
+                    "eta",
+                    "dispatched_at",
+                    "started_at",
+                    "lease_expires_at",
+                    "finished_at",
+                    "duration_ms",
+                )
+            },
+        ),
         ("Last failure", {"fields": ("last_error", "last_traceback")}),
     )
 
@@ -120,9 +133,10 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(TaskEffect)
 class TaskEffectAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Side effects done at most once (emails...). No "done" time: the task died mid-way; it is not redone."""
+    """Side effects (emails...) by idempotency key. No "done" time: in progress, or its run died and the
+    job's retry performs it again; more than one claim: it may have happened more than once."""
 
-    list_display = ("key", "created_at", "done_at", "expires_at")
+    list_display = ("key", "created_at", "done_at", "claims", "job_id", "expires_at")
     list_filter = (("done_at", admin.EmptyFieldListFilter),)
     search_fields = ("key",)
     ordering = ("-pk",)

@@ -10,7 +10,6 @@ at-least-twice execution.
 import datetime
 import logging
 
-from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -78,9 +77,12 @@ def dispatch_due(*, priority: Priority, broker: TrackedJobsBroker | None = None)
 def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None) -> tuple[int, int]:
     """Fail attempts whose worker died; re-dispatch queued jobs whose message was lost.
 
-    An attempt is lost when it has run longer than the cluster timeout plus a minute:
-    django-q2 would have stopped it by then, and its worker reports every failure, so
-    only a dead worker stays silent. It counts as a failed attempt (retried or dead-lettered).
+    An attempt is lost when its lease has run out (``jobs.runner``): it was taken for the
+    task's own timeout plus a grace, which django-q2 enforces, or, for a task allowed to run
+    longer than the cluster's timeout, it is renewed by a heartbeat that only a dead worker
+    stops. A long run that is alive is therefore never started again beside itself. A lost
+    attempt counts as failed (retried or dead-lettered); effects it claimed but did not
+    confirm are performed by the retry (``jobs.effects``).
 
     A message is lost when the job has waited ``LOST_AFTER`` while its queue is empty
     (the enqueuing process died between commit and push, or Redis lost it). Re-dispatching
@@ -91,14 +93,13 @@ def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None
 
     broker = broker or broker_for(priority)
     now = timezone.now()
-    silence = datetime.timedelta(seconds=settings.Q_CLUSTER["timeout"] + 60)
     stuck = list(
-        JobRecord.objects.filter(priority=priority, status=JobStatus.RUNNING, started_at__lt=now - silence)
-        .order_by("started_at")
-        .values_list("pk", "dispatch", "attempts", "max_attempts", "task")[:RECOVER_BATCH]
+        JobRecord.objects.filter(priority=priority, status=JobStatus.RUNNING, lease_expires_at__lt=now)
+        .order_by("lease_expires_at")
+        .values_list("pk", "dispatch", "attempts", "max_attempts", "task", "started_at")[:RECOVER_BATCH]
     )
-    for pk, dispatch, attempts, max_attempts, task in stuck:
-        error = WorkerLost(f"No result from the worker within {silence.total_seconds():.0f} s.")
+    for pk, dispatch, attempts, max_attempts, task, started_at in stuck:
+        error = WorkerLost(f"The worker of the attempt started at {started_at.isoformat()} stopped reporting.")
         job_attempt_failed(
             job_id=pk,
             dispatch=dispatch,

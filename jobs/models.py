@@ -47,6 +47,9 @@ class JobRecord(models.Model):
     # When the job was last handed to the broker; null: the dispatcher still has to.
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # While running: the attempt holds the job until then (the claim sets it from the task's own
+    # timeout; a long task's heartbeat renews it). Past it, the worker is declared lost.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     # End of the last attempt, whatever its outcome.
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
@@ -67,8 +70,8 @@ class JobRecord(models.Model):
             ),
             # Lost-push sweep: queued jobs handed to the broker long ago.
             models.Index(fields=["priority", "dispatched_at"], name="job_queued_idx", condition=Q(status="queued")),
-            # Stuck-attempt sweep: running jobs whose worker is gone.
-            models.Index(fields=["started_at"], name="job_running_idx", condition=Q(status="running")),
+            # Stuck-attempt sweep: running jobs whose lease ran out.
+            models.Index(fields=["lease_expires_at"], name="job_running_lease_idx", condition=Q(status="running")),
             # Dashboard windows and pruning.
             models.Index(fields=["finished_at"], name="job_finished_idx", condition=Q(finished_at__isnull=False)),
             models.Index(fields=["subject"], name="job_subject_idx", condition=~Q(subject="")),
@@ -131,7 +134,7 @@ class DeadLetter(models.Model):
 class TaskEffect(models.Model):
     """A side effect a task has performed (or is performing), by an idempotency key.
 
-    Tasks may run twice; an email or a webhook must not. See ``jobs.effects.effect_once``.
+    Tasks may run twice; an email or a webhook should not. See ``jobs.effects.effect_once``.
     """
 
     key = models.CharField(max_length=255, unique=True)
@@ -139,6 +142,12 @@ class TaskEffect(models.Model):
     # Null while the effect is in progress; set once it has happened.
     done_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(db_index=True)
+    # The job attempt that holds the claim (none outside a job). While that attempt runs, nobody
+    # else performs the effect; once it is over without confirming, the next run performs it.
+    job = models.ForeignKey(JobRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="effects")
+    dispatch = models.PositiveIntegerField(null=True, blank=True)
+    # Runs that set out to perform the effect: above 1, an earlier one may have done it already.
+    claims = models.PositiveIntegerField(default=1)
 
     def __str__(self) -> str:
         return self.key

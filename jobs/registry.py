@@ -46,7 +46,8 @@ class JobSpec:
     func: Callable[..., object]
     priority: Priority
     max_attempts: int
-    # Seconds before django-q2 stops the attempt; None uses the cluster's Q_TIMEOUT_S.
+    # Seconds before django-q2 stops the attempt; None uses the cluster's Q_TIMEOUT_S. Longer than
+    # that: the attempt's lease is kept by a heartbeat instead (jobs.runner).
     timeout: int | None
     backoff_base_s: float
     backoff_max_s: float

@@ -6,21 +6,33 @@ dispatch (a duplicate, a stale redelivery, a job already done) is dropped there,
 task body never runs twice for one dispatch. Failures never escape to django-q2: they
 are classified (transient: retry with backoff; anything else: dead letter at once) and
 recorded on the job, so the same logic works with brokers that cannot redeliver (Redis).
+
+The claim also takes a lease on the job (``lease_expires_at``): django-q2 stops an attempt
+at its task's own timeout (the message carries it), so a worker that has not reported
+``LEASE_GRACE_S`` after that is gone, and the dispatcher recovers the job once the lease
+has run out. A task declared with a timeout longer than the cluster's would keep a dead
+worker's job for that long, so its attempt takes a short lease instead and a heartbeat
+thread renews it while the task runs.
 """
 
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
+from contextlib import nullcontext
+from datetime import timedelta
 from typing import Any
 
-from django.db import connection
+from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
 from jobs.bookkeeping import bookkeeping_transaction, bookkeeping_update
-from jobs.errors import UnknownTask
+from jobs.effects import JobAttempt
+from jobs.errors import TransientError, UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
 from jobs.registry import JobSpec, get_spec
 from observability.context import bound_request_id, current_request_id
@@ -30,34 +42,72 @@ logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 1000
 ERROR_MAX_CHARS = 20_000
+# How long past its timeout a silent attempt still counts as running (the outcome is recorded
+# right after django-q2 stops the task; this covers a busy database).
+LEASE_GRACE_S = 60
+# Long tasks: the lease their heartbeat keeps renewing, and how often it does.
+HEARTBEAT_LEASE_S = 60
+HEARTBEAT_EVERY_S = 15
+
+
+class EffectUnconfirmed(TransientError):
+    """The task returned while an effect it claimed was neither confirmed nor released."""
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
+def attempt_lease(spec: JobSpec | None) -> tuple[timedelta, bool]:
+    """The lease an attempt takes, and whether a heartbeat must keep renewing it.
+
+    django-q2 lets an attempt run for the task's own timeout, else the cluster's.
+    """
+    cluster_timeout = settings.Q_CLUSTER["timeout"]
+    timeout = (spec.timeout if spec is not None else None) or cluster_timeout
+    if timeout > cluster_timeout:
+        return timedelta(seconds=HEARTBEAT_LEASE_S), True
+    return timedelta(seconds=timeout + LEASE_GRACE_S), False
+
+
 def execute(
     job_id: int, dispatch: int, attempts: int, max_attempts: int, task: str, args: list[Any], request_id: str = ""
 ) -> str:
     attempt = attempts + 1
-    claimed = bookkeeping_update(
-        _sql(
-            'UPDATE {table} SET "status" = %s, "attempts" = "attempts" + 1, "started_at" = %s, "worker" = %s '
-            'WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
-        ),
-        [JobStatus.RUNNING.value, _now(), worker_name(), job_id, dispatch, JobStatus.QUEUED.value],
-    )
-    if not claimed:
-        return "stale delivery: dropped"
+    spec: JobSpec | None = None
+    unknown: UnknownTask | None = None
     try:
         spec = get_spec(task)
     except UnknownTask as exc:
+        unknown = exc
+    now = timezone.now()
+    lease, needs_heartbeat = attempt_lease(spec)
+    claimed = bookkeeping_update(
+        _sql(
+            'UPDATE {table} SET "status" = %s, "attempts" = "attempts" + 1, "started_at" = %s, '
+            '"lease_expires_at" = %s, "worker" = %s WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
+        ),
+        [
+            JobStatus.RUNNING.value,
+            _db_time(now),
+            _db_time(now + lease),
+            worker_name(),
+            job_id,
+            dispatch,
+            JobStatus.QUEUED.value,
+        ],
+    )
+    if not claimed:
+        return "stale delivery: dropped"
+    if spec is None:
+        error: BaseException = unknown or UnknownTask(task)
         job_attempt_failed(
-            job_id=job_id, dispatch=dispatch, attempt=attempt, max_attempts=max_attempts, task=task, exc=exc
+            job_id=job_id, dispatch=dispatch, attempt=attempt, max_attempts=max_attempts, task=task, exc=error
         )
         return "unknown task: dead"
     started = time.perf_counter()
-    with bound_request_id(request_id or None):
+    heartbeat = Heartbeat(job_id=job_id, dispatch=dispatch) if needs_heartbeat else nullcontext()
+    with bound_request_id(request_id or None), JobAttempt(job_id=job_id, dispatch=dispatch) as effects, heartbeat:
         try:
             result = spec.func(*args)
         except TimeoutException as exc:
@@ -67,8 +117,55 @@ def execute(
         except Exception as exc:
             _record_failure(spec, job_id, dispatch, attempt, max_attempts, exc, started)
             return "failed"
+    if effects.unconfirmed:
+        keys = ", ".join(sorted(effects.unconfirmed))
+        error = EffectUnconfirmed(f"Effects neither confirmed nor released: {keys}")
+        _record_failure(spec, job_id, dispatch, attempt, max_attempts, error, started)
+        return "failed"
     job_succeeded(job_id=job_id, dispatch=dispatch, duration_ms=_elapsed_ms(started), result=result)
     return "succeeded"
+
+
+class Heartbeat:
+    """Renews a long attempt's lease from a thread of its own while the task runs."""
+
+    def __init__(self, *, job_id: int, dispatch: int, every_s: float = HEARTBEAT_EVERY_S):
+        self.job_id, self.dispatch, self.every_s = job_id, dispatch, every_s
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"job-{job_id}-heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def beat(self) -> bool:
+        """Renew the lease; False once the job has moved on (recovered as lost, or finished)."""
+        try:
+            return job_lease_renew(job_id=self.job_id, dispatch=self.dispatch)
+        except DatabaseError as exc:
+            # The lease outlasts a few missed beats; the next one tries again.
+            logger.warning("Heartbeat of job %s could not renew its lease: %s", self.job_id, exc)
+            return True
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(self.every_s):
+                if not self.beat():
+                    logger.warning("Job %s was declared lost while its attempt still ran", self.job_id)
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+
+def job_lease_renew(*, job_id: int, dispatch: int) -> bool:
+    lease = timezone.now() + timedelta(seconds=HEARTBEAT_LEASE_S)
+    return bool(
+        JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(lease_expires_at=lease)
+    )
 
 
 def _elapsed_ms(started: float) -> float:
@@ -108,8 +205,8 @@ def _sql(template: str) -> str:
     return template.format(table=connection.ops.quote_name(JobRecord._meta.db_table))
 
 
-def _now() -> object:
-    return connection.ops.adapt_datetimefield_value(timezone.now())
+def _db_time(value: object) -> object:
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def job_succeeded(*, job_id: int, dispatch: int, duration_ms: float, result: object) -> None:
@@ -120,7 +217,7 @@ def job_succeeded(*, job_id: int, dispatch: int, duration_ms: float, result: obj
         ),
         [
             JobStatus.SUCCEEDED.value,
-            _now(),
+            _db_time(timezone.now()),
             duration_ms,
             "" if result is None else str(result)[:RESULT_MAX_CHARS],
             job_id,

@@ -11,11 +11,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from django_q.models import Task
+from prometheus_client import Counter
 
 from accounts.models import User
+from caching.backend import STORE_ERRORS
+from caching.circuit import CircuitOpenError, breaker_for
 from core.exceptions import Conflict
 from jobs.bookkeeping import bookkeeping_insert, bookkeeping_transaction
-from jobs.brokers import JobMessage, broker_for
+from jobs.brokers import JobMessage, RedisBroker, broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
 from jobs.registry import JobSpec, get_spec
@@ -26,6 +29,12 @@ logger = logging.getLogger(__name__)
 JSON_SCALARS = (str, int, float, bool, type(None))
 # Rows per INSERT and messages per push in enqueue_many.
 PUSH_BATCH = 1000
+
+pushes_deferred_total = Counter(
+    "staybase_job_pushes_deferred_total",
+    "Jobs not handed to the broker after commit (Redis down: breaker open or push failed); the dispatcher pushes them.",
+    ["priority", "reason"],
+)
 
 
 def _json_args(args: tuple[Any, ...]) -> list[Any]:
@@ -142,13 +151,30 @@ def _insert(record: JobRecord) -> JobRecord | None:
 
 
 def _push(priority: Priority, messages: list[JobMessage]) -> None:
-    try:
-        broker = broker_for(priority)
+    """Hand committed jobs to the broker, or leave them to the dispatcher if it cannot take them now.
+
+    A push to Redis goes through the shared Redis circuit breaker: while Redis is down or
+    hung, a request waits for at most the few timeouts that open the breaker, then not at
+    all. Nothing is logged per job (the breaker logs when it opens and when it closes);
+    ``staybase_job_pushes_deferred_total`` counts the jobs left to the dispatcher.
+    """
+    broker = broker_for(priority)
+
+    def push() -> None:
         for start in range(0, len(messages), PUSH_BATCH):
             broker.push_jobs(messages[start : start + PUSH_BATCH])
-    except Exception:
+
+    try:
+        if isinstance(broker, RedisBroker):
+            breaker_for("redis").call(push, errors=STORE_ERRORS)
+        else:
+            push()
+    except Exception as exc:
+        redis_down = isinstance(exc, (CircuitOpenError, *STORE_ERRORS)) and isinstance(broker, RedisBroker)
+        if not redis_down:
+            logger.warning("Could not push %s %s job(s); the dispatcher will", len(messages), priority, exc_info=True)
+        pushes_deferred_total.labels(priority.value, "redis_down" if redis_down else "error").inc(len(messages))
         # The jobs are committed; hand them to the dispatcher rather than fail the caller's request.
-        logger.exception("Could not push %s job(s) to the %s queue; the dispatcher will", len(messages), priority)
         with bookkeeping_transaction():
             JobRecord.objects.filter(
                 pk__in=[message.job_id for message in messages], dispatch=1, status=JobStatus.QUEUED

@@ -1,4 +1,4 @@
-"""Booking and payout jobs: emails after commit and at most once, automatic payouts never twice."""
+"""Booking and payout jobs: emails after commit and once (never lost), automatic payouts never twice."""
 
 import datetime
 import smtplib
@@ -11,11 +11,13 @@ from django.db import transaction
 from django.test import TestCase
 from django.utils import timezone
 from django_q.signing import SignedPackage
+from prometheus_client import REGISTRY
 
 from bookings import notifications, tasks
 from bookings.models import Booking, BookingStatus, Payout, PayoutItem
 from bookings.services import booking_cancel, booking_confirm, booking_create, payout_request
 from jobs.brokers import broker_for
+from jobs.dispatcher import recover_stuck
 from jobs.effects import effect_once
 from jobs.models import JobRecord, JobStatus, TaskEffect
 from jobs.priorities import Priority
@@ -136,14 +138,28 @@ def test_a_retry_after_a_partial_failure_sends_only_what_is_missing(stay, mailou
     assert sorted(m.to[0] for m in mailoutbox) == sorted([stay["guest"].email, stay["host"].email])
 
 
-def test_an_email_whose_sender_died_mid_way_is_not_sent_again(stay, mailoutbox):
+def test_an_email_whose_sender_died_mid_way_is_sent_again_and_counted(stay, mailoutbox):
     booking = Booking.objects.get(pk=book(stay).pk)
-    # The worker claimed the guest email, then died before it could record the outcome.
-    TaskEffect.objects.create(key=f"email:booking:{booking.pk}:requested:guest", expires_at=timezone.now() + DAYS(90))
+    job = JobRecord.objects.get()
+    # The worker claimed the job and the guest email, then was killed before it could confirm
+    # either (the email may or may not have left).
+    JobRecord.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, attempts=1, started_at=timezone.now(), lease_expires_at=timezone.now()
+    )
+    key = f"email:booking:{booking.pk}:requested:guest"
+    TaskEffect.objects.create(key=key, job=job, dispatch=job.dispatch, expires_at=timezone.now() + DAYS(90))
+    reclaimed = REGISTRY.get_sample_value("staybase_task_effects_reclaimed_total", {"effect": "email"}) or 0
 
+    assert recover_stuck(priority=Priority.HIGH) == (1, 0)
+    make_due(job)
     run_jobs()
 
-    assert [m.to[0] for m in mailoutbox] == [stay["host"].email]
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.result) == (JobStatus.SUCCEEDED, 2, "sent to guest and host")
+    assert sorted(m.to[0] for m in mailoutbox) == sorted([stay["guest"].email, stay["host"].email])
+    assert TaskEffect.objects.get(key=key).claims == 2
+    assert not TaskEffect.objects.filter(done_at__isnull=True).exists()
+    assert REGISTRY.get_sample_value("staybase_task_effects_reclaimed_total", {"effect": "email"}) == reclaimed + 1
 
 
 def test_cancellation_emails_both_and_supersedes_a_pending_confirmation(stay, mailoutbox):

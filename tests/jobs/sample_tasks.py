@@ -4,6 +4,7 @@ import time
 
 from django_q.exceptions import TimeoutException
 
+from jobs.effects import effect_once
 from jobs.errors import PermanentError, TransientError
 from jobs.priorities import Priority
 from jobs.registry import job
@@ -63,3 +64,29 @@ def record_request_id() -> None:
 def times_out() -> None:
     # What django-q2's alarm raises inside a task that runs past its timeout.
     raise TimeoutException("Task exceeded maximum timeout value (60 seconds)")
+
+
+@job(priority=Priority.LOW, max_attempts=3, timeout=1800)
+def long_running() -> str:
+    """Allowed to run longer than the cluster's timeout, like payouts or cleanup."""
+    calls.append(("long_running", ()))
+    return "done"
+
+
+@job(max_attempts=3)
+def send_once(key: str) -> str:
+    with effect_once(key) as first:
+        if first:
+            calls.append(("send_once", (key,)))
+    return "sent" if first else "already sent"
+
+
+@job(max_attempts=3)
+def swallow_effect_failure(key: str) -> str:
+    """Catches the failure of an effect whose claim could not be released."""
+    try:
+        with effect_once(key):
+            raise ConnectionError("SMTP went away")
+    except ConnectionError:
+        pass
+    return "carried on"

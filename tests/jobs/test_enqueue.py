@@ -1,10 +1,13 @@
 import datetime
 
 import pytest
+import redis.exceptions
 from django.conf import settings
 from django.db import transaction
+from django.test import TestCase
 from django.utils import timezone
 
+from caching.circuit import breaker_for
 from jobs.brokers import broker_for
 from jobs.errors import UnknownTask
 from jobs.models import JobRecord, JobStatus
@@ -14,7 +17,7 @@ from jobs.testing import run_jobs
 from observability.context import bound_request_id
 from tests.factories import UserFactory
 from tests.jobs import sample_tasks
-from tests.jobs.conftest import calls_of, make_due
+from tests.jobs.conftest import calls_of, make_due, sample
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +211,66 @@ def test_enqueue_many_with_a_delay_leaves_the_jobs_to_the_dispatcher(django_capt
         make_due(job)
     assert run_jobs() == 2
     assert sorted(calls_of("record_call")) == [(1,), (2,)]
+
+
+redis_broker_only = pytest.mark.skipif(
+    "django_redis" not in settings.Q_CLUSTER, reason="the Redis circuit breaker guards the Redis broker only"
+)
+DEFERRED = "staybase_job_pushes_deferred_total"
+
+
+class NoRedis:
+    """Stands in for the broker's Redis connection: any use fails the test."""
+
+    def __getattr__(self, name):
+        pytest.fail(f"enqueue called Redis ({name}) while the breaker was open")
+
+
+@redis_broker_only
+def test_with_the_redis_breaker_open_enqueue_calls_no_redis_and_the_dispatcher_pushes_later(monkeypatch, caplog):
+    breaker = breaker_for("redis")
+    for _ in range(breaker.failure_threshold):
+        breaker.record_failure(ConnectionError("test: Redis hangs"))
+    monkeypatch.setattr(broker_for(Priority.LOW), "connection", NoRedis())
+    deferred = sample(DEFERRED, {"priority": "low", "reason": "redis_down"})
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        job = enqueue(sample_tasks.record_call, 5)
+
+    job.refresh_from_db()
+    assert (job.status, job.dispatch, job.dispatched_at) == (JobStatus.QUEUED, 1, None)  # the dispatcher's now
+    assert sample(DEFERRED, {"priority": "low", "reason": "redis_down"}) == deferred + 1
+    assert [r for r in caplog.records if r.name == "jobs.services"] == []  # nothing logged per job
+
+    monkeypatch.undo()  # Redis is back
+    breaker.reset()
+    assert run_jobs() == 1
+    job.refresh_from_db()
+    assert (job.status, job.dispatch) == (JobStatus.SUCCEEDED, 2)
+    assert calls_of("record_call") == [(5,)]
+
+
+@redis_broker_only
+def test_failing_pushes_open_the_breaker_quietly_and_later_jobs_skip_redis(monkeypatch, caplog):
+    broker = broker_for(Priority.LOW)
+    pushes = []
+
+    def redis_times_out(messages):
+        pushes.append(len(messages))
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(broker, "push_jobs", redis_times_out)
+    threshold = breaker_for("redis").failure_threshold
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        jobs = [enqueue(sample_tasks.record_call, i) for i in range(threshold + 2)]
+
+    assert len(pushes) == threshold  # then the breaker opened: no more waiting on Redis
+    assert breaker_for("redis").state == "open"
+    assert set(JobRecord.objects.values_list("dispatched_at", flat=True)) == {None}
+    assert [r for r in caplog.records if r.name == "jobs.services"] == []
+    assert [r.levelname for r in caplog.records if r.name == "caching.circuit"] == ["ERROR"]  # opened, once
+
+    monkeypatch.undo()
+    breaker_for("redis").reset()
+    assert run_jobs() == len(jobs)
+    assert sorted(calls_of("record_call")) == [(i,) for i in range(len(jobs))]

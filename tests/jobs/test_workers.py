@@ -1,9 +1,12 @@
-"""Real worker processes: manage.py run_workers against this test database.
+"""Real worker processes against this test database.
 
-Slower than the rest (it starts django-q2 clusters), so it is the one test that proves
-priorities with real processes: a critical job enqueued behind 500 low ones finishes first.
+Slower than the rest (they start Django in other processes): priorities with real
+clusters (a critical job enqueued behind 500 low ones finishes first), and a worker
+SIGKILLed between sending an email and confirming it.
 """
 
+import datetime
+import json
 import os
 import signal
 import subprocess
@@ -14,10 +17,16 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
+from prometheus_client import REGISTRY
 
-from jobs.models import JobRecord, JobStatus
+from bookings.tasks import send_booking_emails
+from jobs.dispatcher import recover_stuck
+from jobs.models import JobRecord, JobStatus, TaskEffect
 from jobs.priorities import Priority
 from jobs.services import enqueue
+from jobs.testing import run_jobs
+from tests.factories import BookingFactory
 from tests.jobs import sample_tasks
 
 BACKLOG = 500
@@ -82,3 +91,46 @@ def test_a_critical_job_behind_500_low_ones_finishes_first(transactional_db, tmp
     assert low.exclude(status=JobStatus.SUCCEEDED).exists()
     assert returncode == 0, log_path.read_text()[-3000:]
     assert "Job workers stopped." in log_path.read_text()
+
+
+def test_an_email_whose_worker_was_killed_before_confirming_it_is_sent_by_the_retry_and_counted(
+    transactional_db, tmp_path, mailoutbox
+):
+    booking = BookingFactory()
+    job = enqueue(send_booking_emails, booking.pk, "requested")
+    sent_log = tmp_path / "sent.jsonl"
+    env = {
+        **worker_env(tmp_path),
+        "EMAIL_BACKEND": "tests.jobs.dying_email.EmailBackend",
+        "DYING_EMAIL_LOG": str(sent_log),
+    }
+    attempt = (job.pk, job.dispatch, 0, job.max_attempts, job.task, job.args)
+    run_attempt = f"from jobs.runner import execute; execute(*{attempt!r})"
+
+    # A worker runs the job; the guest's email leaves, and the worker is SIGKILLed before it confirms.
+    worker = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "shell", "-c", run_attempt],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()[-3000:]
+    assert [json.loads(line)["to"] for line in sent_log.read_text().splitlines()] == [[booking.guest.email]]
+    job.refresh_from_db()
+    guest_key = f"email:booking:{booking.pk}:requested:guest"
+    assert (job.status, TaskEffect.objects.get(key=guest_key).done_at) == (JobStatus.RUNNING, None)
+    reclaimed = REGISTRY.get_sample_value("staybase_task_effects_reclaimed_total", {"effect": "email"}) or 0
+
+    # Its lease runs out (moved instead of waited for); recovery fails the attempt and the retry runs.
+    JobRecord.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    assert recover_stuck(priority=Priority.HIGH) == (1, 0)
+    JobRecord.objects.filter(pk=job.pk).update(eta=timezone.now())
+    run_jobs()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.result) == (JobStatus.SUCCEEDED, 2, "sent to guest and host")
+    assert sorted(m.to[0] for m in mailoutbox) == sorted([booking.guest.email, booking.property.host.email])
+    # The guest got it twice: the duplicate is counted, nothing was lost.
+    assert TaskEffect.objects.get(key=guest_key).claims == 2
+    assert not TaskEffect.objects.filter(done_at__isnull=True).exists()
+    assert REGISTRY.get_sample_value("staybase_task_effects_reclaimed_total", {"effect": "email"}) == reclaimed + 1
