@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -278,8 +279,9 @@ class Suite:
         time.sleep(max(0.0, fault_at + outage_s - time.monotonic()))
         restore()
         returned_at = time.monotonic()
-        time.sleep(t.after_s)
-        everything = self.load.stop()
+        probes = self.load.probe_until_served(deadline=returned_at + t.after_s)
+        time.sleep(max(0.0, returned_at + t.after_s - time.monotonic()))
+        everything = self.load.stop() + probes
         samples = [s for s in everything if s.started >= measured_from]
         # Before the jobs settle: the probe's write (accepted when revocation fails) makes a job too.
         revoked, probe_samples = self._revocation(probe, logout_status)
@@ -332,7 +334,14 @@ class Suite:
         return Check("revoked", me_status == 401 and write_status == 401, detail), probe_samples
 
     def _healthy(self) -> None:
-        """Each scenario starts from working dependencies and all four clusters running."""
+        """Each scenario starts from working dependencies and all four clusters running
+        (after a scenario that failed half-way too)."""
+        if self.redis.process is None:
+            self.redis.start()
+        elif self.redis.paused:
+            self.redis.resume()
+        if self.pg.process is None:
+            self.pg.start()
         wait_until(self.redis.ready, timeout_s=30, what="Redis")
         wait_until(self.pg.ready, timeout_s=60, what="PostgreSQL")
         for priority in self.clusters.exited():
@@ -439,7 +448,13 @@ def main(argv: list[str] | None = None) -> int:
             suite = Suite(timing=timing, workdir=workdir, ports=Ports(args.base_port), processes=processes, stack=stack)
             suite.setup()
             for name in names:
-                results.append(suite.run(name))
+                try:
+                    results.append(suite.run(name))
+                except Exception as exc:
+                    # The row says so and the next scenario starts from repaired dependencies.
+                    traceback.print_exc()
+                    suite.load.stop()
+                    results.append(ScenarioResult.broken(name, f"{type(exc).__name__}: {exc}"))
     finally:
         if results:
             table = format_table(results)

@@ -35,7 +35,10 @@ def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str, interv
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (with SO_REUSEADDR, as Redis and PostgreSQL
+    do: connections of a killed server lingering in TIME_WAIT do not hold the port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -250,6 +253,7 @@ class Redis:
     def __init__(self, *, processes: Processes, port: int, log: Path):
         self.processes, self.port, self.log = processes, port, log
         self.process: subprocess.Popen | None = None
+        self.paused = False
 
     @property
     def url(self) -> str:
@@ -295,10 +299,12 @@ class Redis:
     def pause(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGSTOP)
+        self.paused = True
 
     def resume(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
+        self.paused = False
         wait_until(self.ready, timeout_s=10, what=f"Redis on :{self.port} after SIGCONT")
 
     def stop(self) -> None:

@@ -143,23 +143,52 @@ class Load:
             conflict = self._last_created is not None and number % self.conflict_every == 0
             body = self._last_created if conflict else self.slots.take()
             kind = "booking_conflict" if conflict else "booking_create"
-            request = Request(
-                method="POST",
-                path="/api/v1/bookings/",
-                headers={
-                    "Authorization": f"Token {next(tokens)}",
-                    "Accept": "application/json",
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": uuid.uuid4().hex,
-                },
-                body=json.dumps(body),
-            )
+            request = self._write_request(body, next(tokens))
             connection, sample = self._send(connection, kind, request)
             self.samples.append(sample)
             if sample.status == 201 and not conflict:
                 self._last_created = body
             self._stop.wait(self.write_interval)
         connection.close()
+
+    def probe_until_served(self, deadline: float, interval_s: float = 0.05) -> list[Sample]:
+        """Right after a dependency returns: fresh requests of every kind, one kind after the
+        other every ``interval_s``, until each kind has succeeded once (or ``deadline``).
+
+        The load's own threads may still be waiting on requests sent during the outage; these
+        say when a request sent now is served, which is what recovery means to a client.
+        """
+        kinds = dict(self.reads)
+        samples: list[Sample] = []
+        served: set[str] = set()
+        while time.monotonic() < deadline:
+            for kind in [*kinds, "booking_create"]:
+                if kind in served:
+                    continue
+                request = kinds.get(kind) or self._write_request(self.slots.take())
+                connection = self._connect()
+                _, sample = self._send(connection, kind, request)
+                connection.close()
+                samples.append(sample)
+                if not sample.failed:
+                    served.add(kind)
+            if len(served) == len(kinds) + 1:
+                break
+            time.sleep(interval_s)
+        return samples
+
+    def _write_request(self, body: dict[str, object], token: str | None = None) -> Request:
+        return Request(
+            method="POST",
+            path="/api/v1/bookings/",
+            headers={
+                "Authorization": f"Token {token or self.write_tokens[0]}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "Idempotency-Key": uuid.uuid4().hex,
+            },
+            body=json.dumps(body),
+        )
 
     def _connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(HOST, self.port, timeout=self.timeout_s)

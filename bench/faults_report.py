@@ -71,6 +71,11 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     log: LogCount = field(default_factory=LogCount)
 
+    @classmethod
+    def broken(cls, name: str, error: str) -> "ScenarioResult":
+        """A scenario the harness could not finish."""
+        return cls(name=name, samples=[], fault_at=0.0, returned_at=0.0, checks=[Check("harness", False, error)])
+
     def phase(self, name: str) -> list[Sample]:
         if name == "before":
             return [s for s in self.samples if s.started < self.fault_at]
