@@ -155,7 +155,8 @@ def _jobs_and_emails(conn: psycopg.Connection, after: Marks, mail_dir: Path) -> 
     jobs_ok = not unfinished and not dead_without_letter and not succeeded_twice and not without_job
     jobs_detail = f"{statuses['succeeded']} ok/{statuses['dead']} dead"
     if unfinished:
-        jobs_detail += f"/{unfinished} unfinished"
+        pending = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items()) if status not in TERMINAL)
+        jobs_detail += f"/{unfinished} unfinished ({pending})"
     if dead_without_letter:
         jobs_detail += f", {dead_without_letter} dead without a dead letter"
     if succeeded_twice:

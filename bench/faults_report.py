@@ -115,11 +115,14 @@ class ScenarioResult:
             if not during <= HANG_P99_FACTOR * before:
                 reasons.append(f"p99 during the hang {during:.0f} ms > {HANG_P99_FACTOR:.0f}x before ({before:.0f} ms)")
         if self.dependency:
-            recovery = self.recovery_s
-            if recovery is None:
-                reasons.append("never recovered: requests still failed at the end of the load")
-            elif recovery >= RECOVERY_TARGET_S:
-                reasons.append(f"recovery {recovery:.1f} s (target < {RECOVERY_TARGET_S:.0f} s)")
+            by_kind = recovery_by_kind(self.samples, self.returned_at)
+            stuck = sorted(kind for kind, seconds in by_kind.items() if seconds is None)
+            slow = {k: s for k, s in by_kind.items() if s is not None and s >= RECOVERY_TARGET_S}
+            if stuck:
+                reasons.append(f"never recovered: {', '.join(stuck)} still failed at the end of the load")
+            elif slow:
+                kinds = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(slow.items()))
+                reasons.append(f"recovery {max(slow.values()):.1f} s (target < {RECOVERY_TARGET_S:.0f} s): {kinds}")
         reasons.extend(f"invariant {c.name}: {c.detail}" for c in self.checks if not c.ok)
         return reasons
 
@@ -133,25 +136,30 @@ def status_label(sample: Sample) -> str:
 
 
 def recovery_s(samples: Iterable[Sample], returned_at: float) -> float | None:
-    """Seconds from the dependency's return until every kind of request succeeds again.
+    """Seconds from the dependency's return until every kind of request succeeds again: the
+    slowest kind of ``recovery_by_kind``. None: some kind still failed at the end."""
+    by_kind = recovery_by_kind(samples, returned_at)
+    if any(seconds is None for seconds in by_kind.values()):
+        return None
+    return max((seconds for seconds in by_kind.values() if seconds is not None), default=0.0)
 
-    Per kind: the end of the first successful request sent after the return and after the
+
+def recovery_by_kind(samples: Iterable[Sample], returned_at: float) -> dict[str, float | None]:
+    """Per kind: the end of the first successful request sent after the return and after the
     kind's last failure (a request that waited on the dead dependency and failed after it
-    came back counts as a failure after the return). The slowest kind decides. None: some
-    kind still failed at the end. Kinds with no request after the return are left out.
+    came back counts as a failure after the return), in seconds after the return; None when
+    the kind still failed at the end. Kinds with no request after the return are left out.
     """
     by_kind: dict[str, list[Sample]] = {}
     for sample in samples:
         if sample.ended >= returned_at:
             by_kind.setdefault(sample.kind, []).append(sample)
-    slowest = 0.0
-    for kind_samples in by_kind.values():
+    recovered: dict[str, float | None] = {}
+    for kind, kind_samples in by_kind.items():
         last_failure = max((s.ended for s in kind_samples if s.failed), default=returned_at)
         successes = [s.ended for s in kind_samples if not s.failed and s.started >= last_failure]
-        if not successes:
-            return None
-        slowest = max(slowest, min(successes) - returned_at)
-    return slowest
+        recovered[kind] = min(successes) - returned_at if successes else None
+    return recovered
 
 
 def _ms(value: float) -> str:

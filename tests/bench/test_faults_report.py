@@ -31,6 +31,10 @@ def test_recovery_is_the_first_success_sent_after_the_last_failure_of_the_slowes
 def test_recovery_is_none_while_a_kind_still_fails_at_the_end():
     samples = [sample("search", 21.0, 200), sample("booking", 21.0, 201), sample("booking", 25.0, 0)]
     assert recovery_s(samples, returned_at=20.0) is None
+    assert result(samples, dependency=True).failures() == [
+        "1 requests got no response (timeout or reset)",
+        "never recovered: booking still failed at the end of the load",
+    ]
 
 
 def test_failures_during_the_outage_do_not_delay_recovery():
@@ -75,7 +79,7 @@ def test_slow_recovery_and_broken_invariants_fail_the_row_and_say_why():
     )
     assert scenario.failures() == [
         "1 5xx without Retry-After (target 0)",
-        "recovery 3.0 s (target < 2 s)",
+        "recovery 3.0 s (target < 2 s): booking 3.0 s",
         "invariant revoked: logout 204; then me 200, booking 201",
     ]
     table = format_table([scenario])
