@@ -146,8 +146,11 @@ def _jobs_and_emails(conn: psycopg.Connection, after: Marks, mail_dir: Path) -> 
             [BOOKING_EMAILS_TASK, after.booking],
         ).fetchall()
     )
+    # Emails of this scenario's bookings claimed (effect_once) but never marked done.
     claimed_not_done = conn.execute(
-        "SELECT count(*) FROM jobs_taskeffect WHERE done_at IS NULL AND key LIKE 'email:booking:%%'"
+        "SELECT count(*) FROM jobs_taskeffect WHERE done_at IS NULL AND key LIKE 'email:booking:%%' "
+        "AND split_part(key, ':', 3)::bigint > %s",
+        [after.booking],
     ).fetchone()[0]
 
     unfinished = sum(n for status, n in statuses.items() if status not in TERMINAL)
