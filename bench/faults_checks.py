@@ -148,8 +148,8 @@ def _jobs_and_emails(conn: psycopg.Connection, after: Marks, mail_dir: Path) -> 
     )
     # Emails of this scenario's bookings claimed (effect_once) but never marked done.
     claimed_not_done = conn.execute(
-        "SELECT count(*) FROM jobs_taskeffect WHERE done_at IS NULL AND key LIKE 'email:booking:%%' "
-        "AND split_part(key, ':', 3)::bigint > %s",
+        "SELECT count(*) FROM jobs_taskeffect WHERE done_at IS NULL "
+        "AND substring(key from '^email:booking:([0-9]+):')::bigint > %s",
         [after.booking],
     ).fetchone()[0]
 
