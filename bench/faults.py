@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from bench import faults_checks as checks  # noqa: E402
 from bench.faults_infra import Clusters, Ports, Postgres, Processes, Redis, descendants, wait_until  # noqa: E402
-from bench.faults_load import Listing, Load, Sample, Slots, call  # noqa: E402
+from bench.faults_load import Load, Sample, Slots, call  # noqa: E402
 from bench.faults_report import Check, LogCount, ScenarioResult, format_table  # noqa: E402
 from bench.load import Request  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
@@ -165,8 +165,7 @@ class Suite:
                 )
             ]
             listings = [
-                Listing(*row)
-                for row in conn.execute("SELECT id, max_guests FROM properties_property WHERE is_active ORDER BY id")
+                row[0] for row in conn.execute("SELECT id FROM properties_property WHERE is_active ORDER BY id")
             ]
             city, detail_id = conn.execute(
                 "SELECT city, id FROM properties_property WHERE is_active ORDER BY review_count DESC, id LIMIT 1"

@@ -43,17 +43,11 @@ class Sample:
         return self.status == 0 or self.status >= 500
 
 
-@dataclass(frozen=True)
-class Listing:
-    id: int
-    max_guests: int
-
-
 class Slots:
     """Stays that never overlap each other or the seeded bookings: slot i is listing i mod n,
     in the i // n-th two-night period from ``FIRST_BOOKING_DAY`` days ahead."""
 
-    def __init__(self, listings: list[Listing], today: datetime.date, max_advance_days: int = 730):
+    def __init__(self, listings: list[int], today: datetime.date, max_advance_days: int = 730):
         self.listings, self.today = listings, today
         self.periods = (max_advance_days - FIRST_BOOKING_DAY - STAY_NIGHTS) // STAY_NIGHTS
         self._counter = itertools.count()
@@ -67,7 +61,7 @@ class Slots:
             raise RuntimeError("The fault suite ran out of free booking dates; seed more listings.")
         check_in = self.today + datetime.timedelta(days=FIRST_BOOKING_DAY + period * STAY_NIGHTS)
         return {
-            "property_id": self.listings[listing].id,
+            "property_id": self.listings[listing],
             "check_in": check_in.isoformat(),
             "check_out": (check_in + datetime.timedelta(days=STAY_NIGHTS)).isoformat(),
             "guests": 1,

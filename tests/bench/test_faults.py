@@ -1,11 +1,13 @@
-"""The fault suite's judgement (bench/faults_report.py, bench/faults_checks.py) without servers."""
+"""The fault suite's pieces that need no servers: its judgement, email count and booking dates."""
+
+import datetime
 
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage
 
 from bench.faults_checks import count_requested_emails
-from bench.faults_load import Sample
+from bench.faults_load import FIRST_BOOKING_DAY, Sample, Slots
 from bench.faults_report import Check, LogCount, ScenarioResult, format_table, recovery_s
 
 
@@ -116,3 +118,17 @@ def test_requested_emails_are_counted_per_booking_and_role_from_the_file_backend
     for message in messages[2:]:
         message.send()
     assert count_requested_emails(tmp_path) == {(12, "guest"): 2, (12, "host"): 1, (7, "host"): 1}
+
+
+def test_slots_never_overlap_and_stay_within_the_booking_window():
+    today = datetime.date(2026, 12, 2)
+    slots = Slots([7, 9], today, max_advance_days=FIRST_BOOKING_DAY + 6)
+    taken = [slots.take() for _ in range(4)]
+    assert [(s["property_id"], s["check_in"], s["check_out"]) for s in taken] == [
+        (7, "2027-07-10", "2027-07-12"),
+        (9, "2027-07-10", "2027-07-12"),
+        (7, "2027-07-12", "2027-07-14"),
+        (9, "2027-07-12", "2027-07-14"),
+    ]
+    with pytest.raises(RuntimeError, match="ran out of free booking dates"):
+        slots.take()
