@@ -454,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
                     traceback.print_exc()
                     suite.load.stop()
                     results.append(ScenarioResult.broken(name, f"{type(exc).__name__}: {exc}"))
+    except KeyboardInterrupt:
+        print("\n== interrupted: stopping everything the suite started", file=sys.stderr, flush=True)
+        return 130
     finally:
         if results:
             table = format_table(results)
