@@ -12,7 +12,7 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint check bench faults clean distclean
+.PHONY: help venv run test lint check bench schemathesis faults clean distclean
 
 help:
 	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
 	@echo "make bench      run the benchmark harness in bench/"
+	@echo "make schemathesis  contract-test a live server against its OpenAPI schema (needs DATABASE_URL, REDIS_URL)"
 	@echo "make faults     fault suite: own PostgreSQL + Redis, kill/hang them under load, print a table (ARGS='--short')"
 	@echo "make clean      remove caches, test databases and collected static files"
 	@echo "make distclean  clean, then also remove .venv, the demo database and media"
@@ -64,6 +65,10 @@ check: $(DEPS_STAMP)
 
 bench: $(DEPS_STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# PostgreSQL + Redis (DATABASE_URL, REDIS_URL: its own Redis db, flushed); 0 failures expected.
+schemathesis: $(DEPS_STAMP)
+	bash .ci/schemathesis
 
 # Fault suite (bench/faults.py): starts its own PostgreSQL, Redis, API and workers; needs
 # redis-server and PostgreSQL's binaries (PG_BIN, default /usr/lib/postgresql/15/bin).

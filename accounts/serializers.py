@@ -1,12 +1,13 @@
 from rest_framework import serializers
 
 from accounts.models import User
+from core.serializers import StrictBooleanField
 
 
 class RegisterInputSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
-    is_host = serializers.BooleanField(default=False)
+    is_host = StrictBooleanField(default=False)
 
 
 class LoginInputSerializer(serializers.Serializer):

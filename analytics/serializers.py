@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from core.serializers import IdField, QueryParamsSerializer
+
 MAX_DASHBOARD_MONTHS = 24
 
 
@@ -11,12 +13,12 @@ def _rate_field() -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=7, decimal_places=4)
 
 
-class DashboardQuerySerializer(serializers.Serializer):
+class DashboardQuerySerializer(QueryParamsSerializer):
     months = serializers.IntegerField(min_value=1, max_value=MAX_DASHBOARD_MONTHS, default=12)
-    host_id = serializers.IntegerField(min_value=1, required=False, help_text="Staff only: the host to report on.")
+    host_id = IdField(required=False, help_text="Staff only: the host to report on.")
 
 
-class MarketQuerySerializer(serializers.Serializer):
+class MarketQuerySerializer(QueryParamsSerializer):
     city = serializers.CharField(max_length=100)
 
 

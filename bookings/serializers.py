@@ -1,13 +1,11 @@
 from rest_framework import serializers
 
 from bookings.models import Booking, BookingStatus, Payout
-
-# Primary keys are 64-bit; larger numbers are input errors, not database overflows.
-MAX_ID = 2**63 - 1
+from core.serializers import IdField, QueryParamsSerializer
 
 
 class BookingCreateInputSerializer(serializers.Serializer):
-    property_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    property_id = IdField()
     check_in = serializers.DateField()
     check_out = serializers.DateField()
     guests = serializers.IntegerField(min_value=1, max_value=100)
@@ -70,9 +68,9 @@ class HostBookingOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BookingListQuerySerializer(serializers.Serializer):
+class BookingListQuerySerializer(QueryParamsSerializer):
     status = serializers.ChoiceField(choices=BookingStatus.choices, required=False)
-    property_id = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    property_id = IdField(required=False)
 
 
 class CurrencySummarySerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from core.pagination import NewestFirstCursorPagination
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$", "example": "payout-2026-12"},
     OpenApiParameter.HEADER,
     description="Retrying with the same key and body returns the first response; keys expire after 24 h.",
 )
@@ -146,7 +146,12 @@ class PayoutListCreateView(generics.ListAPIView):
         _ensure_host(self.request)
         return selectors.payout_list_for_host(host=self.request.user)
 
-    @extend_schema(request=None, responses={201: PayoutOutputSerializer(many=True)}, parameters=[IDEMPOTENCY_PARAMETER])
+    # A plain array: given as a serializer, drf-spectacular would page it like this list view's GET.
+    @extend_schema(
+        request=None,
+        responses={201: {"type": "array", "items": {"$ref": "#/components/schemas/PayoutOutput"}}},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
     def post(self, request: Request) -> Response:
         return idempotent(request=request, scope="payouts.create", handler=lambda: self._create(request))
 

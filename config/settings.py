@@ -52,6 +52,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if IS_PRODUCTION else "local
 if IS_PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_ENV=production.")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "core.exceptions.json_csrf_failure"  # JSON in the error shape, not Django's HTML page
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets served from here, not a CDN
     "django_q",
     "django_ratelimit",
     "django_prometheus",
@@ -221,28 +223,48 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "core.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.StaybaseAutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["core.throttling.RuleThrottle"],
     "COERCE_DECIMAL_TO_STRING": True,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 100)
+# Arrays/objects nested deeper than this in a JSON body are a 400 (a bound, not a RecursionError 500).
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
 # Property search counts (and pages) at most this many matches: never a COUNT over the table.
 SEARCH_COUNT_CAP = env_int("SEARCH_COUNT_CAP", 1000)
 
+# The schema and its docs pages (/api/schema/, /api/docs/, /api/redoc/) are for everyone only
+# where this says so; elsewhere for staff. Default: public in development, staff-only in production.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", not IS_PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Staybase API",
-    "DESCRIPTION": "Property rental and booking platform.",
+    "DESCRIPTION": "Property rental and booking platform. Every error is "
+    '`{"error": {"code", "message", "fields"}}`; see the Error schema.',
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # api_docs_access (config/urls.py) decides who sees the schema; the views themselves let anyone through.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "TAGS": [
+        {"name": "auth", "description": "Accounts and tokens."},
+        {"name": "properties", "description": "Listings, search, availability, images, reviews."},
+        {"name": "bookings", "description": "Guests' and hosts' bookings."},
+        {"name": "payouts", "description": "Hosts' earnings and payouts."},
+        {"name": "analytics", "description": "Host dashboard and market data."},
+        {"name": "admin", "description": "Staff: caches, jobs, rate limits, performance."},
+        {"name": "realtime", "description": "Live updates."},
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "bookings.models.BookingStatus",

@@ -3,7 +3,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from core.exceptions import json_not_found
+from core.exceptions import api_not_found
+from core.schema import api_docs_access
 from core.throttling import admin_login_limited
 
 admin.site.login = admin_login_limited(admin.site.login)
@@ -23,11 +24,12 @@ urlpatterns = [
     path("", include("observability.urls")),  # /health/, /health/ready/, /metrics
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
-    # Unknown API paths answer in the JSON error shape even with DEBUG on.
-    re_path(r"^api/", json_not_found),
+    # Public only where API_DOCS_PUBLIC says so (development by default); assets from the sidecar, no CDN.
+    path("api/schema/", api_docs_access(SpectacularAPIView.as_view()), name="schema"),
+    path("api/docs/", api_docs_access(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
+    path("api/redoc/", api_docs_access(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
+    # Unknown API paths answer in the JSON error shape even with DEBUG on, for every method.
+    re_path(r"^api/", api_not_found),
 ]
 
 if settings.DEBUG:

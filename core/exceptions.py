@@ -6,8 +6,12 @@ validation errors, 401/403/404/405/415/429, domain errors and 500s alike.
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -86,7 +90,24 @@ def _validation_response(exc: drf_exceptions.ValidationError) -> Response:
     return Response(error_body("invalid", message, fields), status=status.HTTP_400_BAD_REQUEST)
 
 
+# --- Request bodies over Django's upload limits: 413 naming the limit --------------------------------
+def request_too_large_body(exc: Exception) -> dict[str, Any] | None:
+    """The error body for Django's upload-limit exceptions, or None for any other exception."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_body("request_too_large", f"The request body is larger than the limit of {limit} bytes.")
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return error_body("request_too_large", f"The request has more than the limit of {limit} fields.")
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return error_body("request_too_large", f"The request has more than the limit of {limit} files.")
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if (too_large := request_too_large_body(exc)) is not None:
+        return Response(too_large, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -111,7 +132,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 # Django-level handlers for requests that never reach a DRF view (unknown URLs, crashes in middleware).
 def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if (too_large := request_too_large_body(exception)) is not None:
+        return JsonResponse(too_large, status=413)
     return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+
+
+def json_csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    """CSRF_FAILURE_VIEW: a session-authenticated write without a valid CSRF token."""
+    message = "CSRF verification failed: send the X-CSRFToken header, or authenticate with a token."
+    return JsonResponse(error_body("csrf_failed", message), status=403)
 
 
 def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -120,6 +149,20 @@ def json_permission_denied(request: HttpRequest, exception: Exception | None = N
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+@csrf_exempt  # no view here to protect; without it an unknown path answered a write with a CSRF 403
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """The catch-all under /api/: a JSON 404 for any method, naming the path with a slash if that one exists."""
+    if not request.path_info.endswith("/"):
+        try:
+            resolved = resolve(f"{request.path_info}/")
+        except Resolver404:
+            resolved = None
+        if resolved is not None and resolved.func is not api_not_found:
+            message = f"Not found. API paths end with a slash: {request.path}/"
+            return JsonResponse(error_body("not_found", message), status=404)
+    return json_not_found(request, exception)
 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:

@@ -22,7 +22,7 @@ class StrictPageSizeMixin:
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is None or raw == "":
+        if raw is None:
             return self.page_size
         try:
             size = int(raw)
@@ -35,9 +35,28 @@ class StrictPageSizeMixin:
             )
         return size
 
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size, default=self.page_size)
+            elif parameter["name"] == getattr(self, "page_query_param", None):
+                parameter["schema"].update(minimum=1)
+        return parameters
+
 
 class StrictPageNumberPagination(StrictPageSizeMixin, PageNumberPagination):
-    pass
+    """A malformed ``page`` is a 400; a well-formed one past the last page stays a 404."""
+
+    def get_page_number(self, request: Request, paginator: Paginator) -> int:
+        raw = request.query_params.get(self.page_query_param)
+        if raw is None:
+            return 1
+        if raw in self.last_page_strings:
+            return paginator.num_pages
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+            raise InvalidInput("page must be a positive integer.", fields={"page": ["Must be a positive integer."]})
+        return int(raw)
 
 
 class CappedCountPaginator(Paginator):
@@ -73,8 +92,7 @@ class CappedCountPagination(StrictPageNumberPagination):
             return super().paginate_queryset(queryset, request, view)
         except NotFound:
             paginator = self.django_paginator_class(queryset, self.get_page_size(request))
-            number = request.query_params.get(self.page_query_param, "")
-            if paginator.count_is_exact or not number.isdigit() or int(number) <= paginator.num_pages:
+            if paginator.count_is_exact:
                 raise
             raise InvalidInput(
                 f"Only the first {paginator.count} results are paged; narrow the search.",
@@ -111,9 +129,16 @@ class NewestFirstCursorPagination(StrictPageSizeMixin, CursorPagination):
     ordering = "-id"
 
     def decode_cursor(self, request: Request) -> Cursor | None:
-        cursor = super().decode_cursor(request)
+        invalid = InvalidInput(
+            "Invalid cursor: pass on the next or previous link as given.",
+            fields={"cursor": ["Not a cursor of this list."]},
+        )
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise invalid from None
         # DRF hands the position to the queryset unchecked: "p=abc" would reach the database.
         position = cursor.position if cursor is not None else None
-        if position is not None and (not position.isdigit() or int(position) >= 2**63):
-            raise NotFound(self.invalid_cursor_message)
+        if position is not None and not (position.isascii() and position.isdigit() and int(position) < 2**63):
+            raise invalid
         return cursor

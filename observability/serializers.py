@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
+from core.serializers import QueryParamsSerializer
 from observability.perfstats import RETENTION_MINUTES
 
 
-class PerformanceQuerySerializer(serializers.Serializer):
+class PerformanceQuerySerializer(QueryParamsSerializer):
     minutes = serializers.IntegerField(min_value=1, max_value=RETENTION_MINUTES, default=15)
     limit = serializers.IntegerField(min_value=1, max_value=100, default=10, help_text="slowest queries listed")
 

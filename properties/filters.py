@@ -5,7 +5,7 @@ from django import forms
 from django.utils import timezone
 
 from properties.models import Property, PropertyType
-from properties.selectors import property_available_between, property_with_all_amenities
+from properties.selectors import amenity_slugs_unknown, property_available_between, property_with_all_amenities
 
 MAX_SEARCH_STAY_NIGHTS = 365
 
@@ -55,7 +55,18 @@ class StableOrderingFilter(django_filters.OrderingFilter):
 
 
 class PropertySearchForm(forms.Form):
+    def clean_amenities(self) -> list[str]:
+        slugs = self.cleaned_data["amenities"]
+        unknown = amenity_slugs_unknown(slugs) if slugs else []
+        if unknown:
+            raise forms.ValidationError(f"Unknown amenity: {', '.join(unknown)}.")
+        return slugs
+
     def clean(self) -> dict:
+        # An empty number, date or choice is not what the schema allows; only text may be blank.
+        for name, field in self.fields.items():
+            if self.data.get(name) == "" and not isinstance(field, forms.CharField):
+                self.add_error(name, "May not be empty.")
         data = super().clean()
         check_in, check_out = data.get("check_in"), data.get("check_out")
         if (check_in is None) != (check_out is None) and not self.errors:

@@ -125,5 +125,11 @@ def review_list_for_property(*, property: Property) -> QuerySet[Review]:
     )
 
 
+def amenity_slugs_unknown(slugs: list[str]) -> list[str]:
+    """The slugs among ``slugs`` that name no amenity, in the order given."""
+    known = set(Amenity.objects.filter(slug__in=set(slugs)).values_list("slug", flat=True))
+    return [slug for slug in dict.fromkeys(slugs) if slug not in known]
+
+
 def amenity_list() -> QuerySet[Amenity]:
     return Amenity.objects.order_by("name")

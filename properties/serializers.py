@@ -5,6 +5,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from core.serializers import IdField, QueryParamsSerializer
 from properties.models import Amenity, Currency, Property, PropertyImage, PropertyType, Review
 
 DEFAULT_AVAILABILITY_DAYS = 90
@@ -168,7 +169,7 @@ class PropertyImageInputSerializer(serializers.Serializer):
     position = serializers.IntegerField(min_value=0, max_value=1000, required=False)
 
 
-class AvailabilityQuerySerializer(serializers.Serializer):
+class AvailabilityQuerySerializer(QueryParamsSerializer):
     start = serializers.DateField(required=False, help_text="First night (default today).")
     end = serializers.DateField(required=False, help_text="Day after the last night (default start + 90 days).")
 
@@ -212,4 +213,4 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
 class ReviewInputSerializer(serializers.Serializer):
     rating = serializers.IntegerField(min_value=1, max_value=5)
     text = serializers.CharField(required=False, allow_blank=True, max_length=5000)
-    booking_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    booking_id = IdField(required=False)

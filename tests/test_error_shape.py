@@ -311,7 +311,7 @@ LIST_URLS = PAGE_NUMBER_LIST_URLS + CURSOR_LIST_URLS
 
 
 @pytest.mark.parametrize("url", LIST_URLS)
-@pytest.mark.parametrize("page_size", ["100000", "101", "abc", "0", "-1", "1.5"])
+@pytest.mark.parametrize("page_size", ["100000", "101", "abc", "0", "-1", "1.5", ""])
 def test_lists_reject_bad_page_sizes(host_client, listing, url, page_size):
     response = host_client.get(url.format(listing=listing.pk), {"page_size": page_size})
 
@@ -319,20 +319,28 @@ def test_lists_reject_bad_page_sizes(host_client, listing, url, page_size):
 
 
 @pytest.mark.parametrize("url", PAGE_NUMBER_LIST_URLS)
-@pytest.mark.parametrize("page", ["9999", "0", "-1", "abc", "99999999999999999999"])
-def test_lists_answer_pages_out_of_range_with_404(host_client, listing, url, page):
+@pytest.mark.parametrize("page", ["9999", "99999999999999999999"])
+def test_lists_answer_pages_past_the_last_with_404(host_client, listing, url, page):
     response = host_client.get(url.format(listing=listing.pk), {"page": page})
 
     assert_error_shape(response, 404, "not_found")
 
 
+@pytest.mark.parametrize("url", PAGE_NUMBER_LIST_URLS)
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "", "1.5", "\u0661"])
+def test_lists_reject_malformed_pages_with_400(host_client, listing, url, page):
+    response = host_client.get(url.format(listing=listing.pk), {"page": page})
+
+    assert_error_shape(response, 400, "invalid", "page")
+
+
 @pytest.mark.parametrize("url", CURSOR_LIST_URLS)
 @pytest.mark.parametrize("cursor", ["garbage", "é", "cD1hYmM=", "cD05OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ=="])
-def test_cursor_lists_answer_bad_cursors_with_404(host_client, url, cursor):
+def test_cursor_lists_reject_bad_cursors_with_400(host_client, url, cursor):
     host_client.raise_request_exception = False
     response = host_client.get(url, {"cursor": cursor})
 
-    assert_error_shape(response, 404, "not_found")
+    assert_error_shape(response, 400, "invalid", "cursor")
 
 
 def test_lists_accept_the_largest_page_size(anon_client, listing):

@@ -33,11 +33,11 @@ def test_a_page_past_the_capped_count_asks_to_narrow_the_search(anon_client, eig
     assert "narrow the search" in response.json()["error"]["message"]
 
 
-def test_a_malformed_page_is_still_a_404_past_the_cap(anon_client, eight_listings):
+def test_a_malformed_page_is_a_400_past_the_cap_too(anon_client, eight_listings):
     response = anon_client.get("/api/v1/properties/", {"page_size": 2, "page": "abc"})
 
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["page"] == ["Must be a positive integer."]
 
 
 def test_below_the_cap_the_count_is_exact_and_unknown_pages_are_404(anon_client, settings):
