@@ -153,21 +153,29 @@ class Load:
         say when a request sent now is served, which is what recovery means to a client.
         """
         kinds = dict(self.reads)
+        wanted = [*kinds, "booking_create", "booking_conflict"]
         samples: list[Sample] = []
         served: set[str] = set()
-        while time.monotonic() < deadline:
-            for kind in [*kinds, "booking_create"]:
-                if kind in served:
+        booked: dict[str, object] | None = None  # the probe's own booking, to conflict with
+        while time.monotonic() < deadline and len(served) < len(wanted):
+            for kind in wanted:
+                if kind in served or (kind == "booking_conflict" and booked is None):
                     continue
-                request = kinds.get(kind) or self._write_request(self.slots.take())
+                if kind == "booking_create":
+                    body = self.slots.take()
+                    request = self._write_request(body)
+                elif kind == "booking_conflict":
+                    request = self._write_request(booked, self.write_tokens[-1])
+                else:
+                    request = kinds[kind]
                 connection = self._connect()
                 _, sample = self._send(connection, kind, request)
                 connection.close()
                 samples.append(sample)
                 if not sample.failed:
                     served.add(kind)
-            if len(served) == len(kinds) + 1:
-                break
+                    if kind == "booking_create" and sample.status == 201:
+                        booked = body
             time.sleep(interval_s)
         return samples
 
