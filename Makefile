@@ -12,6 +12,7 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
+.PHONY: help venv run test lint check bench clean distclean cluster cluster-status cluster-down
 .PHONY: help venv run test lint check bench schemathesis faults clean distclean
 
 help:
@@ -20,6 +21,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
 	@echo "make bench      run the benchmark harness in bench/"
+	@echo "make cluster    start the local scaled-out cluster (API=N instances, CLUSTER_PORT=8080); cluster-status, cluster-down"
 	@echo "make schemathesis  contract-test a live server against its OpenAPI schema (needs DATABASE_URL, REDIS_URL)"
 	@echo "make faults     fault suite: own PostgreSQL + Redis, kill/hang them under load, print a table (ARGS='--short')"
 	@echo "make clean      remove caches, test databases and collected static files"
@@ -62,6 +64,16 @@ check: $(DEPS_STAMP)
 	$(MANAGE) check --fail-level WARNING
 	$(MANAGE) makemigrations --check --dry-run
 	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+
+API ?= 2
+cluster: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run up --api $(API) $(ARGS)
+
+cluster-status: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run status
+
+cluster-down: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run down
 
 bench: $(DEPS_STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     # Health and metrics are answered here, ahead of host validation and the HTTPS redirect.
     "observability.middleware.ProbeMiddleware",
     "observability.middleware.RequestObservabilityMiddleware",
+    "config.middleware.InstanceHeaderMiddleware",
+    "core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
     "config.middleware.RateLimitHeadersMiddleware",
@@ -94,6 +96,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
+    "core.db.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
@@ -140,6 +144,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not an in-memory database, so tests exercise WAL and cross-thread locking.
     _db["TEST"] = {"NAME": env_str("TEST_DB_NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # --- PostgreSQL outages (issue 10 item 2): Django's backend behind the database
+    # circuit breaker (core/db/), so a dead database costs a fast 503, not a pool timeout.
+    _db["ENGINE"] = "core.db.postgresql"
+    # libpq's floor is 2 s; it bounds a connect to a host that does not answer at all.
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT_S", 2))
     if env_str("TEST_DB_NAME"):
         _db["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
     # Django's built-in psycopg pool keeps connections open across requests; it
@@ -147,14 +156,48 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # persistent connections for deployments behind pgbouncer.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0
-        _db.setdefault("OPTIONS", {})["pool"] = {
+        _db["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 2),
             "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-            "timeout": env_int("DB_POOL_TIMEOUT_S", 10),
+            # A sync worker borrows one connection at a time, so this wait is only ever for
+            # a new connection: seconds of it mean the database is not there.
+            "timeout": float(env_str("DB_POOL_TIMEOUT_S", "1")),
+            # The pool's own reconnect attempts back off exponentially (1, 2, 4 ... s) for this
+            # long; kept short, it gives up within a second of an outage and connects afresh
+            # as soon as a request asks again, instead of sleeping through the recovery.
+            "reconnect_timeout": 1.0,
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
         _db["CONN_HEALTH_CHECKS"] = True
+
+# Behind PgBouncer in transaction mode a server connection changes between transactions:
+# no server-side cursors (they live across transactions) and no prepared statements (psycopg
+# prepares a query after prepare_threshold runs; PgBouncer 1.18 cannot route them).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER")
+if DATABASE_PGBOUNCER:
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
+
+# Read replicas (core/replicas.py): reads go to a replica that has replayed the client's own
+# writes, writes to the primary. Each replica shares the primary's connection options.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+REPLICA_MAX_LAG_S = float(env_str("REPLICA_MAX_LAG_S", "10"))
+REPLICA_CHECK_INTERVAL_S = float(env_str("REPLICA_CHECK_INTERVAL_S", "1"))
+REPLICA_CONNECT_TIMEOUT_S = env_int("REPLICA_CONNECT_TIMEOUT_S", 1)
+if DATABASE_REPLICA_URLS:
+    if _db["ENGINE"] != "core.db.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL.")
+    for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+        DATABASES[f"replica{_number}"] = {
+            **dj_database_url.parse(_url),
+            "CONN_MAX_AGE": _db.get("CONN_MAX_AGE", 0),
+            "CONN_HEALTH_CHECKS": _db.get("CONN_HEALTH_CHECKS", False),
+            "OPTIONS": dict(_db.get("OPTIONS", {})),
+            # Tests run against one database: the replica aliases stand for it.
+            "TEST": {"MIRROR": "default"},
+        }
+    DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -176,7 +219,18 @@ if REDIS_URL:
             },
         }
     }
+    # Redis behind Sentinel: REDIS_URL names the monitored master (redis://staybase/0) and
+    # REDIS_SENTINELS lists the sentinels; clients follow a failover to the promoted replica.
+    REDIS_SENTINELS = [
+        (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS"))
+    ]
+    if REDIS_SENTINELS:
+        DJANGO_REDIS_CONNECTION_FACTORY = "django_redis.pool.SentinelConnectionFactory"
+        CACHES["default"]["OPTIONS"]["CLIENT_CLASS"] = "django_redis.client.SentinelClient"
+        CACHES["default"]["OPTIONS"]["SENTINELS"] = REDIS_SENTINELS
+        CACHES["default"]["OPTIONS"]["SENTINEL_KWARGS"] = {"socket_timeout": 0.5}
 else:
+    REDIS_SENTINELS = []
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -360,6 +414,14 @@ if not REDIS_URL:
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
 CIRCUIT_BREAKER_RESET_S = float(env_str("CIRCUIT_BREAKER_RESET_S", "5"))
+# The database's breaker (core/db/) opens on the first confirmed failure (a broken connection
+# is confirmed by a bare connect first) and probes with one connect per reset period.
+CIRCUIT_BREAKERS = {
+    "database": {
+        "failure_threshold": env_int("DB_CIRCUIT_BREAKER_FAILURES", 1),
+        "reset_timeout": float(env_str("DB_CIRCUIT_BREAKER_RESET_S", "0.5")),
+    },
+}
 
 # --- Business rules -----------------------------------------------------------
 # Guest-side service fee on the stay subtotal, host-side platform commission on
@@ -388,6 +450,8 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "ack_failures": True,
+    # One scheduler per deployment is enough (the local cluster runs it in the low cluster).
+    "scheduler": env_bool("Q_SCHEDULER", True),
     "ALT_CLUSTERS": {
         "staybase-critical": {"workers": env_int("Q_WORKERS_CRITICAL", 1)},
         "staybase-high": {"workers": env_int("Q_WORKERS_HIGH", 1)},
@@ -493,6 +557,9 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# Names this process's instance in every response (X-Staybase-Instance), behind any load balancer.
+INSTANCE_NAME = env_str("STAYBASE_INSTANCE") or os.uname().nodename
 
 # --- Production hardening -------------------------------------------------------
 if IS_PRODUCTION:
