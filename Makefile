@@ -13,7 +13,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test lint check bench clean distclean cluster cluster-status cluster-down
-.PHONY: help venv run test lint check bench schemathesis clean distclean
+.PHONY: help venv run test lint check bench schemathesis faults clean distclean
 
 help:
 	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench      run the benchmark harness in bench/"
 	@echo "make cluster    start the local scaled-out cluster (API=N instances, CLUSTER_PORT=8080); cluster-status, cluster-down"
 	@echo "make schemathesis  contract-test a live server against its OpenAPI schema (needs DATABASE_URL, REDIS_URL)"
+	@echo "make faults     fault suite: own PostgreSQL + Redis, kill/hang them under load, print a table (ARGS='--short')"
 	@echo "make clean      remove caches, test databases and collected static files"
 	@echo "make distclean  clean, then also remove .venv, the demo database and media"
 
@@ -75,6 +76,11 @@ bench: $(DEPS_STAMP)
 # PostgreSQL + Redis (DATABASE_URL, REDIS_URL: its own Redis db, flushed); 0 failures expected.
 schemathesis: $(DEPS_STAMP)
 	bash .ci/schemathesis
+
+# Fault suite (bench/faults.py): starts its own PostgreSQL, Redis, API and workers; needs
+# redis-server and PostgreSQL's binaries (PG_BIN, default /usr/lib/postgresql/15/bin).
+faults: $(DEPS_STAMP)
+	$(BIN)/python bench/faults.py $(ARGS)
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
