@@ -6,8 +6,8 @@
 
 ``up`` starts, on loopback: a PostgreSQL primary and a streaming replica, PgBouncer in
 transaction mode in front of the primary, Redis master + replica watched by three Sentinels,
-N gunicorn API instances each in its own CPU-limited cgroup, the socket process when the
-real-time app is installed, one django-q2 cluster per priority (the low one also runs the
+N gunicorn API instances each in its own CPU-limited cgroup, the socket process
+(manage.py runsockets), one django-q2 cluster per priority (the low one also runs the
 scheduler), and nginx (least_conn over the API instances, WebSockets to the socket process,
 static files itself). It returns once every part answers, and prints the URL. Every process
 it starts is recorded in var/cluster/state.json; ``down`` stops exactly those and removes
@@ -208,27 +208,14 @@ class Cluster:
                 env={**env, "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
                 cgroup_quota=self.state["cpus_per_api"],
             )
-        if (ROOT / "realtime").is_dir():
-            ws_port = free_ports(1)[0]
-            self.state["ws_port"] = ws_port
-            self.spawn(
-                "ws-1",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "config.asgi:application",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(ws_port),
-                    "--ws-per-message-deflate",
-                    "false",
-                    "--no-access-log",
-                ],
-                env={**env, "STAYBASE_INSTANCE": "ws-1"},
-                cgroup_quota=self.state["cpus_per_api"],
-            )
+        ws_port = free_ports(1)[0]
+        self.state["ws_port"] = ws_port
+        self.spawn(
+            "ws-1",
+            [sys.executable, "manage.py", "runsockets", "--host", HOST, "--port", str(ws_port)],
+            env={**env, "STAYBASE_INSTANCE": "ws-1"},
+            cgroup_quota=self.state["cpus_per_api"],
+        )
         for priority in PRIORITIES:
             self.spawn(
                 f"worker-{priority}",
@@ -245,9 +232,7 @@ class Cluster:
         api = "\n".join(
             f"        server {HOST}:{port} max_fails=1 fail_timeout=5s;" for port in self.state["api_ports"]
         )
-        ws_port = self.state.get("ws_port")
-        ws_location = (
-            """
+        ws_location = """
         location /api/v1/ws/ {
             proxy_pass http://ws;
             proxy_http_version 1.1;
@@ -258,10 +243,7 @@ class Cluster:
             proxy_set_header X-Request-ID $staybase_request_id;
             proxy_read_timeout 3600s;
         }"""
-            if ws_port
-            else ""
-        )
-        ws_upstream = f"    upstream ws {{ server {HOST}:{ws_port}; }}" if ws_port else ""
+        ws_upstream = f"    upstream ws {{ server {HOST}:{self.state['ws_port']}; }}"
         conf = STATE_DIR / "nginx.conf"
         conf.write_text(
             f"""worker_processes 1;
