@@ -29,7 +29,7 @@ DOMAIN_TAGS = {
     "payouts": "payouts",
     "analytics": "analytics",
     "admin": "admin",
-    "realtime": "realtime",
+    "ws": "realtime",
 }
 
 ERROR_DESCRIPTIONS = {
