@@ -7,7 +7,10 @@ variable the manifests set is one Staybase (or a library it uses) actually reads
 """
 
 import ast
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -248,15 +251,49 @@ def test_every_environment_variable_compose_sets_is_read_by_staybase():
 
 def test_nginx_balances_least_conn_upgrades_websockets_and_passes_request_ids():
     conf = (DEPLOY / "nginx" / "staybase.conf").read_text()
-    ws_location = conf.split("location /api/v1/ws/ {", 1)[1].split("}", 1)[0]
+
+    def location(prefix: str) -> str:
+        return conf.split(f"location {prefix} {{", 1)[1].split("}", 1)[0]
 
     assert re.search(r"upstream staybase_api \{\s*least_conn;", conf)
-    assert "proxy_set_header Upgrade $http_upgrade;" in ws_location
-    assert "proxy_set_header Connection $connection_upgrade;" in ws_location
-    assert "proxy_pass http://staybase_ws;" in ws_location
-    assert "proxy_set_header X-Request-ID $staybase_request_id;" in conf
-    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
-    assert "alias /srv/static/;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in location("/api/v1/ws/")
+    assert "proxy_set_header Connection $connection_upgrade;" in location("/api/v1/ws/")
+    assert "proxy_pass http://staybase_ws;" in location("/api/v1/ws/")
+    assert "proxy_pass http://staybase_api;" in location("/")
+    # A location with any proxy_set_header inherits none from the server: each sets them all.
+    for prefix in ("/", "/api/v1/ws/"):
+        assert "proxy_set_header Host $host;" in location(prefix)
+        assert "proxy_set_header X-Request-ID $staybase_request_id;" in location(prefix)
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in location(prefix)
+    assert "alias /srv/static/;" in location("/static/")
+    assert "alias /srv/media/;" in location("/media/")
     # The address the app trusts X-Forwarded-For from is nginx's fixed one.
     nginx_ip = compose()["services"]["nginx"]["networks"]["staybase"]["ipv4_address"]
     assert compose_app_services()["api"]["environment"]["TRUSTED_PROXIES"] == f"{nginx_ip}/32"
+
+
+def test_nginx_accepts_the_configuration(tmp_path):
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if nginx is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
+    # The compose service names resolve only inside the compose network: loopback stands in.
+    site = (DEPLOY / "nginx" / "staybase.conf").read_text()
+    site = site.replace("server api:8000", "server 127.0.0.1:8000").replace("server ws:8001", "server 127.0.0.1:8001")
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp_path}/body; proxy_temp_path {tmp_path}/proxy; "
+        f"include {tmp_path}/site.conf; }}\n"
+    )
+
+    result = subprocess.run(  # noqa: S603 - nginx -t on a file this test wrote
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
