@@ -12,6 +12,7 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
+.PHONY: help venv run test lint check bench clean distclean cluster cluster-status cluster-down
 .PHONY: help venv run test lint check bench schemathesis clean distclean
 
 help:
@@ -20,6 +21,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
 	@echo "make bench      run the benchmark harness in bench/"
+	@echo "make cluster    start the local scaled-out cluster (API=N instances, CLUSTER_PORT=8080); cluster-status, cluster-down"
 	@echo "make schemathesis  contract-test a live server against its OpenAPI schema (needs DATABASE_URL, REDIS_URL)"
 	@echo "make clean      remove caches, test databases and collected static files"
 	@echo "make distclean  clean, then also remove .venv, the demo database and media"
@@ -42,13 +44,7 @@ run: $(DEPS_STAMP)
 	$(MANAGE) setup_schedules
 	$(MANAGE) warm_cache --on-start
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
-	@$(MANAGE) run_workers & worker=$$!; \
-	$(MANAGE) runserver $(HOST):$(PORT) & web=$$!; \
-	stopping=0; trap 'stopping=1' INT TERM; \
-	while [ $$stopping -eq 0 ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
-	kill $$web $$worker 2>/dev/null; wait; \
-	if [ $$stopping -eq 1 ]; then echo "Stopped the API server and the job workers."; exit 0; fi; \
-	echo "The API server or the job worker exited; stopped the other." >&2; exit 1
+	@$(MANAGE) run_dev $(HOST):$(PORT)
 
 test: $(DEPS_STAMP)
 	$(BIN)/pytest $(ARGS)
@@ -61,6 +57,16 @@ check: $(DEPS_STAMP)
 	$(MANAGE) check --fail-level WARNING
 	$(MANAGE) makemigrations --check --dry-run
 	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+
+API ?= 2
+cluster: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run up --api $(API) $(ARGS)
+
+cluster-status: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run status
+
+cluster-down: $(DEPS_STAMP)
+	$(BIN)/python -m cluster.run down
 
 bench: $(DEPS_STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

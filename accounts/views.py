@@ -7,7 +7,11 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.serializers import (
+    DetailOutputSerializer,
     LoginInputSerializer,
+    PasswordChangeInputSerializer,
+    PasswordResetConfirmInputSerializer,
+    PasswordResetInputSerializer,
     RegisterInputSerializer,
     TokenOutputSerializer,
     UserOutputSerializer,
@@ -62,3 +66,47 @@ class MeView(APIView):
     @cache_response("user", lambda view, request, *a, **k: per_user(request, "me"))
     def get(self, request: Request) -> Response:
         return Response(UserOutputSerializer(request.user).data)
+
+
+class PasswordChangeView(APIView):
+    """Change my password. Every token and session of the account ends; the answer carries a new token."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=PasswordChangeInputSerializer, responses={200: TokenOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = PasswordChangeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token = services.user_password_change(user=request.user, **data.validated_data)
+        return _token_response(token.user, token, status=status.HTTP_200_OK)
+
+
+RESET_REQUESTED = "If an active account uses this address, a reset email is on its way."
+
+
+class PasswordResetRequestView(APIView):
+    """Email a password reset token. The answer is the same whether or not the address has an account."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=PasswordResetInputSerializer, responses={202: DetailOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = PasswordResetInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.user_password_reset_request(**data.validated_data)
+        return Response({"detail": RESET_REQUESTED}, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(APIView):
+    """Set a new password with the uid and token of a reset email; answers with a new token."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=PasswordResetConfirmInputSerializer, responses={200: TokenOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = PasswordResetConfirmInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, token = services.user_password_reset_confirm(**data.validated_data)
+        return _token_response(user, token, status=status.HTTP_200_OK)

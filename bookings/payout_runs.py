@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, OuterRef, Sum
 
 from accounts.models import User
 from bookings.models import Booking, BookingStatus, Payout, PayoutItem
+from bookings.pricing import money
 from bookings.services import payout_eligible_bookings, payout_request
 from core.exceptions import DomainError
 
@@ -62,8 +63,9 @@ def payouts_create_due(
     for host in payout_hosts_due(checked_out_by=run.checked_out_by).iterator(chunk_size=500):
         run.hosts += 1
         if dry_run:
+            # money(): SQLite sums decimals as floats (15 digits: 79180.3400000001).
             planned = [
-                (row["currency"], row["amount"], row["stays"])
+                (row["currency"], money(row["amount"]), row["stays"])
                 for row in payout_eligible_bookings(host=host, checked_out_by=run.checked_out_by)
                 .values("currency")
                 .annotate(amount=Sum("host_payout_amount"), stays=Count("id"))

@@ -1,9 +1,12 @@
-"""A small circuit breaker so a dead Redis costs one timeout, not one per request.
+"""A small circuit breaker so a dead dependency costs one timeout, not one per request.
 
 Closed: calls go through. After ``failure_threshold`` consecutive failures it opens:
 calls are refused at once for ``reset_timeout`` seconds, then one trial call is let
-through (half-open); its success closes the circuit, its failure re-opens it.
+through (half-open); its success closes the circuit, its failure re-opens it. A caller
+may pass a cheap ``probe`` that is the trial instead of its call (the database's is a
+bare connect): a dependency still down then costs the probe, not a full call.
 State is per process, which is what matters: each process stops waiting on its own.
+Redis (cache, rate limits, metrics stores) and the database (core.db) each have one.
 """
 
 import logging
@@ -53,7 +56,8 @@ class CircuitBreaker:
             return "half-open"
         return "open"
 
-    def _before_call(self) -> None:
+    def _before_call(self) -> bool:
+        """Refuse the call while open; True when this call is the half-open trial."""
         with self._lock:
             state = self._state()
             if state == "open" or (state == "half-open" and self._trial_in_flight):
@@ -61,6 +65,8 @@ class CircuitBreaker:
                 raise CircuitOpenError(f"{self.name} circuit is open")
             if state == "half-open":
                 self._trial_in_flight = True
+                return True
+            return False
 
     def record_success(self) -> None:
         with self._lock:
@@ -82,9 +88,26 @@ class CircuitBreaker:
                 self.events["opened"] += 1
                 logger.error("%s circuit opened after %d failure(s): %s", self.name, self._failures, exc)
 
-    def call(self, func: Callable[[], T], *, errors: tuple[type[BaseException], ...]) -> T:
-        """Run ``func``; ``errors`` count as dependency failures, anything else propagates untouched."""
-        self._before_call()
+    def call(
+        self,
+        func: Callable[[], T],
+        *,
+        errors: tuple[type[BaseException], ...],
+        probe: Callable[[], object] | None = None,
+    ) -> T:
+        """Run ``func``; ``errors`` count as dependency failures, anything else propagates untouched.
+
+        With ``probe``, the half-open trial is the probe: its failure re-opens the circuit
+        and refuses this call (CircuitOpenError), its success closes it and ``func`` runs.
+        """
+        if self._before_call() and probe is not None:
+            try:
+                self._guarded(probe, errors)
+            except errors as exc:
+                raise CircuitOpenError(f"{self.name} is still unavailable: {exc}") from exc
+        return self._guarded(func, errors)
+
+    def _guarded(self, func: Callable[[], T], errors: tuple[type[BaseException], ...]) -> T:
         try:
             result = func()
         except errors as exc:
@@ -111,13 +134,16 @@ _breakers_lock = threading.Lock()
 
 
 def breaker_for(name: str) -> CircuitBreaker:
+    """The process's breaker for ``name``: CIRCUIT_BREAKER_FAILURES / CIRCUIT_BREAKER_RESET_S,
+    or the dependency's own entry in CIRCUIT_BREAKERS (the database trips faster)."""
     from django.conf import settings
 
     with _breakers_lock:
         if name not in _breakers:
-            _breakers[name] = CircuitBreaker(
-                name,
-                failure_threshold=getattr(settings, "CIRCUIT_BREAKER_FAILURES", 3),
-                reset_timeout=getattr(settings, "CIRCUIT_BREAKER_RESET_S", 5.0),
-            )
+            options = {
+                "failure_threshold": getattr(settings, "CIRCUIT_BREAKER_FAILURES", 3),
+                "reset_timeout": getattr(settings, "CIRCUIT_BREAKER_RESET_S", 5.0),
+                **getattr(settings, "CIRCUIT_BREAKERS", {}).get(name, {}),
+            }
+            _breakers[name] = CircuitBreaker(name, **options)
         return _breakers[name]

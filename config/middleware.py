@@ -8,6 +8,19 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.gzip import GZipMiddleware
 
 
+class InstanceHeaderMiddleware:
+    """``X-Staybase-Instance``: which API instance answered, for load-balancer debugging."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+        self.instance = settings.INSTANCE_NAME
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response["X-Staybase-Instance"] = self.instance
+        return response
+
+
 class RateLimitHeadersMiddleware:
     """Puts the tightest rate-limit rule's numbers on every throttled endpoint's response.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "django_q",
     "django_ratelimit",
     "django_prometheus",
+    "corsheaders",
     "core",
     "accounts",
     "properties",
@@ -84,7 +86,13 @@ MIDDLEWARE = [
     # Health and metrics are answered here, ahead of host validation and the HTTPS redirect.
     "observability.middleware.ProbeMiddleware",
     "observability.middleware.RequestObservabilityMiddleware",
+    "config.middleware.InstanceHeaderMiddleware",
+    "core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (hashed, precompressed) straight from the WSGI app: no proxy config needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that answers on its own (CommonMiddleware, throttles), so preflights pass.
+    "corsheaders.middleware.CorsMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
     "config.middleware.RateLimitHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -94,6 +102,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
+    "core.db.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
@@ -140,6 +150,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not an in-memory database, so tests exercise WAL and cross-thread locking.
     _db["TEST"] = {"NAME": env_str("TEST_DB_NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # --- PostgreSQL outages (issue 10 item 2): Django's backend behind the database
+    # circuit breaker (core/db/), so a dead database costs a fast 503, not a pool timeout.
+    _db["ENGINE"] = "core.db.postgresql"
+    # libpq's floor is 2 s; it bounds a connect to a host that does not answer at all.
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT_S", 2))
     if env_str("TEST_DB_NAME"):
         _db["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
     # Django's built-in psycopg pool keeps connections open across requests; it
@@ -147,14 +162,48 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # persistent connections for deployments behind pgbouncer.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0
-        _db.setdefault("OPTIONS", {})["pool"] = {
+        _db["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 2),
             "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-            "timeout": env_int("DB_POOL_TIMEOUT_S", 10),
+            # A sync worker borrows one connection at a time, so this wait is only ever for
+            # a new connection: seconds of it mean the database is not there.
+            "timeout": float(env_str("DB_POOL_TIMEOUT_S", "1")),
+            # The pool's own reconnect attempts back off exponentially (1, 2, 4 ... s) for this
+            # long; kept short, it gives up within a second of an outage and connects afresh
+            # as soon as a request asks again, instead of sleeping through the recovery.
+            "reconnect_timeout": 1.0,
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
         _db["CONN_HEALTH_CHECKS"] = True
+
+# Behind PgBouncer in transaction mode a server connection changes between transactions:
+# no server-side cursors (they live across transactions) and no prepared statements (psycopg
+# prepares a query after prepare_threshold runs; PgBouncer 1.18 cannot route them).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER")
+if DATABASE_PGBOUNCER:
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
+
+# Read replicas (core/replicas.py): reads go to a replica that has replayed the client's own
+# writes, writes to the primary. Each replica shares the primary's connection options.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+REPLICA_MAX_LAG_S = float(env_str("REPLICA_MAX_LAG_S", "10"))
+REPLICA_CHECK_INTERVAL_S = float(env_str("REPLICA_CHECK_INTERVAL_S", "1"))
+REPLICA_CONNECT_TIMEOUT_S = env_int("REPLICA_CONNECT_TIMEOUT_S", 1)
+if DATABASE_REPLICA_URLS:
+    if _db["ENGINE"] != "core.db.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL.")
+    for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+        DATABASES[f"replica{_number}"] = {
+            **dj_database_url.parse(_url),
+            "CONN_MAX_AGE": _db.get("CONN_MAX_AGE", 0),
+            "CONN_HEALTH_CHECKS": _db.get("CONN_HEALTH_CHECKS", False),
+            "OPTIONS": dict(_db.get("OPTIONS", {})),
+            # Tests run against one database: the replica aliases stand for it.
+            "TEST": {"MIRROR": "default"},
+        }
+    DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -176,7 +225,18 @@ if REDIS_URL:
             },
         }
     }
+    # Redis behind Sentinel: REDIS_URL names the monitored master (redis://staybase/0) and
+    # REDIS_SENTINELS lists the sentinels; clients follow a failover to the promoted replica.
+    REDIS_SENTINELS = [
+        (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS"))
+    ]
+    if REDIS_SENTINELS:
+        DJANGO_REDIS_CONNECTION_FACTORY = "django_redis.pool.SentinelConnectionFactory"
+        CACHES["default"]["OPTIONS"]["CLIENT_CLASS"] = "django_redis.client.SentinelClient"
+        CACHES["default"]["OPTIONS"]["SENTINELS"] = REDIS_SENTINELS
+        CACHES["default"]["OPTIONS"]["SENTINEL_KWARGS"] = {"socket_timeout": 0.5}
 else:
+    REDIS_SENTINELS = []
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -193,6 +253,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Password reset (accounts/services.py): how long an emailed token works, and the page of a client
+# app that takes it ("https://app.example.com/reset?uid={uid}&token={token}"); empty: the email
+# gives uid and token for POST /api/v1/auth/password/reset/confirm/.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_S", 3 * 24 * 3600)
+PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -205,11 +271,15 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        # Hashed names (cacheable forever) plus .gz/.br siblings that whitenoise serves.
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if IS_PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# whitenoise: production indexes STATIC_ROOT (collectstatic) once at start; development looks
+# files up per request, so it needs no collectstatic (and warns about no missing directory).
+WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 # --- Media storage (uploaded images; README "Deploying") ---------------------------------
 # Every API and worker instance must see every upload: "local" is MEDIA_ROOT, a directory all
 # instances mount (a shared volume nginx serves at /media/); "s3" is a bucket of S3 or an
@@ -349,6 +419,11 @@ RATE_LIMIT_RULES = {
     "login_ip": {"rate": "5/min", "scope": "ip", "fail": "closed", "tiered": False, "staff_exempt": False},
     "login_account": {"rate": "5/min", "scope": "account", "fail": "closed", "tiered": False, "staff_exempt": False},
     "register_ip": {"rate": "3/min", "scope": "ip", "tiered": False, "staff_exempt": False},
+    # Password change (a guess at the current password) and reset (emails, token guesses).
+    "password_change": {"rate": "10/h", "scope": "user", "tiered": False, "staff_exempt": False},
+    "password_reset_ip": {"rate": "10/h", "scope": "ip", "tiered": False, "staff_exempt": False},
+    "password_reset_account": {"rate": "3/h", "scope": "account", "tiered": False, "staff_exempt": False},
+    "password_reset_confirm_ip": {"rate": "20/h", "scope": "ip", "tiered": False, "staff_exempt": False},
     "property_view": {"rate": "100/h", "scope": "user"},
     "property_create": {"rate": "10/h", "scope": "user"},
     "property_update": {"rate": "20/h", "scope": "user"},
@@ -364,6 +439,9 @@ RATE_LIMIT_RULES = {
 RATE_LIMIT_ENDPOINTS = {
     "auth-login": {"POST": ["login_ip", "login_account"]},
     "auth-register": {"POST": ["register_ip"]},
+    "auth-password-change": {"POST": ["password_change"]},
+    "auth-password-reset": {"POST": ["password_reset_ip", "password_reset_account"]},
+    "auth-password-reset-confirm": {"POST": ["password_reset_confirm_ip"]},
     "property-list": {"POST": ["property_create"]},
     "property-detail": {"GET": ["property_view"], "PATCH": ["property_update"], "DELETE": ["property_update"]},
     "property-images": {"POST": ["uploads", "images"]},
@@ -372,6 +450,23 @@ RATE_LIMIT_ENDPOINTS = {
     "financial-summary": {"GET": ["financial_summary"]},
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
 }
+# --- CORS (django-cors-headers) ------------------------------------------------------
+# Browser apps on these origins (https://app.example.com) may call the API; default none.
+# Token auth travels in a header, so no credentials (cookies) are allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = (*cors_default_headers, "idempotency-key", "x-request-id")
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit",
+    "RateLimit-Policy",
+]
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE_S", 600)
+
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
 # django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).
 ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/m")
@@ -385,6 +480,14 @@ if not REDIS_URL:
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
 CIRCUIT_BREAKER_RESET_S = float(env_str("CIRCUIT_BREAKER_RESET_S", "5"))
+# The database's breaker (core/db/) opens on the first confirmed failure (a broken connection
+# is confirmed by a bare connect first) and probes with one connect per reset period.
+CIRCUIT_BREAKERS = {
+    "database": {
+        "failure_threshold": env_int("DB_CIRCUIT_BREAKER_FAILURES", 1),
+        "reset_timeout": float(env_str("DB_CIRCUIT_BREAKER_RESET_S", "0.5")),
+    },
+}
 
 # --- Business rules -----------------------------------------------------------
 # Guest-side service fee on the stay subtotal, host-side platform commission on
@@ -413,6 +516,8 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "ack_failures": True,
+    # One scheduler per deployment is enough (the local cluster runs it in the low cluster).
+    "scheduler": env_bool("Q_SCHEDULER", True),
     "ALT_CLUSTERS": {
         "staybase-critical": {"workers": env_int("Q_WORKERS_CRITICAL", 1)},
         "staybase-high": {"workers": env_int("Q_WORKERS_HIGH", 1)},
@@ -514,10 +619,16 @@ LOGGING = {
     "loggers": {
         # Replaces Django's own "django" console handler, which would print every line twice.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # runserver's access line would repeat the middleware's (staybase.request), minus the request id.
-        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # One line per request: the access log (staybase.request). Django's request logger would add
+        # a warning per 4xx ("Bad Request: /path") and runserver another; both keep their errors
+        # (5xx, with the traceback only django.request has).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
+
+# Names this process's instance in every response (X-Staybase-Instance), behind any load balancer.
+INSTANCE_NAME = env_str("STAYBASE_INSTANCE") or os.uname().nodename
 
 # --- Production hardening -------------------------------------------------------
 if IS_PRODUCTION:

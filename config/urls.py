@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from core.exceptions import api_not_found
 from core.schema import api_docs_access
 from core.throttling import admin_login_limited
+from core.views import IndexView
 
 admin.site.login = admin_login_limited(admin.site.login)
 
@@ -21,6 +22,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", IndexView.as_view(), name="index"),  # JSON: links to the API, docs, admin, health
     path("", include("observability.urls")),  # /health/, /health/ready/, /metrics
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

@@ -168,6 +168,10 @@ class _Stay:
     check_out: datetime.date
 
 
+def _guests_text(max_guests: int) -> str:
+    return "one guest" if max_guests == 1 else f"up to {max_guests} guests"
+
+
 def demo_seed(
     *,
     hosts: int,
@@ -347,7 +351,6 @@ def _seed_properties(
             prop = Property(
                 host_id=host_ids[n] if n < len(host_ids) else rng.choices(host_ids, cum_weights=host_weights)[0],
                 title=f"{rng.choice(ADJECTIVES)} {PropertyType(kind).label.lower()} {rng.choice(SETTINGS)}",
-                description=f"A {PropertyType(kind).label.lower()} in {city} for up to {guest_range[1]} guests.",
                 property_type=kind,
                 city=city,
                 country=country,
@@ -364,6 +367,8 @@ def _seed_properties(
                 created_at=created_at,
                 updated_at=created_at + datetime.timedelta(days=rng.randrange(0, 400)),
             )
+            # Written once max_guests is drawn, so the text never promises more than the listing takes.
+            prop.description = f"A {PropertyType(kind).label.lower()} in {city} for {_guests_text(prop.max_guests)}."
             batch.append(_listing(prop))
         _bulk_insert(
             Property,

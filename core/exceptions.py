@@ -4,6 +4,8 @@ Every error leaves Staybase as ``{"error": {"code", "message", "fields"}}``:
 validation errors, 401/403/404/405/415/429, domain errors and 500s alike.
 """
 
+import math
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +18,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.db.availability import database_breaker, is_database_unavailable
 
 
 class DomainError(Exception):
@@ -166,7 +170,20 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:
+    # Django calls this while handling the exception: a database outage met outside a view
+    # (in a middleware) is still a 503, like the ones core.db.middleware answers for views.
+    if is_database_unavailable(sys.exception()):
+        return json_database_unavailable(request)
     return JsonResponse(error_body("server_error", "An unexpected error occurred."), status=500)
+
+
+def json_database_unavailable(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """The database is down or refusing work: 503, retry after the breaker's next probe."""
+    response = JsonResponse(
+        error_body("database_unavailable", "The database is unavailable; try again in a moment."), status=503
+    )
+    response["Retry-After"] = str(max(1, math.ceil(database_breaker().reset_timeout)))
+    return response
 
 
 def json_too_many_requests(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

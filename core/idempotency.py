@@ -1,16 +1,19 @@
 """``Idempotency-Key`` support for unsafe endpoints.
 
-The first request with a key records an in-progress marker in its own transaction,
-then does the work and stores the response in one transaction with it. A retry with
-the same key and body replays the stored response; a different body is a 422; a
-retry while the first is still running is a 409. Failed work (an exception) releases
-the key so the client can try again.
+The key is claimed in the same transaction as the work and stored with its response, so
+it is released whenever the work is: a raised error, a 5xx answer, a database that went
+away mid-request or a process that died all roll the claim back with the work, and a
+retry with the key is processed afresh. A retry with the same key and body replays the
+stored response; a different body is a 422. A retry that arrives while the first request
+is still running waits on the key's unique index for that transaction, then replays it
+(or, if it failed, does the work itself).
 """
 
 import datetime
 import hashlib
 import json
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -19,13 +22,15 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.exceptions import Conflict, InvalidInput, Unprocessable
+from core.exceptions import InvalidInput, Unprocessable
 from core.models import IdempotencyKey
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
-# A marker older than this belongs to a request whose process died mid-flight.
-STALE_IN_PROGRESS = datetime.timedelta(minutes=2)
+
+
+class _KeyTaken(Exception):  # control flow: another request with this key committed first
+    pass
 
 
 def request_fingerprint(request: Request) -> str:
@@ -38,35 +43,31 @@ def _replay(record: IdempotencyKey, fingerprint: str) -> Response:
         raise Unprocessable(
             "This Idempotency-Key was already used with a different request body.", code="idempotency_key_reused"
         )
-    if record.response_status is None:
-        raise Conflict("A request with this Idempotency-Key is still being processed.", code="idempotency_in_progress")
     response = Response(record.response_body, status=record.response_status)
     response[REPLAY_HEADER] = "true"
     return response
 
 
-def _claim(*, request: Request, scope: str, key: str, fingerprint: str) -> IdempotencyKey | Response:
-    now = timezone.now()
-    lookup = {"user": request.user, "scope": scope, "key": key}
-    for _ in range(2):
-        existing = IdempotencyKey.objects.filter(**lookup).first()
-        if existing is not None:
-            expired = existing.expires_at <= now
-            stale = existing.response_status is None and existing.created_at <= now - STALE_IN_PROGRESS
-            if not (expired or stale):
-                return _replay(existing, fingerprint)
-            IdempotencyKey.objects.filter(pk=existing.pk).delete()
+def _claim_and_run(*, lookup: dict[str, Any], fingerprint: str, handler: Callable[[], Response]) -> Response:
+    with transaction.atomic():
         try:
             with transaction.atomic():
-                return IdempotencyKey.objects.create(
+                record = IdempotencyKey.objects.create(
                     **lookup,
                     request_fingerprint=fingerprint,
-                    expires_at=now + datetime.timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS),
+                    expires_at=timezone.now() + datetime.timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS),
                 )
         except IntegrityError:
-            continue  # a concurrent request claimed it first: replay or report it in progress
-    existing = IdempotencyKey.objects.get(**lookup)
-    return _replay(existing, fingerprint)
+            raise _KeyTaken from None
+        response = handler()
+        if response.status_code >= 500:
+            # Not an answer to remember: undo the work with the claim so a retry runs again.
+            transaction.set_rollback(True)
+            return response
+        record.response_status = response.status_code
+        record.response_body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
+        record.save(update_fields=["response_status", "response_body"])
+    return response
 
 
 def idempotent(*, request: Request, scope: str, handler: Callable[[], Response]) -> Response:
@@ -80,20 +81,19 @@ def idempotent(*, request: Request, scope: str, handler: Callable[[], Response])
             fields={IDEMPOTENCY_HEADER: ["Invalid key."]},
         )
     fingerprint = request_fingerprint(request)
-    claimed = _claim(request=request, scope=scope, key=key, fingerprint=fingerprint)
-    if isinstance(claimed, Response):
-        return claimed
-    try:
-        with transaction.atomic():
-            response = handler()
-            claimed.response_status = response.status_code
-            claimed.response_body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
-            claimed.save(update_fields=["response_status", "response_body"])
-    except BaseException:
-        # Errors are raised, not returned: nothing was done, so the client may retry the key.
-        claimed.delete()
-        raise
-    return response
+    lookup = {"user": request.user, "scope": scope, "key": key}
+    for _ in range(2):
+        existing = IdempotencyKey.objects.filter(**lookup).first()
+        if existing is not None:
+            # Expired, or an unfinished claim left by the two-step claims of earlier releases.
+            if existing.expires_at > timezone.now() and existing.response_status is not None:
+                return _replay(existing, fingerprint)
+            IdempotencyKey.objects.filter(pk=existing.pk).delete()
+        try:
+            return _claim_and_run(lookup=lookup, fingerprint=fingerprint, handler=handler)
+        except _KeyTaken:
+            continue  # a concurrent request with this key committed first: replay its answer
+    return _replay(IdempotencyKey.objects.get(**lookup), fingerprint)
 
 
 def idempotency_keys_purge_expired(*, now: datetime.datetime, dry_run: bool = False, batch_size: int = 5000) -> int:

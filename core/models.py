@@ -9,7 +9,8 @@ class IdempotencyKey(models.Model):
     scope = models.CharField(max_length=100)
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64)
-    # Both empty while the first request is still being processed.
+    # Set in the transaction that claims the key (core.idempotency); empty only in rows left
+    # unfinished by the two-step claims of earlier releases.
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -175,10 +175,11 @@ def sync_process_counters(*, force: bool = False) -> None:
 
     for event in ("store_errors", "failed_open", "failed_closed"):
         _mirror.mirror(("rl", event), getattr(rate_limit_stats, event), ratelimit_events_total.labels(event).inc)
-    breaker = breaker_for("redis")
-    for event in _BREAKER_EVENTS:
-        _mirror.mirror(("cb", "redis", event), breaker.events[event], circuit_events_total.labels("redis", event).inc)
-    circuit_open.labels("redis").set(0 if breaker.state == "closed" else 1)
+    for name in ("redis", "database"):
+        breaker = breaker_for(name)
+        for event in _BREAKER_EVENTS:
+            _mirror.mirror(("cb", name, event), breaker.events[event], circuit_events_total.labels(name, event).inc)
+        circuit_open.labels(name).set(0 if breaker.state == "closed" else 1)
 
 
 _pools_sampled_at = 0.0

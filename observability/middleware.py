@@ -47,12 +47,11 @@ class ProbeMiddleware:
 
 
 def endpoint_of(request: HttpRequest) -> tuple[str, str]:
-    """("GET /api/v1/properties/<int:pk>/", "property-detail"): a route, never a raw path,
-    so the number of distinct endpoints is the number of URL patterns."""
+    """("GET property-detail", "property-detail"): the URL name (an unnamed view's dotted path),
+    never a raw path nor a route's regex, so there are as many endpoints as URL patterns."""
     match = request.resolver_match
-    if match is None:
-        return f"{request.method} {UNMATCHED}", UNMATCHED
-    return f"{request.method} /{match.route}", match.view_name or UNMATCHED
+    view = (match.view_name if match else "") or UNMATCHED
+    return f"{request.method} {view}", view
 
 
 class RequestObservabilityMiddleware:

@@ -71,7 +71,10 @@ def readiness(request: HttpRequest) -> HttpResponse:
         level = logging.INFO if status == health.OK else logging.WARNING
         logger.log(level, "readiness %s -> %s", _last_readiness or "start", status, extra={"checks": unhealthy})
         _last_readiness = status
-    return JsonResponse({"status": status, "checks": checks}, status=503 if status == health.FAIL else 200)
+    # What is degraded and why (queue depths, free disk, error types) is for operators: the
+    # same audience as /metrics. Anyone else (a load balancer) only needs the status.
+    body = {"status": status, "checks": checks} if metrics_access_allowed(request) else {"status": status}
+    return JsonResponse(body, status=503 if status == health.FAIL else 200)
 
 
 @lru_cache(maxsize=8)

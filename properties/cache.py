@@ -69,6 +69,14 @@ def reviews_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
     )
 
 
+AMENITIES_NAMESPACE = "amenities"
+
+
+def amenities_cache_spec(view, request: Request) -> CacheSpec:
+    """One list for everyone (names only, no links)."""
+    return CacheSpec(key_parts=[params_digest(request.query_params)], namespaces=[AMENITIES_NAMESPACE], l1=True)
+
+
 def listing_namespaces(*, property_id: int, host_id: int, cities: list[str]) -> list[str]:
     """A listing changed (created, edited, deactivated, new photo or review)."""
     namespaces = [f"property:{property_id}", f"availability:{property_id}", "search:all", user_namespace(host_id)]

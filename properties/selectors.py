@@ -2,7 +2,7 @@ import datetime
 from collections import defaultdict
 from collections.abc import Sequence
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Case, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, When
 
 from accounts.models import User
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking
@@ -49,13 +49,25 @@ PROPERTY_LIST_FIELDS = (
 
 
 def property_search(*, user: User | None) -> QuerySet[Property]:
-    """Active listings with their cover image's file name; pass the page to ``property_list_attach_amenities``."""
-    cover = PropertyImage.objects.filter(property=OuterRef("pk")).order_by("position", "id").values("image")[:1]
-    return (
-        property_list_visible(user=user)
-        .filter(is_active=True)
-        .only(*PROPERTY_LIST_FIELDS)
-        .annotate(cover_image_name=Subquery(cover))
+    """Active listings with their cover image; pass the page to ``property_list_attach_amenities``.
+
+    ``cover_image_name`` is its file; ``cover_image_pending_id`` its id while it awaits processing
+    (the file is about to be renamed, see ``properties.serializers.property_image_url``).
+    """
+    return _as_list_rows(property_list_visible(user=user).filter(is_active=True))
+
+
+def property_list_for_host(*, host: User) -> QuerySet[Property]:
+    """The host's own listings, inactive ones too, newest first; rows as in search results."""
+    return _as_list_rows(Property.objects.filter(host=host)).order_by("-created_at", "-id")
+
+
+def _as_list_rows(queryset: QuerySet[Property]) -> QuerySet[Property]:
+    cover = PropertyImage.objects.filter(property=OuterRef("pk")).order_by("position", "id")
+    pending_id = Case(When(processed_at__isnull=True, then=F("id")))
+    return queryset.only(*PROPERTY_LIST_FIELDS).annotate(
+        cover_image_name=Subquery(cover.values("image")[:1]),
+        cover_image_pending_id=Subquery(cover.annotate(pending_id=pending_id).values("pending_id")[:1]),
     )
 
 
@@ -101,6 +113,12 @@ def property_with_all_amenities(queryset: QuerySet[Property], *, slugs: list[str
         .values("property_id")
     )
     return queryset.filter(pk__in=having_all)
+
+
+def property_image_list_visible(*, user: User | None) -> QuerySet[PropertyImage]:
+    return PropertyImage.objects.filter(property__in=property_list_visible(user=user)).only(
+        "id", "property_id", "image"
+    )
 
 
 def property_detail(*, user: User | None) -> QuerySet[Property]:

@@ -2,7 +2,10 @@ import datetime
 from decimal import Decimal
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import IdField, QueryParamsSerializer
@@ -25,8 +28,34 @@ class AmenityOutputSerializer(serializers.ModelSerializer):
         fields = ["slug", "name"]
 
 
+def property_image_url(*, property_id: int, image_id: int, name: str, processed: bool, request) -> str:
+    """Where a client finds an image, valid for as long as the image exists.
+
+    Until the processing job has run, the file is about to be replaced under a new name (the
+    re-encoded copy without metadata), so the address given is the image's own, which
+    redirects to whichever file is current; afterwards the file itself.
+    """
+    if processed:
+        path = PropertyImage.image.field.storage.url(name)
+    else:
+        path = reverse("property-image-file", kwargs={"pk": property_id, "image_id": image_id})
+    return request.build_absolute_uri(path) if request else path
+
+
+def _url_of(image: PropertyImage, request) -> str:
+    return property_image_url(
+        property_id=image.property_id,
+        image_id=image.pk,
+        name=image.image.name,
+        processed=image.processed_at is not None,
+        request=request,
+    )
+
+
 class PropertyImageOutputSerializer(serializers.ModelSerializer):
-    url = serializers.ImageField(source="image", read_only=True)
+    url = serializers.SerializerMethodField(
+        help_text="The image; before processing, an address that redirects to the current file."
+    )
     thumbnail_small_url = serializers.ImageField(
         source="thumbnail_small", read_only=True, allow_null=True, help_text="320 px JPEG; null until processed."
     )
@@ -47,6 +76,10 @@ class PropertyImageOutputSerializer(serializers.ModelSerializer):
             "position",
             "created_at",
         ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, image: PropertyImage) -> str:
+        return _url_of(image, self.context.get("request"))
 
 
 # A search result: from selectors.property_search plus property_list_attach_amenities. Fields
@@ -99,14 +132,15 @@ class PropertyListOutputSerializer(serializers.Serializer):
         }
 
     def get_cover_image(self, obj: Property) -> str | None:
-        return self._image_url(obj.cover_image_name)
-
-    def _image_url(self, name: str | None) -> str | None:
-        if not name:
+        if not obj.cover_image_name:
             return None
-        url = PropertyImage.image.field.storage.url(name)
-        request = self.context.get("request")
-        return request.build_absolute_uri(url) if request else url
+        return property_image_url(
+            property_id=obj.pk,
+            image_id=obj.cover_image_pending_id,
+            name=obj.cover_image_name,
+            processed=obj.cover_image_pending_id is None,
+            request=self.context.get("request"),
+        )
 
 
 class HostSummarySerializer(serializers.Serializer):
@@ -127,7 +161,7 @@ class PropertyDetailOutputSerializer(PropertyListOutputSerializer):
 
     def get_cover_image(self, obj: Property) -> str | None:
         images = obj.images.all()  # prefetched, ordered by position
-        return self._image_url(images[0].image.name) if images else None
+        return _url_of(images[0], self.context.get("request")) if images else None
 
 
 class PropertyInputSerializer(serializers.Serializer):

@@ -1,18 +1,26 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import IsAuthenticated, IsAuthenticatedOrReadOnly
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from caching.responses import cache_response
+from caching.specs import per_user
 from core.pagination import CappedCountPagination
 from properties import selectors, services
-from properties.cache import availability_cache_spec, detail_cache_spec, reviews_cache_spec, search_cache_spec
+from properties.cache import (
+    amenities_cache_spec,
+    availability_cache_spec,
+    detail_cache_spec,
+    reviews_cache_spec,
+    search_cache_spec,
+)
 from properties.filters import PropertySearchFilter
 from properties.models import Property, Review
 from properties.serializers import (
+    AmenityOutputSerializer,
     AvailabilityOutputSerializer,
     AvailabilityQuerySerializer,
     PropertyDetailOutputSerializer,
@@ -24,6 +32,47 @@ from properties.serializers import (
     ReviewInputSerializer,
     ReviewOutputSerializer,
 )
+
+
+class IsHost(BasePermission):
+    message = "This endpoint is for hosts."
+    code = "not_a_host"
+
+    def has_permission(self, request: Request, view) -> bool:
+        return bool(request.user.is_authenticated and request.user.is_host)
+
+
+class AmenityListView(generics.ListAPIView):
+    """Every amenity a listing can have; ``slug`` is what search (``amenities=``) and listings take."""
+
+    permission_classes = [AllowAny]
+    serializer_class = AmenityOutputSerializer
+    pagination_class = None  # a short, fixed vocabulary
+
+    def get_queryset(self):
+        return selectors.amenity_list()
+
+    @cache_response("amenities", amenities_cache_spec)
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class HostPropertyListView(generics.ListAPIView):
+    """My listings as a host, inactive ones included, newest first."""
+
+    permission_classes = [IsHost]
+    serializer_class = PropertyListOutputSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Property.objects.none()
+        return selectors.property_list_for_host(host=self.request.user)
+
+    @cache_response("user", lambda view, request, *a, **k: per_user(request, "host-properties"))
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        selectors.property_list_attach_amenities(page)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 class PropertyListCreateView(generics.ListAPIView):
@@ -90,6 +139,27 @@ class PropertyImageUploadView(generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         image = services.property_image_add(property=self.get_object(), actor=request.user, **data.validated_data)
         return Response(self.get_serializer(image).data, status=status.HTTP_201_CREATED)
+
+
+class PropertyImageFileView(generics.GenericAPIView):
+    """The address an upload answers with: it stays valid while the processing job renames the file."""
+
+    permission_classes = [AllowAny]
+
+    def get_queryset(self):
+        return selectors.property_image_list_visible(user=self.request.user)
+
+    @extend_schema(
+        operation_id="property_image_file",
+        responses={302: OpenApiResponse(description="Redirects (Location) to the image file as it is now.")},
+    )
+    def get(self, request: Request, pk: int, image_id: int) -> Response:
+        image = get_object_or_404(self.get_queryset(), property_id=pk, pk=image_id)
+        # Not cacheable: the target changes once, when processing replaces the file.
+        return Response(
+            status=status.HTTP_302_FOUND,
+            headers={"Location": request.build_absolute_uri(image.image.url), "Cache-Control": "no-cache"},
+        )
 
 
 class PropertyAvailabilityView(generics.GenericAPIView):

@@ -15,6 +15,7 @@ from PIL import Image
 
 from bookings.models import Booking, BookingStatus
 from core.models import IdempotencyKey
+from properties.models import PropertyImage
 from tests.factories import AmenityFactory, BookingFactory, PropertyFactory
 
 API = "/api/v1"
@@ -517,7 +518,9 @@ def test_image_upload_stores_the_file_under_the_extension_of_its_real_format(hos
     response = _upload(host_client, listing, image=image_upload(name))
 
     assert response.status_code == 201, response.content
-    assert response.json()["url"].endswith(".png"), response.json()["url"]
+    stored = PropertyImage.objects.get(pk=response.json()["id"]).image.name
+    assert stored.endswith(".png"), stored
+    assert host_client.get(response.json()["url"])["Location"].endswith(".png")  # what the url leads to
 
 
 def test_image_upload_requires_a_file(host_client, listing):

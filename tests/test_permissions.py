@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 
 from bookings.models import Booking, BookingStatus
 from properties.models import Property
-from tests.factories import BookingFactory, PayoutFactory, PropertyFactory, UserFactory
+from tests.factories import BookingFactory, PayoutFactory, PropertyFactory, PropertyImageFactory, UserFactory
 from tests.test_error_shape import assert_error_shape, image_upload
 
 API = "/api/v1"
@@ -76,6 +76,8 @@ def world(guest, host, other_host) -> World:
         ids={
             "active": active.pk,
             "inactive": inactive.pk,
+            "active_image": PropertyImageFactory(property=active).pk,
+            "inactive_image": PropertyImageFactory(property=inactive).pk,
             "booking": booking.pk,
             "others_booking": others_booking.pk,
             "host": host.pk,
@@ -91,6 +93,7 @@ NO_STAY = "403 no_reviewable_stay"  # only a guest with a completed stay may rev
 HIDDEN = "404 not_found"  # out of the caller's reach, so not revealed
 OWN_PROPERTY = "400 own_property"
 NO_EARNINGS = "400 nothing_to_pay_out"  # no completed stay to pay out
+WRONG_PW = "400 wrong_password"  # allowed to try; the body's current password is wrong
 HOST_ID_NEEDED = "400 invalid"  # staff are not hosts; they name the host (next row)
 
 # {active} and {inactive} are the host's listings, {booking} the guest's pending stay at
@@ -100,6 +103,9 @@ MATRIX = [
     # endpoint                                      anonymous  guest       host          other_host    staff
     ("GET    /auth/me/",                            401,       200,        200,          200,          200),
     ("POST   /auth/logout/",                        401,       204,        204,          204,          204),
+    ("POST   /auth/password/change/",               401,       WRONG_PW,   WRONG_PW,     WRONG_PW,     WRONG_PW),
+    ("GET    /amenities/",                          200,       200,        200,          200,          200),
+    ("GET    /host/properties/",                    401,       NOT_A_HOST, 200,          200,          NOT_A_HOST),
     ("GET    /properties/",                         200,       200,        200,          200,          200),
     ("POST   /properties/",                         401,       NOT_A_HOST, 201,          201,          NOT_A_HOST),
     ("GET    /properties/{active}/",                200,       200,        200,          200,          200),
@@ -109,6 +115,8 @@ MATRIX = [
     ("PATCH  /properties/{inactive}/",              401,       HIDDEN,     200,          HIDDEN,       200),
     ("DELETE /properties/{inactive}/",              401,       HIDDEN,     204,          HIDDEN,       204),
     ("POST   /properties/{active}/images/",         401,       DENIED,     201,          DENIED,       201),
+    ("GET    /properties/{active}/images/{active_image}/file/", 302, 302, 302,      302,          302),
+    ("GET    /properties/{inactive}/images/{inactive_image}/file/", HIDDEN, HIDDEN, 302, HIDDEN,     302),
     ("GET    /properties/{active}/availability/",   200,       200,        200,          200,          200),
     ("GET    /properties/{active}/reviews/",        200,       200,        200,          200,          200),
     ("POST   /properties/{active}/reviews/",        401,       201,        NO_STAY,      NO_STAY,      NO_STAY),
@@ -155,6 +163,7 @@ BODIES = {
     "POST /properties/{active}/images/": lambda w: {"image": image_upload()},
     "POST /properties/{active}/reviews/": lambda w: {"rating": 5, "text": "Lovely."},
     "POST /bookings/": new_booking_body,
+    "POST /auth/password/change/": lambda w: {"current_password": "not-it", "new_password": "a-new-long-passphrase"},
 }
 MULTIPART = {"POST /properties/{active}/images/"}
 
@@ -207,8 +216,18 @@ def test_matrix_covers_every_api_endpoint():
             elif isinstance(pattern, URLPattern):
                 yield prefix + str(pattern.pattern)
 
-    public_auth = {"api/v1/auth/register/", "api/v1/auth/login/"}  # no permission to check: anyone may call them
-    routes = {route for route in walk(get_resolver().url_patterns) if route.startswith("api/v1/")} - public_auth
+    # No permission to check: anyone may call them.
+    public_auth = {
+        "api/v1/auth/register/",
+        "api/v1/auth/login/",
+        "api/v1/auth/password/reset/",
+        "api/v1/auth/password/reset/confirm/",
+    }
+    routes = {
+        re.sub(r"<int:\w+>", "<int:pk>", route)
+        for route in walk(get_resolver().url_patterns)
+        if route.startswith("api/v1/")
+    } - public_auth
     paths = {endpoint_of(row).split()[1].split("?")[0] for row in MATRIX}
     covered = {"api/v1/" + re.sub(r"\{\w+\}", "<int:pk>", path.lstrip("/")) for path in paths}
     assert routes <= covered, sorted(routes - covered)
@@ -242,7 +261,8 @@ def test_other_host_cannot_cancel_someone_elses_booking(world, other_host_client
 def test_guest_cannot_upload_images_to_someone_elses_property(world, guest_client):
     guest_client.post(f"{API}/properties/{world.ids['active']}/images/", {"image": image_upload()}, format="multipart")
 
-    assert not Property.objects.get(pk=world.ids["active"]).images.exists()
+    images = Property.objects.get(pk=world.ids["active"]).images.values_list("pk", flat=True)
+    assert list(images) == [world.ids["active_image"]]  # the host's own photo only
 
 
 def test_logout_revokes_the_token(guest_client):

@@ -87,6 +87,19 @@ def add_host_bookings(data: Data, start: int, stop: int) -> None:
         BookingFactory(guest=UserFactory(), property=PropertyFactory(host=data.host))
 
 
+def add_host_listings(data: Data, start: int, stop: int) -> None:
+    """The host's listings, active and not, each with two amenities and two images."""
+    for i in range(start, stop):
+        listing = PropertyFactory(host=data.host, amenities=data.amenities, is_active=bool(i % 2))
+        PropertyImageFactory(property=listing, position=0)
+        PropertyImageFactory(property=listing, position=1)
+
+
+def add_amenities(data: Data, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        AmenityFactory(slug=f"amenity-{i}", name=f"Amenity {i}")
+
+
 def add_payouts(data: Data, start: int, stop: int) -> None:
     for _ in range(start, stop):
         PayoutItemFactory(
@@ -188,6 +201,24 @@ SCENARIOS = [
         expect_rows=lambda n: n + 1,
     ),
     Scenario("payouts", "host_client", "/payouts/?page_size=100", add_payouts, queries=2),
+    # Token + count + page (cover image inline) + the page's amenity slugs.
+    Scenario(
+        "host's listings",
+        "host_client",
+        "/host/properties/?page_size=100",
+        add_host_listings,
+        queries=4,
+        expect_rows=lambda n: n + 1,
+    ),
+    Scenario(
+        "amenities",
+        "anon_client",
+        "/amenities/",
+        add_amenities,
+        queries=1,
+        rows=lambda r: len(r.json()),
+        expect_rows=lambda n: n + 2,  # and the two of the fixture
+    ),
     Scenario(
         "property detail",
         "anon_client",

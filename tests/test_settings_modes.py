@@ -144,11 +144,16 @@ def test_database_url_uses_psycopg_pool_sized_from_env(tmp_path):
 
     db = load_settings(env, tmp_path)["DATABASES"]["default"]
 
-    assert db["ENGINE"] == "django.db.backends.postgresql"
+    # Django's PostgreSQL backend behind the database circuit breaker (core/db/).
+    assert db["ENGINE"] == "core.db.postgresql"
     assert db["NAME"] == "staybase"
     assert db["HOST"] == "db.example.com"
     assert db["OPTIONS"]["pool"]["min_size"] == 3
     assert db["OPTIONS"]["pool"]["max_size"] == 17
+    # An outage must cost a short wait, and the pool must not back off through the recovery.
+    assert db["OPTIONS"]["pool"]["timeout"] == 1
+    assert db["OPTIONS"]["pool"]["reconnect_timeout"] == 1
+    assert db["OPTIONS"]["connect_timeout"] == 2
     # Django refuses a pool together with persistent connections.
     assert db["CONN_MAX_AGE"] == 0
 

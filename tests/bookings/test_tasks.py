@@ -6,7 +6,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import TestCase
 from django.utils import timezone
@@ -261,18 +261,70 @@ def test_process_payouts_command_dry_run_then_for_real(completed_stays):
     assert not Payout.objects.exists()
 
     out = StringIO()
+    earlier = (timezone.localdate() - DAYS(7)).isoformat()
+    call_command("process_payouts", f"--today={earlier}", stdout=out)  # catching up: only stays out by 10 days ago
+    assert "2 payout(s) to 2 host(s)" in out.getvalue()
+
+    out = StringIO()
     call_command("process_payouts", stdout=out)
-    assert "3 payout(s) to 2 host(s)" in out.getvalue()
-    assert Payout.objects.count() == 3
+    assert "2 payout(s) to 1 host(s)" in out.getvalue()
+    assert Payout.objects.count() == 4
 
     out = StringIO()
     call_command("process_payouts", stdout=out)
     assert "0 payout(s) to 0 host(s): nothing" in out.getvalue()
+    assert not PayoutItem.objects.filter(booking=completed_stays["held"]).exists()
 
-    out = StringIO()
+
+def test_process_payouts_refuses_a_day_after_today_as_a_bad_argument(completed_stays):
     later = (timezone.localdate() + DAYS(5)).isoformat()
-    call_command("process_payouts", f"--today={later}", stdout=out)  # the held stay is due by then
-    assert "1 payout(s) to 1 host(s)" in out.getvalue()
+
+    with pytest.raises(CommandError, match="after today") as refused:
+        call_command("process_payouts", f"--today={later}", stdout=StringIO())
+
+    assert refused.value.returncode == 2
+    assert not Payout.objects.exists()  # the held stay would have been paid early
+
+
+def sum_with_float_artefacts(host):
+    """Two stays whose amounts add up, as floats, to 0.30000000000000004."""
+    listing = PropertyFactory(host=host)
+    check_out = timezone.localdate() - DAYS(10)
+    for amount in (Decimal("0.10"), Decimal("0.20")):
+        BookingFactory(
+            property=listing,
+            status=BookingStatus.COMPLETED,
+            check_in=check_out - DAYS(1),
+            check_out=check_out,
+            subtotal=amount,
+            cleaning_fee=Decimal("0.00"),
+            service_fee=Decimal("0.00"),
+            host_fee=Decimal("0.00"),
+            total_price=amount,
+            host_payout_amount=amount,
+        )
+        check_out -= DAYS(2)
+
+
+def test_process_payouts_dry_run_prints_money_to_the_cent():
+    host = HostFactory()
+    sum_with_float_artefacts(host)
+    out = StringIO()
+
+    call_command("process_payouts", "--dry-run", stdout=out)
+
+    assert f"host {host.pk} <{host.email}>: would pay 0.30 EUR (2 stays)" in out.getvalue()
+    assert "would create 1 payout(s) to 1 host(s): 0.30 EUR." in out.getvalue()
+    assert "0.3000" not in out.getvalue()
+
+
+def test_process_payouts_prints_nothing_at_verbosity_zero(completed_stays):
+    out = StringIO()
+
+    call_command("process_payouts", "-v", "0", stdout=out)
+
+    assert out.getvalue() == ""
+    assert Payout.objects.count() == 3
 
 
 def test_complete_finished_stays_task():

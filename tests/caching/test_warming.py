@@ -292,7 +292,7 @@ def test_warm_cache_command_exits_one_when_a_target_failed(settings, market):
 
 
 def test_warm_cache_command_refuses_negative_limits(db):
-    with pytest.raises(CommandError, match="--hosts cannot be negative"):
+    with pytest.raises(CommandError, match="argument --hosts: -1 is negative"):
         call_command("warm_cache", "--hosts", "-1")
 
 

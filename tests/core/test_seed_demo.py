@@ -95,6 +95,14 @@ def test_seed_demo_bookings_respect_guests_hosts_and_dates():
     assert {BookingStatus.COMPLETED, BookingStatus.CONFIRMED} <= statuses
 
 
+def test_seed_demo_descriptions_promise_exactly_max_guests():
+    seed(properties=40)
+
+    for description, max_guests in Property.objects.values_list("description", "max_guests"):
+        expected = "for one guest." if max_guests == 1 else f"for up to {max_guests} guests."
+        assert description.endswith(expected), (description, max_guests)
+
+
 def test_seed_demo_reviews_completed_stays_and_summarises_ratings():
     seed()
 

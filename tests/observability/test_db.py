@@ -116,7 +116,7 @@ def test_slow_request_is_logged_with_query_count_and_db_time(settings, guest_cli
 
     [record] = [r for r in caplog.records if r.name == "staybase.request.slow"]
     assert record.request_id == "slow-1"
-    assert record.endpoint == "GET /api/v1/auth/me/"
+    assert record.endpoint == "GET auth-me"
     assert record.db_queries >= 1
     assert record.db_time_ms > 0
     assert f"{record.db_queries} queries" in record.getMessage()

@@ -163,3 +163,52 @@ def test_readiness_logs_a_change_once_not_every_probe(anon_client, monkeypatch, 
     assert records[0].levelno == logging.WARNING
     assert set(records[0].checks) == {"database"}
     assert not [r for r in caplog.records if r.name == "django.request"]  # no ERROR per probe
+
+
+# --- who sees the readiness details -------------------------------------------------------
+
+
+METRICS_TOKEN = "a-metrics-token-of-24-chars-or-more"
+
+
+@pytest.fixture
+def metrics_private(settings):
+    settings.METRICS_PUBLIC = False
+    settings.METRICS_BEARER_TOKEN = METRICS_TOKEN
+    settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+
+
+def test_readiness_shows_only_the_status_to_the_public_when_metrics_are_private(anon_client, metrics_private):
+    response = anon_client.get("/health/ready/", REMOTE_ADDR="203.0.113.9")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_failing_still_says_503_without_details(anon_client, metrics_private):
+    with mock.patch("observability.health.database_ping", side_effect=OperationalError("db.internal:5432 refused")):
+        response = anon_client.get("/health/ready/", REMOTE_ADDR="203.0.113.9")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "fail"}
+
+
+def test_readiness_details_go_to_the_metrics_bearer_token(anon_client, metrics_private):
+    response = anon_client.get(
+        "/health/ready/", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}"
+    )
+
+    assert response.json()["status"] == "ok"
+    assert {"database", "disk"} <= set(response.json()["checks"])
+
+
+def test_readiness_details_go_to_the_metrics_networks(anon_client, metrics_private):
+    response = anon_client.get("/health/ready/", REMOTE_ADDR="10.1.2.3")
+
+    assert "checks" in response.json()
+
+
+def test_readiness_with_a_wrong_token_gets_only_the_status(anon_client, metrics_private):
+    response = anon_client.get("/health/ready/", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer wrong-token")
+
+    assert response.json() == {"status": "ok"}

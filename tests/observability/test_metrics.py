@@ -295,3 +295,26 @@ def test_job_queue_depth_per_priority_and_failures(anon_client, django_capture_o
     assert value(samples, "staybase_jobs_finished_last_hour", priority="low", outcome="succeeded") == 1
     assert value(samples, "staybase_jobs_dead_letters_open", priority="normal") == 1
     assert value(samples, "staybase_metrics_source_up", source="jobs") == 1
+
+
+def test_the_database_circuit_breaker_is_exported_like_redis():
+    from caching.circuit import breaker_for
+    from observability.metrics import sync_process_counters
+
+    breaker = breaker_for("database")
+    breaker.reset()
+    sync_process_counters(force=True)  # the mirror starts from this process's current counts
+    opened_before = sample("staybase_circuit_breaker_events_total", {"breaker": "database", "event": "opened"})
+    try:
+        breaker.record_failure(ConnectionError("refused"))
+        sync_process_counters(force=True)
+
+        assert sample("staybase_circuit_breaker_open", {"breaker": "database"}) == 1
+        assert (
+            sample("staybase_circuit_breaker_events_total", {"breaker": "database", "event": "opened"})
+            == opened_before + 1
+        )
+    finally:
+        breaker.reset()
+        sync_process_counters(force=True)
+    assert sample("staybase_circuit_breaker_open", {"breaker": "database"}) == 0

@@ -151,3 +151,19 @@ def test_text_formatter_is_readable_and_shows_the_request_id():
     assert "ERROR" in line
     assert "[req-text-1] hello world" in line
     assert "[-] hello world" in TextFormatter().format(_record())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("post", "/api/v1/auth/login/", 400), ("get", "/api/v1/bookings/", 401), ("get", "/api/v1/nowhere/", 404)],
+)
+def test_a_4xx_is_logged_once_by_the_access_log(anon_client, caplog, method, path, status):
+    caplog.set_level(logging.DEBUG)
+
+    response = getattr(anon_client, method)(path, {"email": "x"} if method == "post" else None)
+
+    assert response.status_code == status
+    lines = [r for r in caplog.records if r.name in {"staybase.request", "django.request", "django.server"}]
+    assert [(r.name, r.getMessage().split(" ")[2]) for r in lines] == [("staybase.request", str(status))]
+    assert not logging.getLogger("django.server").isEnabledFor(logging.WARNING)  # runserver's own 4xx line
+    assert logging.getLogger("django.request").isEnabledFor(logging.ERROR)  # 5xx keep their traceback

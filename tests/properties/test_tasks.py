@@ -68,6 +68,8 @@ def test_upload_answers_with_the_original_and_thumbnails_follow(host_client, lis
         [body["id"]],
     )
 
+    uploaded_name = PropertyImage.objects.get(pk=body["id"]).image.name
+
     run_jobs()
 
     image = PropertyImage.objects.get(pk=body["id"])
@@ -83,13 +85,54 @@ def test_upload_answers_with_the_original_and_thumbnails_follow(host_client, lis
             assert thumbnail.format == "JPEG"
             assert max(thumbnail.size) == longest
             assert thumbnail.size[1] > thumbnail.size[0]  # portrait, like the oriented original
-    assert not default_storage.exists(body["url"].split("/media/")[-1])  # the file with metadata is gone
+    assert not default_storage.exists(uploaded_name)  # the file with metadata is gone
 
     detail = host_client.get(f"/api/v1/properties/{listing.pk}/").json()
     served = detail["images"][0]
     assert served["thumbnail_small_url"].endswith("-320.jpg")
     assert served["thumbnail_medium_url"].endswith("-800.jpg")
     assert served["url"] != body["url"]
+
+
+def follow(client, url: str):
+    """GET a URL the API handed out: its redirect, then the media file the storage holds."""
+    response = client.get(url)
+    assert response.status_code == 302, response.content
+    location = response["Location"]
+    assert location.startswith("http://testserver/media/")
+    return response, location.removeprefix("http://testserver/media/")
+
+
+def test_the_url_an_upload_answers_with_still_resolves_after_processing(host_client, anon_client, listing):
+    body = upload(host_client, listing, photo()).json()
+    assert body["url"] == f"http://testserver/api/v1/properties/{listing.pk}/images/{body['id']}/file/"
+    _, before = follow(anon_client, body["url"])
+    assert default_storage.exists(before)
+
+    run_jobs()
+
+    response, after = follow(anon_client, body["url"])
+    assert after != before  # the processed copy, under its new name
+    assert default_storage.exists(after)
+    assert not default_storage.exists(before)
+    assert response["Cache-Control"] == "no-cache"
+    image = PropertyImage.objects.get(pk=body["id"])
+    assert after == image.image.name
+    # Once processed, the API hands out the file itself: it never moves again.
+    detail = anon_client.get(f"/api/v1/properties/{listing.pk}/").json()
+    assert detail["images"][0]["url"] == f"http://testserver/media/{image.image.name}"
+    assert detail["cover_image"] == detail["images"][0]["url"]
+
+
+def test_the_image_address_of_an_inactive_listing_is_a_404_for_others(host_client, anon_client, listing):
+    body = upload(host_client, listing, photo()).json()
+    listing.is_active = False
+    listing.save(update_fields=["is_active"])
+
+    assert anon_client.get(body["url"]).status_code == 404
+    assert host_client.get(body["url"]).status_code == 302  # the host still sees their own listing
+    other = PropertyFactory()
+    assert anon_client.get(f"/api/v1/properties/{other.pk}/images/{body['id']}/file/").status_code == 404
 
 
 def test_png_with_transparency_keeps_its_format_and_gets_white_jpeg_thumbnails(host_client, listing):

@@ -1,15 +1,16 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from accounts.models import User
+from core.management.base import StaybaseCommand
 
 DEMO_STAFF_EMAIL = "admin@staybase.local"
 # Published in README.md on purpose: this account exists only for local demos.
 DEMO_STAFF_PASSWORD = "staybase-admin"  # noqa: S105
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = f"Create the demo staff superuser {DEMO_STAFF_EMAIL}, or reset its password. Refused in production."
 
     def handle(self, *args, **options) -> None:
@@ -21,4 +22,4 @@ class Command(BaseCommand):
             user.set_password(DEMO_STAFF_PASSWORD)
             user.save()
         action = "Created" if created else "Reset the password of"
-        self.stdout.write(f"{action} demo staff superuser {DEMO_STAFF_EMAIL} (password: {DEMO_STAFF_PASSWORD}).")
+        self.info(f"{action} demo staff superuser {DEMO_STAFF_EMAIL} (password: {DEMO_STAFF_PASSWORD}).")

@@ -1,13 +1,14 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus
 from bookings.services import bookings_complete_finished
+from core.management.base import StaybaseCommand
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = "Mark confirmed stays whose check-out has passed as completed (reviewable, payable). Idempotent."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -16,6 +17,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["dry_run"]:
             due = Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=timezone.localdate()).count()
-            self.stdout.write(self.style.SUCCESS(f"{due} stay(s) would be completed."))
+            self.success(f"{due} stay(s) would be completed.")
             return
-        self.stdout.write(self.style.SUCCESS(f"{bookings_complete_finished()} stay(s) completed."))
+        self.success(f"{bookings_complete_finished()} stay(s) completed.")

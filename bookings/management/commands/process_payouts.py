@@ -1,14 +1,14 @@
-import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from accounts.models import User
 from bookings.payout_runs import payouts_create_due
+from core.management.base import StaybaseCommand, bad_argument, iso_date
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = (
         "Pay every host their completed stays that checked out at least PAYOUT_HOLDING_DAYS ago. "
         "Safe to re-run or run beside the scheduled job: a stay is never paid twice."
@@ -18,16 +18,18 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Show what would be paid; create nothing.")
         parser.add_argument(
             "--today",
-            type=datetime.date.fromisoformat,
-            help="Act as if it were this day (YYYY-MM-DD); default: today.",
+            type=iso_date,
+            help="Act as if it were this day (YYYY-MM-DD, not after today: catching up); default: today.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        def progress(host: User, line: str) -> None:
-            if options["verbosity"] >= 1:
-                self.stdout.write(f"host {host.pk} <{host.email}>: {line}")
+        today = timezone.localdate()
+        if options["today"] and options["today"] > today:
+            # A later day would pay stays still inside the holding period.
+            raise bad_argument(f"--today {options['today']}: a day after today ({today}) cannot be acted on.")
 
-        run = payouts_create_due(
-            today=options["today"] or timezone.localdate(), dry_run=options["dry_run"], progress=progress
-        )
-        self.stdout.write(self.style.SUCCESS(f"Stays checked out by {run.checked_out_by}: {run.summary()}."))
+        def progress(host: User, line: str) -> None:
+            self.info(f"host {host.pk} <{host.email}>: {line}")
+
+        run = payouts_create_due(today=options["today"] or today, dry_run=options["dry_run"], progress=progress)
+        self.success(f"Stays checked out by {run.checked_out_by}: {run.summary()}.")

@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from caching import backend
 from caching.tasks import LOCAL_CACHE_NOTE, warm_cache_enqueue
@@ -11,9 +11,10 @@ from caching.warming import (
     DEFAULT_LIMIT_SEARCHES,
     cache_warm,
 )
+from core.management.base import StaybaseCommand, non_negative_int
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = (
         "Fill the response caches: hottest properties, popular searches, market data of the top cities, "
         "dashboards of active hosts. Idempotent (what is cached is left alone). Exit code 1 if a target failed."
@@ -22,12 +23,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="List what would be warmed; touch no cache.")
         parser.add_argument(
-            "--properties", type=int, default=DEFAULT_LIMIT_PROPERTIES, help="How many of the hottest properties."
+            "--properties",
+            type=non_negative_int,
+            default=DEFAULT_LIMIT_PROPERTIES,
+            help="How many of the hottest properties.",
         )
         parser.add_argument(
-            "--searches", type=int, default=DEFAULT_LIMIT_SEARCHES, help="How many top cities (search + market data)."
+            "--searches",
+            type=non_negative_int,
+            default=DEFAULT_LIMIT_SEARCHES,
+            help="How many top cities (search + market data).",
         )
-        parser.add_argument("--hosts", type=int, default=DEFAULT_LIMIT_HOSTS, help="How many active hosts' dashboards.")
+        parser.add_argument(
+            "--hosts", type=non_negative_int, default=DEFAULT_LIMIT_HOSTS, help="How many active hosts' dashboards."
+        )
         parser.add_argument(
             "--on-start",
             action="store_true",
@@ -38,23 +47,14 @@ class Command(BaseCommand):
         if options["on_start"]:
             self._on_start()
             return
-        for name in ("properties", "searches", "hosts"):
-            if options[name] < 0:
-                raise CommandError(f"--{name} cannot be negative.")
-
-        if not backend.is_redis() and not options["dry_run"]:
+        if not backend.is_redis() and not options["dry_run"] and self.verbosity >= 1:
             self.stderr.write(self.style.WARNING(f"Note: {LOCAL_CACHE_NOTE}."))
-
-        def progress(line: str) -> None:
-            if options["verbosity"] >= 1:
-                self.stdout.write(line)
-
         report = cache_warm(
             dry_run=options["dry_run"],
             limit_properties=options["properties"],
             limit_searches=options["searches"],
             limit_hosts=options["hosts"],
-            progress=progress,
+            progress=self.info,
         )
         if not report.ok:
             raise CommandError(f"{len(report.failed)} target(s) failed.", returncode=1)
@@ -67,7 +67,7 @@ class Command(BaseCommand):
         # starting together queue a single run (dedupe key), and the worker, which runs the
         # 15-minute warming anyway, does the work where its failures are tracked.
         if not settings.CACHE_WARM_ON_START:
-            self.stdout.write("CACHE_WARM_ON_START is off: not warming.")
+            self.info("CACHE_WARM_ON_START is off: not warming.")
             return
         record = warm_cache_enqueue()
-        self.stdout.write(f"Cache warming queued as job #{record.pk} (low priority).")
+        self.info(f"Cache warming queued as job #{record.pk} (low priority).")

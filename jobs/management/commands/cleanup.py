@@ -1,11 +1,12 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from core.management.base import StaybaseCommand
 from jobs.cleanup import cleanup_run
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = (
         "Delete what is past its retention: cancelled bookings (never with reviews or payouts), old host "
         "reports, expired idempotency keys and task effects, old job records and django-q2 results."
@@ -19,8 +20,7 @@ class Command(BaseCommand):
         verb = "would delete" if dry_run else "deleted"
 
         def progress(rule: str, count: int) -> None:
-            if options["verbosity"] >= 1:
-                self.stdout.write(f"{rule}: {verb} {count}")
+            self.info(f"{rule}: {verb} {count}")
 
         counts = cleanup_run(dry_run=dry_run, progress=progress)
-        self.stdout.write(self.style.SUCCESS(f"Cleanup {verb} {sum(counts.values())} row(s)."))
+        self.success(f"Cleanup {verb} {sum(counts.values())} row(s).")

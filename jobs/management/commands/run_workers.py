@@ -15,14 +15,15 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from core.management.base import StaybaseCommand
 from jobs.priorities import Priority, queue_name
 
 STOP_GRACE_S = 30
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = "Run the job workers: one django-q2 cluster per priority (critical, high, normal, low)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -55,7 +56,7 @@ class Command(BaseCommand):
                 # sentinel and workers instead of leaving them orphaned on the queue.
                 start_new_session=True,
             )
-            self.stdout.write(f"{queue}: qcluster pid {children[queue].pid}")
+            self.info(f"{queue}: qcluster pid {children[queue].pid}")
         failed = ""
         while not stopping:
             exited = [queue for queue, child in children.items() if child.poll() is not None]
@@ -66,7 +67,7 @@ class Command(BaseCommand):
         self._stop(children)
         if failed:
             raise CommandError(f"Job worker {failed}; stopped the others.")
-        self.stdout.write("Job workers stopped.")
+        self.info("Job workers stopped.")
 
     def _stop(self, children: dict[str, subprocess.Popen]) -> None:
         for child in children.values():

@@ -1,11 +1,10 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
+from core.management.base import StaybaseCommand
 from jobs.schedules import schedules_sync
 
 
-class Command(BaseCommand):
+class Command(StaybaseCommand):
     help = "Create or update the recurring job schedules (idempotent: a second run changes nothing)."
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -17,10 +16,8 @@ class Command(BaseCommand):
             ("deleted", result.deleted),
         ):
             for name in names:
-                self.stdout.write(f"{label:>9}  {name}")
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Schedules: {len(result.created)} created, {len(result.updated)} updated, "
-                f"{len(result.unchanged)} unchanged, {len(result.deleted)} deleted."
-            )
+                self.info(f"{label:>9}  {name}")
+        self.success(
+            f"Schedules: {len(result.created)} created, {len(result.updated)} updated, "
+            f"{len(result.unchanged)} unchanged, {len(result.deleted)} deleted."
         )

@@ -1,0 +1,474 @@
+"""The local cluster: Staybase scaled out on one machine, without containers.
+
+    python -m cluster.run up [--api N] [--port 8080]   (make cluster)
+    python -m cluster.run status                       (make cluster-status)
+    python -m cluster.run down                         (make cluster-down)
+
+``up`` starts, on loopback: a PostgreSQL primary and a streaming replica, PgBouncer in
+transaction mode in front of the primary, Redis master + replica watched by three Sentinels,
+N gunicorn API instances each in its own CPU-limited cgroup, the socket process when the
+real-time app is installed, one django-q2 cluster per priority (the low one also runs the
+scheduler), and nginx (least_conn over the API instances, WebSockets to the socket process,
+static files itself). It returns once every part answers, and prints the URL. Every process
+it starts is recorded in var/cluster/state.json; ``down`` stops exactly those and removes
+var/cluster. Nothing here touches the machine's own PostgreSQL or Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cluster.postgres import PostgresServer, init_primary, init_replica, wait_replayed
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / "var" / "cluster"
+STATE_FILE = STATE_DIR / "state.json"
+HOST = "127.0.0.1"
+CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
+DEBIAN_PACKAGES = {"nginx": "nginx", "pgbouncer": "pgbouncer", "redis-sentinel": "redis-sentinel"}
+SENTINEL_MASTER = "staybase"
+PRIORITIES = ("critical", "high", "normal", "low")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind((HOST, 0))
+        sockets.append(sock)
+        ports.append(sock.getsockname()[1])
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def ensure_packages() -> None:
+    missing = [package for binary, package in DEBIAN_PACKAGES.items() if shutil.which(binary) is None]
+    if not missing and Path("/usr/sbin/nginx").exists():
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"Missing Debian packages {missing}: apt-get install {' '.join(missing)} (as root)")
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = not policy.exists()
+    if created:  # the packages would start their own daemons on the standard ports
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
+    finally:
+        if created:
+            policy.unlink()
+
+
+class Cluster:
+    def __init__(self, state: dict):
+        self.state = state
+
+    # --- bookkeeping ------------------------------------------------------------------
+    def save(self) -> None:
+        STATE_FILE.write_text(json.dumps(self.state, indent=2))
+
+    def record(self, name: str, pid: int, **details) -> None:
+        self.state["processes"][name] = {"pid": pid, **details}
+        self.save()
+
+    def spawn(self, name: str, command: list[str], *, env: dict | None = None, cgroup_quota: float | None = None):
+        log = (STATE_DIR / "logs" / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env or os.environ.copy(), stdout=log, stderr=log, start_new_session=True
+        )
+        if cgroup_quota is not None:
+            self.limit_cpu(name, process.pid, cgroup_quota)
+        self.record(name, process.pid, command=command[0])
+        return process
+
+    def limit_cpu(self, name: str, pid: int, cpus: float) -> None:
+        """Its own cgroup (v1 cpu controller): at most ``cpus`` cores for the process and its children."""
+        group = CGROUP_ROOT / f"staybase-{self.state['id']}-{name}"
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text(str(int(cpus * 100000)))
+        (group / "cgroup.procs").write_text(str(pid))
+        self.state.setdefault("cgroups", []).append(str(group))
+        self.save()
+
+    # --- parts ------------------------------------------------------------------------
+    def start_postgres(self) -> None:
+        primary_port, replica_port, bouncer_port = free_ports(3)
+        primary = init_primary(STATE_DIR / "pg-primary", primary_port)
+        self.state["postgres"] = {"primary": primary_port, "replica": None, "pgbouncer": bouncer_port}
+        self.save()
+        primary.psql("CREATE DATABASE staybase")
+        replica = init_replica(primary, STATE_DIR / "pg-replica", replica_port)
+        self.state["postgres"]["replica"] = replica_port
+        self.save()
+        wait_replayed(primary, replica)
+        ini = STATE_DIR / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"staybase = host={HOST} port={primary_port} dbname=staybase user=postgres\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {HOST}\nlisten_port = {bouncer_port}\nunix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {STATE_DIR / 'pgbouncer.users'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {self.state['pgbouncer_pool']}\nmax_client_conn = 2000\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+        )
+        (STATE_DIR / "pgbouncer.users").write_text('"postgres" ""\n')
+        command = ["pgbouncer", str(ini)]
+        if os.geteuid() == 0:  # pgbouncer refuses to run as root
+            for path in (ini, STATE_DIR / "pgbouncer.users"):
+                shutil.chown(path, "postgres")
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self.spawn("pgbouncer", command)
+
+    def start_redis(self) -> None:
+        master, replica, *sentinels = free_ports(5)
+        self.state["redis"] = {"master": master, "replica": replica, "sentinels": sentinels}
+        self.save()
+        common = ["--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(STATE_DIR)]
+        self.spawn("redis-master", ["redis-server", "--port", str(master), *common])
+        self.spawn("redis-replica", ["redis-server", "--port", str(replica), "--replicaof", HOST, str(master), *common])
+        for number, port in enumerate(sentinels, start=1):
+            conf = STATE_DIR / f"sentinel-{number}.conf"
+            conf.write_text(
+                f"port {port}\nbind {HOST}\ndir {STATE_DIR}\n"
+                f"sentinel monitor {SENTINEL_MASTER} {HOST} {master} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} 10000\n"
+                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+            )
+            self.spawn(f"sentinel-{number}", ["redis-sentinel", str(conf)])
+
+    def app_env(self) -> dict[str, str]:
+        pg, redis = self.state["postgres"], self.state["redis"]
+        return {
+            **os.environ,
+            "DJANGO_ENV": "development",
+            "DJANGO_DEBUG": "0",
+            "DATABASE_URL": f"postgres://postgres@{HOST}:{pg['pgbouncer']}/staybase",
+            "DATABASE_PGBOUNCER": "1",
+            "DATABASE_REPLICA_URLS": f"postgres://postgres@{HOST}:{pg['replica']}/staybase",
+            "REDIS_URL": f"redis://{SENTINEL_MASTER}/0",
+            "REDIS_SENTINELS": ",".join(f"{HOST}:{port}" for port in redis["sentinels"]),
+            "TRUSTED_PROXIES": f"{HOST}/32",
+            "DB_POOL_MAX_SIZE": str(self.state["db_pool_per_instance"]),
+            "STATIC_ROOT": str(STATE_DIR / "static"),
+            "MEDIA_ROOT": str(STATE_DIR / "media"),
+            "CACHE_WARM_BASE_URLS": f"http://{HOST}:{self.state['port']}",
+        }
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.app_env(), check=True, stdout=subprocess.DEVNULL
+        )
+
+    def start_apps(self) -> None:
+        env = self.app_env()
+        # Migrations through the primary itself: PgBouncer's transaction mode has no session state.
+        migrate_env = {
+            **env,
+            "DATABASE_URL": f"postgres://postgres@{HOST}:{self.state['postgres']['primary']}/staybase",
+        }
+        migrate_env.pop("DATABASE_PGBOUNCER")
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=migrate_env, check=True)
+        self.manage("collectstatic", "--noinput")
+        self.manage("seed_demo", "--small", "--if-empty")
+        self.manage("create_demo_staff")
+        self.manage("setup_schedules")
+        api_ports = free_ports(self.state["api"])
+        self.state["api_ports"] = api_ports
+        for number, port in enumerate(api_ports, start=1):
+            name = f"api-{number}"
+            self.spawn(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    "config/gunicorn.py",
+                    "--bind",
+                    f"{HOST}:{port}",
+                    "config.wsgi:application",
+                ],
+                env={**env, "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
+                cgroup_quota=self.state["cpus_per_api"],
+            )
+        if (ROOT / "realtime").is_dir():
+            ws_port = free_ports(1)[0]
+            self.state["ws_port"] = ws_port
+            self.spawn(
+                "ws-1",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "config.asgi:application",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(ws_port),
+                    "--ws-per-message-deflate",
+                    "false",
+                    "--no-access-log",
+                ],
+                env={**env, "STAYBASE_INSTANCE": "ws-1"},
+                cgroup_quota=self.state["cpus_per_api"],
+            )
+        for priority in PRIORITIES:
+            self.spawn(
+                f"worker-{priority}",
+                [sys.executable, "manage.py", "qcluster"],
+                env={
+                    **env,
+                    "Q_CLUSTER_NAME": f"staybase-{priority}",
+                    "DB_POOL": "0",
+                    "Q_SCHEDULER": "1" if priority == "low" else "0",
+                },
+            )
+
+    def start_nginx(self) -> None:
+        api = "\n".join(
+            f"        server {HOST}:{port} max_fails=1 fail_timeout=5s;" for port in self.state["api_ports"]
+        )
+        ws_port = self.state.get("ws_port")
+        ws_location = (
+            """
+        location /api/v1/ws/ {
+            proxy_pass http://ws;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Request-ID $staybase_request_id;
+            proxy_read_timeout 3600s;
+        }"""
+            if ws_port
+            else ""
+        )
+        ws_upstream = f"    upstream ws {{ server {HOST}:{ws_port}; }}" if ws_port else ""
+        conf = STATE_DIR / "nginx.conf"
+        conf.write_text(
+            f"""worker_processes 1;
+pid {STATE_DIR / "nginx.pid"};
+error_log {STATE_DIR / "logs" / "nginx-error.log"} warn;
+events {{ worker_connections 16384; }}
+worker_rlimit_nofile 40000;
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path {STATE_DIR / "nginx-tmp"};
+    proxy_temp_path {STATE_DIR / "nginx-tmp"};
+    map $http_x_request_id $staybase_request_id {{ default $http_x_request_id; "" $request_id; }}
+    upstream api {{
+        least_conn;
+{api}
+        keepalive 64;
+    }}
+{ws_upstream}
+    server {{
+        listen {HOST}:{self.state["port"]};
+        client_max_body_size 12m;
+        location /static/ {{ alias {STATE_DIR / "static"}/; expires 30d; }}
+        location /media/ {{ alias {STATE_DIR / "media"}/; }}{ws_location}
+        location / {{
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Request-ID $staybase_request_id;
+            # Retried on the next instance only for idempotent methods (nginx's default), so a
+            # dead instance costs a POST one 502 at worst, never a double booking.
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 3;
+            proxy_connect_timeout 2s;
+        }}
+    }}
+}}
+"""
+        )
+        (STATE_DIR / "nginx-tmp").mkdir(exist_ok=True)
+        subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
+        self.spawn("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
+
+    # --- health -----------------------------------------------------------------------
+    def health(self) -> dict[str, str]:
+        report = {}
+        for name, entry in self.state["processes"].items():
+            report[name] = "running" if _alive(entry["pid"]) else "DEAD"
+        pg = self.state.get("postgres", {})
+        for role in ("primary", "replica"):
+            if pg.get(role):
+                server = PostgresServer(STATE_DIR / f"pg-{role}", pg[role])
+                try:
+                    in_recovery = server.psql("SELECT pg_is_in_recovery()")
+                    report[f"postgres-{role}"] = f"up (port {pg[role]}, in recovery: {in_recovery})"
+                except subprocess.CalledProcessError:
+                    report[f"postgres-{role}"] = "DOWN"
+        for number, port in enumerate(self.state.get("api_ports", []), start=1):
+            report[f"api-{number} /health/ready/"] = _http_status(port, "/health/ready/")
+        if self.state.get("ws_port"):
+            report["ws-1 /health/ready/"] = _http_status(self.state["ws_port"], "/health/ready/")
+        report["nginx /api/v1/properties/"] = _http_status(self.state["port"], "/api/v1/properties/")
+        return report
+
+    def wait_healthy(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            report = self.health()
+            if all(value.startswith(("running", "up", "200")) for value in report.values()):
+                return
+            time.sleep(0.5)
+        raise RuntimeError("not healthy in time:\n" + "\n".join(f"  {k}: {v}" for k, v in self.health().items()))
+
+    # --- stop -------------------------------------------------------------------------
+    def stop_all(self) -> None:
+        for name, entry in reversed(list(self.state["processes"].items())):
+            _stop_group(entry["pid"])
+            print(f"stopped {name} (pid {entry['pid']})")
+        for role in ("replica", "primary"):
+            if self.state.get("postgres", {}).get(role):
+                PostgresServer(STATE_DIR / f"pg-{role}", self.state["postgres"][role]).stop(mode="fast")
+                print(f"stopped postgres {role}")
+        for group in self.state.get("cgroups", []):
+            try:
+                Path(group).rmdir()
+            except OSError as exc:
+                print(f"could not remove cgroup {group}: {exc}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(pid: int, grace_s: float = 25) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _alive(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        if not _alive(pid):
+            return
+
+
+def _http_status(port: int, path: str) -> str:
+    try:
+        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+        connection.request("GET", path)
+        status = connection.getresponse().status
+        connection.close()
+        return str(status)
+    except OSError as exc:
+        return f"unreachable ({exc.__class__.__name__})"
+
+
+def load_state() -> Cluster | None:
+    if not STATE_FILE.exists():
+        return None
+    return Cluster(json.loads(STATE_FILE.read_text()))
+
+
+def up(args: argparse.Namespace) -> int:
+    if load_state() is not None:
+        print(f"A cluster is already recorded in {STATE_FILE}: make cluster-down first.", file=sys.stderr)
+        return 2
+    ensure_packages()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    (STATE_DIR / "logs").mkdir(parents=True)
+    STATE_DIR.chmod(0o755)
+    cluster = Cluster(
+        {
+            "id": str(os.getpid()),
+            "port": args.port,
+            "api": args.api,
+            "workers_per_api": args.workers,
+            "cpus_per_api": args.cpus,
+            "db_pool_per_instance": args.db_pool,
+            "pgbouncer_pool": 20,
+            "processes": {},
+        }
+    )
+    cluster.save()
+    try:
+        cluster.start_postgres()
+        cluster.start_redis()
+        cluster.start_apps()
+        cluster.start_nginx()
+        cluster.wait_healthy()
+    except BaseException:
+        print("The cluster did not come up; stopping what was started. Logs: var/cluster/logs/", file=sys.stderr)
+        cluster.stop_all()
+        STATE_FILE.unlink()
+        raise
+    for name, value in cluster.health().items():
+        print(f"  {name}: {value}")
+    print(f"Staybase cluster: http://{HOST}:{args.port}/  (make cluster-status, make cluster-down)")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    cluster = load_state()
+    if cluster is None:
+        print("No cluster is running (make cluster starts one).")
+        return 1
+    report = cluster.health()
+    for name, value in report.items():
+        print(f"  {name}: {value}")
+    return 0 if all(v.startswith(("running", "up", "200")) for v in report.values()) else 1
+
+
+def down(args: argparse.Namespace) -> int:
+    cluster = load_state()
+    if cluster is None:
+        print("No cluster is recorded; nothing to stop.")
+        return 0
+    cluster.stop_all()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    print("Cluster stopped and its data removed.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start the cluster and wait until every part is healthy")
+    start.add_argument("--api", type=int, default=2, help="API instances (default 2)")
+    start.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "8080")))
+    start.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per API instance")
+    start.add_argument("--cpus", type=float, default=0.5, help="CPU quota per API instance, in cores")
+    start.add_argument("--db-pool", type=int, default=4, help="psycopg pool size per API instance")
+    start.set_defaults(func=up)
+    commands.add_parser("status", help="each part's health").set_defaults(func=status)
+    commands.add_parser("down", help="stop what up started and remove its data").set_defaults(func=down)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

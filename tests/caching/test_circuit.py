@@ -1,0 +1,115 @@
+"""The circuit breaker shared by Redis and the database: open, half-open trial, probe."""
+
+import pytest
+
+from caching.circuit import CircuitBreaker, CircuitOpenError, breaker_for
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Down(Exception):
+    pass
+
+
+def fail() -> None:
+    raise Down("dependency down")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def opened(clock: Clock, threshold: int = 1) -> CircuitBreaker:
+    breaker = CircuitBreaker("dep", failure_threshold=threshold, reset_timeout=1.0, clock=clock)
+    for _ in range(threshold):
+        with pytest.raises(Down):
+            breaker.call(fail, errors=(Down,))
+    assert breaker.state == "open"
+    return breaker
+
+
+def test_open_circuit_refuses_without_calling(clock):
+    breaker = opened(clock, threshold=3)
+    calls = []
+
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: calls.append("called"), errors=(Down,))
+
+    assert calls == []
+    assert breaker.events["short_circuited"] == 1
+
+
+def test_without_a_probe_the_half_open_trial_is_the_call(clock):
+    breaker = opened(clock)
+    clock.now = 1.0
+
+    assert breaker.call(lambda: "answer", errors=(Down,)) == "answer"
+    assert breaker.state == "closed"
+
+
+def test_with_a_probe_a_dependency_still_down_costs_the_probe_not_the_call(clock):
+    breaker = opened(clock)
+    clock.now = 1.0
+    calls = []
+
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: calls.append("called"), errors=(Down,), probe=fail)
+
+    assert calls == []
+    assert breaker.state == "open"  # re-opened for another reset period
+    clock.now = 1.5
+    assert breaker.state == "open"
+    clock.now = 2.0
+    assert breaker.state == "half-open"
+
+
+def test_a_successful_probe_closes_the_circuit_and_the_call_runs(clock):
+    breaker = opened(clock)
+    clock.now = 1.0
+    steps = []
+
+    result = breaker.call(lambda: steps.append("call") or "answer", errors=(Down,), probe=lambda: steps.append("probe"))
+
+    assert result == "answer"
+    assert steps == ["probe", "call"]
+    assert breaker.state == "closed"
+    assert breaker.events["closed"] == 1
+
+
+def test_while_closed_the_probe_is_not_run(clock):
+    breaker = CircuitBreaker("dep", failure_threshold=1, reset_timeout=1.0, clock=clock)
+
+    assert breaker.call(lambda: "answer", errors=(Down,), probe=fail) == "answer"
+
+
+def test_one_probe_at_a_time_others_are_refused(clock):
+    breaker = opened(clock)
+    clock.now = 1.0
+    refused = []
+
+    def probe() -> None:
+        # While this trial runs, a concurrent call does not start a second one.
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: None, errors=(Down,), probe=probe)
+        refused.append(True)
+
+    breaker.call(lambda: None, errors=(Down,), probe=probe)
+
+    assert refused == [True]
+    assert breaker.state == "closed"
+
+
+def test_each_dependency_takes_its_own_settings(settings):
+    settings.CIRCUIT_BREAKERS = {"test-dependency": {"failure_threshold": 7, "reset_timeout": 0.25}}
+
+    breaker = breaker_for("test-dependency")
+
+    assert (breaker.failure_threshold, breaker.reset_timeout) == (7, 0.25)
+    assert breaker_for("redis").failure_threshold == settings.CIRCUIT_BREAKER_FAILURES
