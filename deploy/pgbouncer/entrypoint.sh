@@ -17,7 +17,6 @@ auth_file = /tmp/userlist.txt
 pool_mode = transaction
 max_client_conn = ${MAX_CLIENT_CONN:-1000}
 default_pool_size = ${DEFAULT_POOL_SIZE:-20}
-max_prepared_statements = ${MAX_PREPARED_STATEMENTS:-200}
 ignore_startup_parameters = extra_float_digits,options
 INI
 printf '"%s" "%s"\n' "$POSTGRES_USER" "$POSTGRES_PASSWORD" >/tmp/userlist.txt
