@@ -41,3 +41,11 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # views, and CONN_MAX_AGE with ASGI exhausted PostgreSQL connections), worker recycling with
 # jitter, Prometheus multiprocess metrics, logs in the app's format (JSON in production).
 CMD ["gunicorn", "-c", "config/gunicorn.py", "--no-control-socket", "config.wsgi:application"]
+
+# Real-time socket process (README: Real-time): the same image with another command, on its
+# own port behind the load balancer's /api/v1/ws/ route (same origin as the API):
+#   command: ["python", "manage.py", "runsockets", "--host", "0.0.0.0", "--port", "8001"]
+#   liveness  http://127.0.0.1:8001/health/
+#   readiness http://127.0.0.1:8001/health/ready/ (adds the channel layer check)
+# SIGTERM: clients get {"type": "reconnect"} and close 1012, then the process exits; give it
+# 15 s (terminationGracePeriodSeconds / stop_grace_period).

@@ -44,6 +44,7 @@ run: $(DEPS_STAMP)
 	$(MANAGE) setup_schedules
 	$(MANAGE) warm_cache --on-start
 	@echo "Staybase API on http://$(HOST):$(PORT)/api/docs/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops both."
+	@echo "WebSockets on ws://$(HOST):$(PORT)/api/v1/ws/ (runserver serves config.asgi; demo: http://$(HOST):$(PORT)/live/)."
 	@$(MANAGE) run_dev $(HOST):$(PORT)
 
 test: $(DEPS_STAMP)

@@ -2,6 +2,8 @@ from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.db.models.functions import Lower
 
+from caching.tracking import InvalidatingQuerySet
+
 
 class UserTier(models.TextChoices):
     FREE = "free", "Free"
@@ -9,7 +11,7 @@ class UserTier(models.TextChoices):
     ENTERPRISE = "enterprise", "Enterprise"
 
 
-class UserManager(BaseUserManager["User"]):
+class UserManager(BaseUserManager.from_queryset(InvalidatingQuerySet)):
     use_in_migrations = True
 
     def _create_user(self, email: str, password: str | None, **extra_fields) -> "User":

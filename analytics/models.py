@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from caching.tracking import InvalidatingManager
+
 
 class HostReport(models.Model):
     """A host's daily report: the figures of one day, kept for the record and emailed once."""
@@ -35,6 +37,8 @@ class MarketSnapshot(models.Model):
     as_of = models.DateField()
     data = models.JSONField()
     computed_at = models.DateTimeField()
+
+    objects = InvalidatingManager()
 
     class Meta:
         ordering = ["city_key"]

@@ -13,7 +13,6 @@ from django.utils import timezone
 from accounts.models import User
 from analytics.models import HostReport, MarketSnapshot
 from analytics.selectors import host_daily_report, market_cities, market_data
-from caching.invalidation import city_token, invalidate_on_commit
 from core.mail import send_templated_email
 from jobs.effects import effect_once
 
@@ -78,7 +77,7 @@ def market_snapshots_refresh(
 
     One transaction per city, so a long refresh never holds locks for long and a failure
     halfway keeps what was refreshed. The market responses cached for a city are
-    invalidated when its row changes.
+    invalidated when its row changes (analytics.cache.MARKET_SNAPSHOT).
     """
     cities = market_cities()
     result = MarketRefresh(refreshed=[], removed=[])
@@ -90,7 +89,6 @@ def market_snapshots_refresh(
                     city_key=key,
                     defaults={"city": name, "as_of": today, "data": data, "computed_at": timezone.now()},
                 )
-                invalidate_on_commit([f"market:{city_token(name)}"])
         result.refreshed.append(name)
         if progress:
             progress(name, data)

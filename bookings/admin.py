@@ -4,7 +4,6 @@ from django.http import HttpRequest
 
 from bookings.models import Booking, Payout, PayoutItem
 from bookings.services import (
-    booking_cache_invalidate,
     booking_cancel,
     booking_confirm,
     payout_mark_failed,
@@ -116,10 +115,6 @@ class BookingAdmin(admin.ModelAdmin):
             lambda booking: booking_confirm(booking=booking, actor=request.user),
             done="confirmed",
         )
-
-    def save_model(self, request: HttpRequest, obj: Booking, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        booking_cache_invalidate(obj, obj.property)
 
 
 class PayoutItemInline(ReadOnlyAdminMixin, admin.TabularInline):

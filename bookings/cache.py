@@ -2,7 +2,9 @@
 
 import datetime
 
-from caching.invalidation import city_token, user_namespace
+from caching import namespaces as ns
+from caching.namespaces import Namespace
+from caching.tracking import Row, Tracked
 
 
 def months_between(start: datetime.date, end: datetime.date) -> list[str]:
@@ -15,8 +17,8 @@ def months_between(start: datetime.date, end: datetime.date) -> list[str]:
     return months
 
 
-def availability_month_namespaces(check_in: datetime.date, check_out: datetime.date) -> list[str]:
-    return [f"avail:{month}" for month in months_between(check_in, check_out)]
+def availability_month_namespaces(check_in: datetime.date, check_out: datetime.date) -> list[Namespace]:
+    return [ns.availability_month(month) for month in months_between(check_in, check_out)]
 
 
 def booking_namespaces(
@@ -27,11 +29,35 @@ def booking_namespaces(
     city: str,
     check_in: datetime.date,
     check_out: datetime.date,
-) -> list[str]:
+) -> list[Namespace]:
     return [
-        f"availability:{property_id}",
+        ns.availability(property_id),
         *availability_month_namespaces(check_in, check_out),
-        user_namespace(guest_id),
-        user_namespace(host_id),
-        f"market:{city_token(city)}",
+        ns.user(guest_id),
+        ns.user(host_id),
+        ns.market(city),
     ]
+
+
+def _booking_row(row: Row) -> list[Namespace]:
+    return booking_namespaces(
+        property_id=row["property_id"],
+        host_id=row["property__host_id"],
+        guest_id=row["guest_id"],
+        city=row["property__city"],
+        check_in=row["check_in"],
+        check_out=row["check_out"],
+    )
+
+
+BOOKING = Tracked(
+    model="bookings.Booking",
+    fields=("property_id", "property__host_id", "property__city", "guest_id", "check_in", "check_out"),
+    namespaces=_booking_row,
+)
+# A host's payouts and financial summary.
+PAYOUT = Tracked(model="bookings.Payout", fields=("host_id",), namespaces=lambda row: [ns.user(row["host_id"])])
+PAYOUT_ITEM = Tracked(
+    model="bookings.PayoutItem", fields=("payout__host_id",), namespaces=lambda row: [ns.user(row["payout__host_id"])]
+)
+TRACKED = (BOOKING, PAYOUT, PAYOUT_ITEM)

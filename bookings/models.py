@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import F, Func, Q, Value
 
 from bookings.constraints import PostgresExclusionConstraint
+from caching.tracking import InvalidatingManager
 from properties.models import Currency
 
 
@@ -48,6 +49,8 @@ class Booking(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvalidatingManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -115,6 +118,8 @@ class Payout(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
 
+    objects = InvalidatingManager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["host", "-created_at"], name="payout_host_created_idx")]
@@ -139,6 +144,8 @@ class PayoutItem(models.Model):
     booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="payout_items")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     released = models.BooleanField(default=False)
+
+    objects = InvalidatingManager()
 
     class Meta:
         constraints = [

@@ -8,31 +8,17 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
-from bookings.cache import booking_namespaces
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus, Payout, PayoutItem, PayoutStatus
 from bookings.pricing import booking_quote
-from caching.invalidation import invalidate_on_commit, user_namespace
 from core.exceptions import Conflict, Forbidden, InvalidInput
 from jobs.services import enqueue
 from properties.models import Property
+from realtime.events import booking_event_emit, bookings_event_emit, payout_event_emit
 
 OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
 # By name: bookings.tasks imports this module.
 BOOKING_EMAILS_TASK = "bookings.tasks.send_booking_emails"
 PAYOUT_EMAIL_TASK = "bookings.tasks.send_payout_email"
-
-
-def booking_cache_invalidate(booking: Booking, property: Property) -> None:
-    invalidate_on_commit(
-        booking_namespaces(
-            property_id=property.pk,
-            host_id=property.host_id,
-            guest_id=booking.guest_id,
-            city=property.city,
-            check_in=booking.check_in,
-            check_out=booking.check_out,
-        )
-    )
 
 
 class BookingConflict(Conflict):
@@ -120,8 +106,8 @@ def booking_create(
             if OVERLAP_CONSTRAINT in str(exc):
                 raise BookingConflict() from None
             raise
-        booking_cache_invalidate(booking, property)
         _notify(booking, "requested")
+        booking_event_emit(booking=booking, host_id=property.host_id, event="booking.created")
         return booking
 
 
@@ -138,8 +124,8 @@ def booking_cancel(*, booking: Booking, actor: User, today: datetime.date | None
         booking.status = BookingStatus.CANCELLED
         booking.cancelled_at = timezone.now()
         booking.save(update_fields=["status", "cancelled_at", "updated_at"])
-        booking_cache_invalidate(booking, booking.property)
         _notify(booking, "cancelled")
+        booking_event_emit(booking=booking, host_id=booking.property.host_id, event="booking.cancelled")
         return booking
 
 
@@ -153,8 +139,8 @@ def booking_confirm(*, booking: Booking, actor: User) -> Booking:
         booking.status = BookingStatus.CONFIRMED
         booking.confirmed_at = timezone.now()
         booking.save(update_fields=["status", "confirmed_at", "updated_at"])
-        booking_cache_invalidate(booking, booking.property)
         _notify(booking, "confirmed")
+        booking_event_emit(booking=booking, host_id=booking.property.host_id, event="booking.confirmed")
         return booking
 
 
@@ -163,9 +149,14 @@ def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
     """Confirmed stays whose check-out has passed become completed (reviewable, payable)."""
     today = today or timezone.localdate()
     finished = Booking.objects.filter(status=BookingStatus.CONFIRMED, check_out__lte=today)
-    people = set(finished.values_list("guest_id", "property__host_id"))
-    invalidate_on_commit(user_namespace(pk) for pair in people for pk in pair)
-    return finished.update(status=BookingStatus.COMPLETED, updated_at=timezone.now())
+    completing = list(finished.select_for_update(of=("self",)).select_related("property").order_by("pk"))
+    count = Booking.objects.filter(pk__in=[b.pk for b in completing]).update(
+        status=BookingStatus.COMPLETED, updated_at=timezone.now()
+    )
+    for booking in completing:
+        booking.status = BookingStatus.COMPLETED
+    bookings_event_emit(bookings=[(b, b.property.host_id) for b in completing], event="booking.completed")
+    return count
 
 
 def payout_eligible_bookings(*, host: User, checked_out_by: datetime.date | None = None):
@@ -217,9 +208,9 @@ def payout_request(*, host: User, checked_out_by: datetime.date | None = None) -
                     payouts.append(payout)
         except IntegrityError:
             raise Conflict("Some of these bookings are already being paid out.", code="payout_conflict") from None
-        invalidate_on_commit([user_namespace(host.pk)])
         for payout in payouts:
             enqueue(PAYOUT_EMAIL_TASK, payout.pk, dedupe_key=f"payout:{payout.pk}:email")
+            payout_event_emit(payout=payout, event="payout.requested")
         return payouts
 
 
@@ -231,7 +222,7 @@ def payout_mark_paid(*, payout: Payout) -> Payout:
         payout.status = PayoutStatus.PAID
         payout.paid_at = timezone.now()
         payout.save(update_fields=["status", "paid_at", "updated_at"])
-        invalidate_on_commit([user_namespace(payout.host_id)])
+        payout_event_emit(payout=payout, event="payout.paid")
         return payout
 
 
@@ -245,5 +236,5 @@ def payout_mark_failed(*, payout: Payout, reason: str) -> Payout:
         payout.failure_reason = reason[:255]
         payout.save(update_fields=["status", "failure_reason", "updated_at"])
         payout.items.update(released=True)
-        invalidate_on_commit([user_namespace(payout.host_id)])
+        payout_event_emit(payout=payout, event="payout.failed")
         return payout

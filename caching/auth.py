@@ -2,31 +2,45 @@
 
 DRF's TokenAuthentication reads the token and its user on every request. Here the
 token's user context (the user row's fields) is cached for ``CACHE_TTLS["auth"]``
-seconds under a digest of the key, and forgotten at once when the token is deleted
-(logout) or the user row changes (password, deactivation, tier, staff or host flag):
-see caching.signals. With the cache unreachable it falls back to the database.
+seconds under a digest of the key. With the cache unreachable it falls back to the
+database. A hit is one Redis round trip: one MGET of the context, the token's change
+mark and the global generation; a context is served only if it carries both as they
+are now. Both are read *before* the database, so a value read from the database before
+a change can never be served after it.
 
-Forgetting writes a short-lived tombstone rather than deleting, and contexts are only
-ever *added*: a request that read the token from the database just before a logout
-cannot put the revoked token back into the cache after it.
+Revocation holds whatever Redis does:
+
+* When the token is deleted (logout) or the user row changes (password, deactivation,
+  tier, staff or host flag; see caching.signals), the token's change mark is set to
+  "pending" at once (nothing is served or stored under it) and to a new version when the
+  transaction commits: contexts stored before no longer match, contexts read from the
+  database after the commit are cached again at once. If the commit never comes (a crash,
+  a rollback), the token is simply read from the database until the mark expires.
+* A mark that cannot be written (Redis hung or down, the circuit open) is a lost
+  invalidation: before this process reads Redis again it bumps the global generation
+  (caching.backend.resync), which leaves every context stored before unservable; so does
+  every process that saw Redis unreachable while the mark was lost.
 """
 
 import hashlib
+import time
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import router
+from django.db import router, transaction
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
 from caching import backend
-from caching.keys import cache_key
+from caching.backend import GLOBAL_NAMESPACE as GLOBAL
+from caching.keys import cache_key, generation_key
 from caching.layer import enabled, ttl_for
 from caching.stats import cache_stats_counter
 
 KIND = "auth"
-TOMBSTONE = "revoked-or-changed"
+PENDING = "pending"
+GLOBAL_GENERATION_KEY = generation_key(GLOBAL)
 # The user fields the API reads from request.user; anything else is loaded on access
 # (deferred), and save() on such an instance writes only these fields.
 CONTEXT_FIELDS = (
@@ -45,7 +59,15 @@ CONTEXT_FIELDS = (
 
 
 def auth_cache_key(token_key: str) -> str:
-    return cache_key(KIND, hashlib.sha256(token_key.encode()).hexdigest()[:32])
+    return cache_key(KIND, _digest(token_key))
+
+
+def auth_changed_key(token_key: str) -> str:
+    return cache_key(KIND, "changed", _digest(token_key))
+
+
+def _digest(token_key: str) -> str:
+    return hashlib.sha256(token_key.encode()).hexdigest()[:32]
 
 
 def _context(user: Any) -> dict[str, Any]:
@@ -63,29 +85,42 @@ class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str):
         if not enabled():
             return super().authenticate_credentials(key)
-        cache_key_ = auth_cache_key(key)
-        context = backend.get_many(KIND, [cache_key_]).get(cache_key_)
-        if isinstance(context, dict):
+        digest = _digest(key)
+        context_key, changed_key = cache_key(KIND, digest), cache_key(KIND, "changed", digest)
+        found = backend.get_many(KIND, [context_key, changed_key, GLOBAL_GENERATION_KEY])
+        stored, generation = found.get(context_key), found.get(GLOBAL_GENERATION_KEY)
+        tags = (generation, found.get(changed_key))
+        if isinstance(stored, tuple) and generation is not None and tags[1] != PENDING and stored[:2] == tags:
             cache_stats_counter.add(KIND, "hits")
-            user = _user_from_context(context)
+            user = _user_from_context(stored[2])
         else:
             cache_stats_counter.add(KIND, "misses")
+            if generation is None:  # first use, or the counter expired: created before the database read
+                tags = (backend.ensure_generations(KIND, [GLOBAL]).get(GLOBAL), tags[1])
             try:
                 token = Token.objects.select_related("user").get(key=key)
             except Token.DoesNotExist:
                 raise AuthenticationFailed("Invalid token.") from None
             user = token.user
-            # add(), never set(): it fails while a tombstone from a recent change is present.
-            if context is None and user.is_active and backend.add(KIND, cache_key_, _context(user), ttl_for(KIND)):
-                cache_stats_counter.add(KIND, "sets")
+            if tags[0] is not None and tags[1] != PENDING and user.is_active:
+                stored = (*tags, _context(user))
+                if backend.set_value(KIND, context_key, stored, ttl_for(KIND)):
+                    cache_stats_counter.add(KIND, "sets")
         if not user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")
         return user, Token(key=key, user=user)
 
 
 def auth_cache_forget_tokens(token_keys: list[str]) -> None:
+    _mark(token_keys, PENDING)
+    transaction.on_commit(lambda: _mark(token_keys, time.time_ns()))
+
+
+def _mark(token_keys: list[str], value: object) -> None:
+    # The mark outlives every context stored under its previous value.
     for key in token_keys:
-        backend.set_value(KIND, auth_cache_key(key), TOMBSTONE, ttl_for(KIND))
+        if not backend.set_value(KIND, auth_changed_key(key), value, 2 * ttl_for(KIND)):
+            backend.invalidation_lost()
 
 
 def auth_cache_forget_user(user_id: int) -> None:

@@ -16,18 +16,18 @@ from django.core.cache import cache
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
-from caching.circuit import CircuitOpenError, breaker_for
+from caching.circuit import CircuitBreaker, CircuitOpenError, breaker_for
 from caching.keys import generation_key, raw_key
+from caching.namespaces import EVERYTHING
 from caching.stats import cache_stats_counter
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STORE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
-GLOBAL_NAMESPACE = "all"
-# Set when an invalidation could not reach Redis; the next successful call repairs it by
-# bumping the namespace every entry depends on, so nothing cached before is served again.
-_lost_invalidations = False
+# Every entry (responses, selectors, auth contexts) depends on this namespace: bumping it
+# invalidates everything at once, after an outage may have swallowed invalidations.
+GLOBAL_NAMESPACE = EVERYTHING
 INVALIDATION_CHANNEL_PARTS = ("cache", "invalidations")
 
 
@@ -53,26 +53,34 @@ def guarded(kind: str, func: Callable[[], T], default: T) -> T:
     """Run a cache call; a Redis failure or an open circuit counts as an error and yields ``default``."""
     if not is_redis():
         return func()
-    if _lost_invalidations and kind != "invalidation":
-        _repair_lost_invalidations()
+    breaker = breaker_for("redis")
     try:
-        return breaker_for("redis").call(func, errors=STORE_ERRORS)
+        if kind != "invalidation" and breaker.resync_needed:
+            resync(breaker)
+        return breaker.call(func, errors=STORE_ERRORS)
     except CircuitOpenError:
         cache_stats_counter.add(kind, "errors")
         return default
     except STORE_ERRORS as exc:
         cache_stats_counter.add(kind, "errors")
-        logger.warning("cache %s call failed, answering from the database: %s", kind, exc)
+        logger.debug("cache %s call failed, answering from the database: %s", kind, exc)
         return default
 
 
-def _repair_lost_invalidations() -> None:
-    """Before Redis answers anything again, invalidate everything once: some writes could not
-    bump their generations while it was unreachable. If this bump fails too, the flag stays."""
-    global _lost_invalidations
-    _lost_invalidations = False
-    logger.warning("Redis is reachable again: invalidating every cache entry once (invalidations were lost)")
-    bump_generations([GLOBAL_NAMESPACE])
+def resync(breaker: CircuitBreaker) -> None:
+    """Before Redis answers anything after invalidations may have been lost (a write failed, or
+    the circuit opened: then any process may have lost one), invalidate everything once.
+
+    Raises CircuitOpenError or a store error while Redis is still unreachable; nothing is
+    logged then (the breaker logs the outage once), and the next call tries again.
+    """
+    from caching import l1
+
+    mark = breaker.lost_writes()
+    generations = breaker.call(lambda: _bump_redis([GLOBAL_NAMESPACE]), errors=STORE_ERRORS)
+    breaker.resynced(mark)
+    l1.note_generations(generations)
+    logger.info("Cache resynchronised after Redis was unreachable: every entry stored before is invalidated")
 
 
 def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
@@ -83,7 +91,7 @@ def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
 
 def reads_trusted() -> bool:
     """False while invalidations lost in an outage await their repair (the next guarded call)."""
-    return not _lost_invalidations
+    return not is_redis() or not breaker_for("redis").resync_needed
 
 
 def redis_names(keys: list[str]) -> list[str]:
@@ -166,20 +174,26 @@ def bump_generations(namespaces: Iterable[str]) -> None:
     if is_redis():
         from caching import l1
 
-        global _lost_invalidations
         generations = guarded("invalidation", lambda: _bump_redis(namespaces), None)
         if generations is not None:
             l1.note_generations(generations)
         else:
-            # Redis is unreachable: the bump is lost, so nothing cached before it may be trusted.
-            _lost_invalidations = True
-            l1.clear()
+            invalidation_lost()
     else:
         for ns in namespaces:
             key = generation_key(ns)
             cache.add(key, fresh_generation(), generation_ttl())
             cache.incr(key)
             cache.touch(key, generation_ttl())
+
+
+def invalidation_lost() -> None:
+    """An invalidation could not reach Redis: nothing cached before it may be trusted again
+    until the resync (the next call that reaches Redis) has invalidated everything."""
+    from caching import l1
+
+    breaker_for("redis").note_lost_write()
+    l1.clear()
 
 
 def _bump_redis(namespaces: list[str]) -> dict[str, int]:

@@ -7,6 +7,14 @@ may pass a cheap ``probe`` that is the trial instead of its call (the database's
 bare connect): a dependency still down then costs the probe, not a full call.
 State is per process, which is what matters: each process stops waiting on its own.
 Redis (cache, rate limits, metrics stores) and the database (core.db) each have one.
+
+Only state changes are logged: one line when the dependency goes down (closed -> open)
+and one when it is back (-> closed); a failed half-open trial is not news.
+
+While the circuit is open, callers skip their writes too, and a write skipped or failed
+anywhere may have been an invalidation. So an opening (or a caller's ``note_lost_write``)
+leaves ``resync_needed`` set until a caller has resynchronised the dependency and says so
+with ``resynced``: see caching.backend.
 """
 
 import logging
@@ -42,6 +50,9 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_in_flight = False
+        # Lost writes counted, and how many of them the last resync covered.
+        self._lost_writes = 0
+        self._resynced_writes = 0
         self.events: Counter[str] = Counter()
 
     @property
@@ -71,7 +82,7 @@ class CircuitBreaker:
     def record_success(self) -> None:
         with self._lock:
             if self._opened_at is not None:
-                logger.warning("%s circuit closed: dependency is back", self.name)
+                logger.warning("%s is reachable again: circuit closed", self.name)
                 self.events["closed"] += 1
             self._failures = 0
             self._opened_at = None
@@ -83,10 +94,15 @@ class CircuitBreaker:
             self._failures += 1
             was_half_open = self._trial_in_flight
             self._trial_in_flight = False
-            if was_half_open or (self._opened_at is None and self._failures >= self.failure_threshold):
+            if was_half_open:
+                self._opened_at = self._clock()  # still down: wait another reset_timeout
+            elif self._opened_at is None and self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
+                self._lost_writes += 1
                 self.events["opened"] += 1
-                logger.error("%s circuit opened after %d failure(s): %s", self.name, self._failures, exc)
+                logger.error(
+                    "%s is unreachable: circuit opened after %d failure(s): %s", self.name, self._failures, exc
+                )
 
     def call(
         self,
@@ -121,11 +137,30 @@ class CircuitBreaker:
         self.record_success()
         return result
 
+    def note_lost_write(self) -> None:
+        """A write to the dependency failed or was skipped: its state may be stale from now on."""
+        with self._lock:
+            self._lost_writes += 1
+
+    @property
+    def resync_needed(self) -> bool:
+        return self._lost_writes != self._resynced_writes
+
+    def lost_writes(self) -> int:
+        """A mark to pass to ``resynced`` once the resync that started now has succeeded."""
+        return self._lost_writes
+
+    def resynced(self, lost_writes: int) -> None:
+        """The resync begun at ``lost_writes`` succeeded; writes lost after that still count."""
+        with self._lock:
+            self._resynced_writes = max(self._resynced_writes, lost_writes)
+
     def reset(self) -> None:
         with self._lock:
             self._failures = 0
             self._opened_at = None
             self._trial_in_flight = False
+            self._lost_writes = self._resynced_writes = 0
             self.events.clear()
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from accounts.models import User
 from caching import backend, layer
+from caching import namespaces as ns
 from caching.auth import auth_cache_forget_user
-from caching.invalidation import user_namespace
 from core.exceptions import NotFound
 from properties.cache import listing_namespaces
 from properties.models import Property
@@ -44,7 +44,7 @@ def cache_invalidate_user(*, user_id: int, actor: User) -> CacheInvalidation:
     and the user context cached for each of their tokens."""
     if not User.objects.filter(pk=user_id).exists():
         raise NotFound("No user with this id.")
-    namespaces = [user_namespace(user_id)]
+    namespaces = [ns.user(user_id)]
     layer.invalidate(namespaces)
     auth_cache_forget_user(user_id)
     logger.info("cache of user %s invalidated by user %s", user_id, actor.pk)

@@ -2,7 +2,7 @@
 
 from rest_framework.request import Request
 
-from caching.invalidation import user_namespace
+from caching import namespaces as ns
 from caching.keys import params_digest
 from caching.responses import CacheSpec
 
@@ -20,6 +20,6 @@ def per_user(request: Request, *parts: object, also: list[str] | None = None) ->
     viewer = request.user.pk
     return CacheSpec(
         key_parts=[f"u{viewer}", *parts, params_digest(request.query_params)],
-        namespaces=[user_namespace(viewer), *(also or [])],
+        namespaces=[ns.user(viewer), *(also or [])],
         per_user=True,
     )

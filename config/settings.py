@@ -56,6 +56,10 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 CSRF_FAILURE_VIEW = "core.exceptions.json_csrf_failure"  # JSON in the error shape, not Django's HTML page
 
 INSTALLED_APPS = [
+    # --- Real-time (issue 11): daphne first, so `manage.py runserver` serves config.asgi
+    # (HTTP and WebSockets on one address) in development.
+    "daphne",
+    # --- end real-time
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -69,7 +73,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc assets served from here, not a CDN
     "django_q",
-    "django_ratelimit",
     "django_prometheus",
     "corsheaders",
     "core",
@@ -80,6 +83,8 @@ INSTALLED_APPS = [
     "caching",
     "jobs",
     "observability",
+    "channels",  # real-time (issue 11)
+    "realtime",  # real-time (issue 11)
 ]
 
 MIDDLEWARE = [
@@ -101,7 +106,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_ratelimit.middleware.RatelimitMiddleware",
     # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
     "core.db.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -405,19 +409,24 @@ CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", False)
 # --- Rate limits (core/throttling.py, state in caching/ratelimit.py) ------------------
 # Rules are data: rate "N/unit" (s, min, h, day, or e.g. "15min"), scope (ip, user, account,
 # global, endpoint, object), algorithm (sliding_window, gcra, fixed_window), burst for gcra,
-# fail "open" or "closed" when the store is unreachable, tiered (user tier multiplies),
+# fail "open" or "closed" when the store is unreachable ("closed": counted per process
+# while Redis is unreachable, see core/throttling.py), tiered (user tier multiplies),
 # staff_exempt. RATE_LIMIT_OVERRIDES="login_ip=20/min,default=1000/min" changes rates by env;
 # RATE_LIMIT_SCALE multiplies every limit (load tests keep throttles on with raised limits).
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_SCALE = float(env_str("RATE_LIMIT_SCALE", "1"))
 RATE_LIMIT_OVERRIDES = env_str("RATE_LIMIT_OVERRIDES")
 RATE_LIMIT_TIER_MULTIPLIERS = {"free": 1, "pro": 5, "enterprise": 20}
+# The admin login (an HTML view DRF's throttles do not see), per client IP and per account.
+ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/min")
 RATE_LIMIT_RULES = {
     "global_ip": {"rate": "600/min", "scope": "ip", "algorithm": "gcra", "burst": 100, "tiered": False},
     "default": {"rate": "100/min", "scope": "user"},
     "staff": {"rate": "500/min", "scope": "user", "tiered": False},
     "login_ip": {"rate": "5/min", "scope": "ip", "fail": "closed", "tiered": False, "staff_exempt": False},
     "login_account": {"rate": "5/min", "scope": "account", "fail": "closed", "tiered": False, "staff_exempt": False},
+    "admin_login_ip": {"rate": ADMIN_LOGIN_RATE, "scope": "ip", "fail": "closed", "tiered": False},
+    "admin_login_account": {"rate": ADMIN_LOGIN_RATE, "scope": "account", "fail": "closed", "tiered": False},
     "register_ip": {"rate": "3/min", "scope": "ip", "tiered": False, "staff_exempt": False},
     # Password change (a guess at the current password) and reset (emails, token guesses).
     "password_change": {"rate": "10/h", "scope": "user", "tiered": False, "staff_exempt": False},
@@ -434,6 +443,7 @@ RATE_LIMIT_RULES = {
     "market_data": {"rate": "20/h", "scope": "user"},
     "financial_summary": {"rate": "100/h", "scope": "user"},
     "payouts": {"rate": "20/h", "scope": "user"},
+    "realtime_staff_send": {"rate": "30/min", "scope": "user", "tiered": False, "staff_exempt": False},  # issue 11
 }
 # URL name -> HTTP method -> rules (besides global_ip, always checked). Unlisted: "default".
 RATE_LIMIT_ENDPOINTS = {
@@ -449,6 +459,8 @@ RATE_LIMIT_ENDPOINTS = {
     "analytics-market": {"GET": ["market_data"]},
     "financial-summary": {"GET": ["financial_summary"]},
     "payout-list": {"GET": ["payouts"], "POST": ["payouts"]},
+    "ws-broadcast": {"POST": ["realtime_staff_send"]},  # issue 11
+    "ws-send-to-property": {"POST": ["realtime_staff_send"]},  # issue 11
 }
 # --- CORS (django-cors-headers) ------------------------------------------------------
 # Browser apps on these origins (https://app.example.com) may call the API; default none.
@@ -468,14 +480,6 @@ CORS_EXPOSE_HEADERS = [
 CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE_S", 600)
 
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024)
-# django-ratelimit guards the HTML views DRF's throttles do not see (the admin login).
-ADMIN_LOGIN_RATE = env_str("ADMIN_LOGIN_RATE", "10/m")
-RATELIMIT_VIEW = "core.exceptions.json_too_many_requests"
-RATELIMIT_FAIL_OPEN = False  # a login limiter that cannot count refuses rather than guesses
-if not REDIS_URL:
-    # The embedded default is one process, so the local-memory counter is exact; the check
-    # exists for multi-process deployments, which run with REDIS_URL (django_redis backend).
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated). Empty: never.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3)
@@ -597,6 +601,46 @@ SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
 SENTRY_RELEASE = env_str("SENTRY_RELEASE")
 SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
 SENTRY_SEND_DEFAULT_PII = env_bool("SENTRY_SEND_DEFAULT_PII", False)
+
+# --- Real-time (realtime/, issue 11; README: Real-time) ------------------------------------
+# With REDIS_URL, channels-redis carries each committed event to every socket process at once;
+# without it the in-memory layer serves one process. Either way the event log table is what
+# delivery and resume rely on: socket processes poll it every REALTIME_POLL_INTERVAL_S.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [env_str("CHANNEL_LAYER_REDIS_URL", REDIS_URL)], "prefix": "sb-rt"},
+        }
+    }
+    if REDIS_SENTINELS and not env_str("CHANNEL_LAYER_REDIS_URL"):
+        _master = urlsplit(REDIS_URL)
+        CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+            {"master_name": _master.hostname, "sentinels": REDIS_SENTINELS, "db": int(_master.path.strip("/") or 0)}
+        ]
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REALTIME_POLL_INTERVAL_S = float(env_str("REALTIME_POLL_INTERVAL_S", "0.2"))
+REALTIME_GAP_TIMEOUT_S = float(env_str("REALTIME_GAP_TIMEOUT_S", "30"))
+REALTIME_REVALIDATE_INTERVAL_S = float(env_str("REALTIME_REVALIDATE_INTERVAL_S", "0.5"))
+REALTIME_PRESENCE_INTERVAL_S = float(env_str("REALTIME_PRESENCE_INTERVAL_S", "5"))
+REALTIME_AUTH_TIMEOUT_S = float(env_str("REALTIME_AUTH_TIMEOUT_S", "10"))
+REALTIME_KEEP_EVENTS = env_int("REALTIME_KEEP_EVENTS", 1000)
+REALTIME_KEEP_SECONDS = env_int("REALTIME_KEEP_SECONDS", 600)
+REALTIME_REPLAY_BATCH = env_int("REALTIME_REPLAY_BATCH", 500)
+REALTIME_MAX_MESSAGE_BYTES = env_int("REALTIME_MAX_MESSAGE_BYTES", 4096)
+REALTIME_MAX_BAD_MESSAGES = env_int("REALTIME_MAX_BAD_MESSAGES", 10)
+REALTIME_MESSAGES_PER_S = float(env_str("REALTIME_MESSAGES_PER_S", "10"))
+REALTIME_MESSAGE_BURST = float(env_str("REALTIME_MESSAGE_BURST", "30"))
+REALTIME_SEND_BUFFER_BYTES = env_int("REALTIME_SEND_BUFFER_BYTES", 256 * 1024)
+REALTIME_MAX_ROOMS_PER_SOCKET = env_int("REALTIME_MAX_ROOMS_PER_SOCKET", 50)
+REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 10)
+REALTIME_MAX_SOCKETS_PER_IP = env_int("REALTIME_MAX_SOCKETS_PER_IP", 100)
+# Browser origins allowed to open sockets (scheme://host[:port] or a host); empty: ALLOWED_HOSTS.
+REALTIME_ALLOWED_ORIGINS = env_list("REALTIME_ALLOWED_ORIGINS")
+# The socket process (manage.py runsockets): server pings every N s, closes a socket silent for M s.
+REALTIME_PING_INTERVAL_S = float(env_str("REALTIME_PING_INTERVAL_S", "20"))
+REALTIME_PING_TIMEOUT_S = float(env_str("REALTIME_PING_TIMEOUT_S", "20"))
 
 # --- Logging ------------------------------------------------------------------
 # One JSON object per line in production (log pipelines), readable text in development;

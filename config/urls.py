@@ -7,6 +7,7 @@ from core.exceptions import api_not_found
 from core.schema import api_docs_access
 from core.throttling import admin_login_limited
 from core.views import IndexView
+from realtime.views import live_demo
 
 admin.site.login = admin_login_limited(admin.site.login)
 
@@ -19,6 +20,8 @@ api_v1 = [
     path("admin/cache/", include("caching.urls")),
     path("admin/", include("core.urls")),
     path("admin/", include("observability.api_urls")),
+    # --- Real-time (issue 11): staff REST beside the sockets at /api/v1/ws/ (served by config.asgi)
+    path("ws/", include("realtime.urls")),
 ]
 
 urlpatterns = [
@@ -31,7 +34,8 @@ urlpatterns = [
     path("api/docs/", api_docs_access(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("api/redoc/", api_docs_access(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
     # Unknown API paths answer in the JSON error shape even with DEBUG on, for every method.
-    re_path(r"^api/", api_not_found),
+    re_path(r"^api/", api_not_found, name="api-not-found"),
+    path("live/", live_demo, name="live-demo"),  # real-time (issue 11): host demo page
 ]
 
 if settings.DEBUG:

@@ -186,7 +186,8 @@ def json_database_unavailable(request: HttpRequest, exception: Exception | None 
     return response
 
 
-def json_too_many_requests(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    response = JsonResponse(error_body("throttled", "Too many attempts; wait a minute and try again."), status=429)
-    response["Retry-After"] = "60"
+def json_too_many_requests(request: HttpRequest, *, retry_after_s: int) -> JsonResponse:
+    """A 429 for plain Django views (the admin login) in the API's error shape."""
+    response = JsonResponse(error_body("throttled", "Too many attempts; wait and try again."), status=429)
+    response["Retry-After"] = str(max(1, retry_after_s))
     return response

@@ -67,4 +67,4 @@ class RateLimitReportSerializer(serializers.Serializer):
     rejections_by_rule = serializers.DictField(child=serializers.IntegerField())
     process_store_errors = serializers.IntegerField()
     process_failed_open = serializers.IntegerField()
-    process_failed_closed = serializers.IntegerField()
+    process_fell_back = serializers.IntegerField()

@@ -3,21 +3,27 @@
 Every request is checked, in one atomic store call, against the global per-IP ceiling
 plus the rules of its endpoint (or ``default``); the tightest rule decides and its
 numbers go into the response headers (see config.middleware.RateLimitHeadersMiddleware).
+The admin login is checked the same way, against its own rules (``admin_login_limited``).
+
+When the shared store (Redis) is unreachable, rules marked ``fail: closed`` (the logins)
+are counted by a per-process in-memory store instead, the one the embedded default uses:
+the limit then holds per process (N processes let up to N times the limit through) until
+Redis is back, rather than every login being refused. The other rules fail open.
 """
 
+import functools
 import hashlib
 import logging
 import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
-from rest_framework import status
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -135,6 +141,15 @@ def rate_limit_store() -> RateLimitStore:
     return store
 
 
+def fallback_rate_limit_store() -> LocalRateLimitStore:
+    """This process's counters for the fail-closed rules while the shared store is unreachable."""
+    store = _stores.get("fallback")
+    if store is None:
+        with _store_lock:
+            store = _stores.setdefault("fallback", LocalRateLimitStore())
+    return store  # type: ignore[return-value]
+
+
 def reset_local_rate_limits() -> None:
     for store in _stores.values():
         if isinstance(store, LocalRateLimitStore):
@@ -150,18 +165,16 @@ class RateLimitOutcome:
     states: list[LimitState]
     checked_at: float
 
+    @property
+    def allowed(self) -> bool:
+        return all(state.allowed for state in self.states)
+
     def tightest(self) -> tuple[Rule, LimitState]:
         pairs = list(zip(self.rules, self.states, strict=True))
         denied = [pair for pair in pairs if not pair[1].allowed]
         if denied:
             return max(denied, key=lambda pair: pair[1].retry_ms)
         return min(pairs, key=lambda pair: (pair[1].remaining, -pair[1].reset_ms))
-
-
-class RateLimiterUnavailable(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Rate limiting is temporarily unavailable for this endpoint; try again shortly."
-    default_code = "rate_limiter_unavailable"
 
 
 class RateLimitStats:
@@ -171,7 +184,7 @@ class RateLimitStats:
         self.lock = threading.Lock()
         self.store_errors = 0
         self.failed_open = 0
-        self.failed_closed = 0
+        self.fell_back = 0  # fail-closed rules counted by the per-process store instead
 
     def add(self, field: str) -> None:
         with self.lock:
@@ -194,11 +207,7 @@ def _identity(rule: Rule, request: Request, view) -> str:
     if rule.scope == "user":
         return f"user:{user.pk}" if user.is_authenticated else f"ip:{client_ip(request)}"
     if rule.scope == "account":
-        email = request.data.get("email") if hasattr(request.data, "get") else None
-        if not isinstance(email, str) or not email.strip():
-            return f"ip:{client_ip(request)}"
-        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
-        return f"account:{digest}"
+        return _account_identity(request.data.get("email") if hasattr(request.data, "get") else None, request)
     if rule.scope == "object":
         match = request.resolver_match
         return f"{match.url_name}:{match.kwargs.get('pk')}" if match else "object:unknown"
@@ -206,6 +215,12 @@ def _identity(rule: Rule, request: Request, view) -> str:
         match = request.resolver_match
         return f"endpoint:{match.url_name if match else request.path}"
     return "global"
+
+
+def _account_identity(email: object, request: HttpRequest) -> str:
+    if not isinstance(email, str) or not email.strip():
+        return f"ip:{client_ip(request)}"
+    return "account:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
 
 
 def rules_for(request: Request, view) -> list[Rule]:
@@ -226,6 +241,54 @@ def rules_for(request: Request, view) -> list[Rule]:
     return selected
 
 
+def limit_checks(rules: list[Rule], identities: list[str]) -> list[LimitCheck]:
+    key = raw_key_builder()
+    return [
+        LimitCheck(
+            key=key("rl", rule.name, identity),
+            algorithm=rule.algorithm,
+            limit=rule.limit,
+            window_ms=rule.window_s * 1000,
+            burst=rule.burst if rule.algorithm == GCRA else rule.limit,
+            rule=rule.name,
+            identity=identity,
+        )
+        for rule, identity in zip(rules, identities, strict=True)
+    ]
+
+
+SharedCheck = Callable[[RedisRateLimitStore, list[LimitCheck]], tuple[bool, list[LimitState]]]
+
+
+def _check_shared(store: RedisRateLimitStore, checks: list[LimitCheck]) -> tuple[bool, list[LimitState]]:
+    return breaker_for("redis").call(lambda: store.check(checks), errors=STORE_ERRORS)
+
+
+def evaluate(
+    rules: list[Rule], identities: list[str], *, check_shared: SharedCheck = _check_shared
+) -> RateLimitOutcome | None:
+    """Check every rule at once; None when nothing was counted (store unreachable, fail-open rules only)."""
+    checks = limit_checks(rules, identities)
+    store = rate_limit_store()
+    try:
+        if isinstance(store, LocalRateLimitStore):
+            _, states = store.check(checks)
+        else:
+            _, states = check_shared(store, checks)
+    except (CircuitOpenError, *STORE_ERRORS) as exc:
+        # The breaker logs the outage once; each request here is only counted.
+        rate_limit_stats.add("store_errors")
+        strict = [(rule, check) for rule, check in zip(rules, checks, strict=True) if rule.fail_closed]
+        if not strict:
+            rate_limit_stats.add("failed_open")
+            logger.debug("Rate-limit store unavailable, failing open: %s", exc)
+            return None
+        rate_limit_stats.add("fell_back")
+        rules = [rule for rule, _ in strict]
+        _, states = fallback_rate_limit_store().check([check for _, check in strict])
+    return RateLimitOutcome(rules=rules, states=states, checked_at=time.time())
+
+
 class RuleThrottle(BaseThrottle):
     def __init__(self) -> None:
         self._wait: float | None = None
@@ -234,40 +297,17 @@ class RuleThrottle(BaseThrottle):
         if not settings.RATE_LIMIT_ENABLED:
             return True
         rules = rules_for(request, view)
-        key = raw_key_builder()
-        checks = [
-            LimitCheck(
-                key=key("rl", rule.name, identity),
-                algorithm=rule.algorithm,
-                limit=rule.limit,
-                window_ms=rule.window_s * 1000,
-                burst=rule.burst if rule.algorithm == GCRA else rule.limit,
-                rule=rule.name,
-                identity=identity,
-            )
-            for rule in rules
-            for identity in [_identity(rule, request, view)]
-        ]
-        store = rate_limit_store()
-        try:
-            if isinstance(store, LocalRateLimitStore):
-                allowed, states = store.check(checks)
-            else:
-                allowed, states = self._check_redis(store, checks, request, view)
-        except (CircuitOpenError, *STORE_ERRORS) as exc:
-            rate_limit_stats.add("store_errors")
-            if any(rule.fail_closed for rule in rules):
-                rate_limit_stats.add("failed_closed")
-                raise RateLimiterUnavailable() from exc
-            rate_limit_stats.add("failed_open")
-            if not isinstance(exc, CircuitOpenError):
-                logger.warning("Rate-limit store unavailable, failing open: %s", exc)
+        outcome = evaluate(
+            rules,
+            [_identity(rule, request, view) for rule in rules],
+            check_shared=lambda store, checks: self._check_redis(store, checks, request, view),
+        )
+        if outcome is None:
             return True
-        outcome = RateLimitOutcome(rules=rules, states=states, checked_at=time.time())
         _django_request(request).rate_limit = outcome
-        if not allowed:
+        if not outcome.allowed:
             self._wait = outcome.tightest()[1].retry_ms / 1000
-        return allowed
+        return outcome.allowed
 
     def wait(self) -> float | None:
         return self._wait
@@ -291,17 +331,27 @@ def _django_request(request: Request) -> HttpRequest:
     return getattr(request, "_request", request)
 
 
-def _admin_login_rate(group: str, request: HttpRequest) -> str:
-    return settings.ADMIN_LOGIN_RATE
+ADMIN_LOGIN_RULES = ("admin_login_ip", "admin_login_account")
 
 
-def _client_ip_key(group: str, request: HttpRequest) -> str:
-    return client_ip(request)
+def admin_login_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The admin login (a plain Django view), limited per client IP and per submitted account
+    by the same rules and stores as the API (POSTs only)."""
 
+    from core.exceptions import json_too_many_requests  # core.exceptions imports DRF, which imports us
 
-def admin_login_limited(view):
-    """The admin login, limited per client IP and per submitted account (POSTs only)."""
-    from django_ratelimit.decorators import ratelimit
+    @functools.wraps(view)
+    def limited(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method != "POST" or not settings.RATE_LIMIT_ENABLED:
+            return view(request, *args, **kwargs)
+        rules = [compiled_rules()[name] for name in ADMIN_LOGIN_RULES]
+        identities = [f"ip:{client_ip(request)}", _account_identity(request.POST.get("username"), request)]
+        outcome = evaluate(rules, identities)
+        if outcome is None:
+            return view(request, *args, **kwargs)
+        request.rate_limit = outcome  # type: ignore[attr-defined]
+        if not outcome.allowed:
+            return json_too_many_requests(request, retry_after_s=math.ceil(outcome.tightest()[1].retry_ms / 1000))
+        return view(request, *args, **kwargs)
 
-    per_account = ratelimit(key="post:username", rate=_admin_login_rate, method="POST", block=True)(view)
-    return ratelimit(key=_client_ip_key, rate=_admin_login_rate, method="POST", block=True)(per_account)
+    return limited

@@ -60,6 +60,6 @@ class RateLimitReportView(APIView):
             "rejections_by_rule": store.rejection_totals(),
             "process_store_errors": rate_limit_stats.store_errors,
             "process_failed_open": rate_limit_stats.failed_open,
-            "process_failed_closed": rate_limit_stats.failed_closed,
+            "process_fell_back": rate_limit_stats.fell_back,
         }
         return Response(RateLimitReportSerializer(report).data)

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from caching.redis_clients import redis_client_with
+
 OK, DEGRADED, FAIL, SKIPPED = "ok", "degraded", "fail", "skipped"
 _SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, FAIL: 2}
 
@@ -78,13 +80,10 @@ _redis_lock = threading.Lock()
 def _redis_client(url: str) -> Any:
     """A client of its own: the health check must reach Redis even when the app's circuit
     breaker is open (that is how it sees Redis come back), with the app's short timeouts."""
-    import redis
-
     with _redis_lock:
         client = _redis_clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(
-                url,
+            client = redis_client_with(
                 socket_connect_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
                 socket_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
             )
@@ -123,6 +122,13 @@ def check_job_broker() -> CheckResult:
         }
 
     return _timed(DEGRADED, probe)
+
+
+def check_channel_layer() -> CheckResult:
+    """Real-time (issue 11): degraded, not failed: sockets still get every event from the log."""
+    from realtime.health import channel_layer_ping
+
+    return _timed(DEGRADED, channel_layer_ping)
 
 
 def check_migrations() -> CheckResult:
@@ -178,6 +184,7 @@ def readiness() -> tuple[str, dict[str, dict[str, Any]]]:
     checks["job_broker"] = check_job_broker() if database_up or settings.REDIS_URL else _skipped("database")
     checks["migrations"] = check_migrations() if database_up else _skipped("database")
     checks["disk"] = check_disk()
+    checks["channel_layer"] = check_channel_layer()  # real-time (issue 11)
     overall = max((c.status for c in checks.values()), key=_SEVERITY.__getitem__)
     overall = OK if overall == SKIPPED else overall
     return overall, {name: result.as_dict() for name, result in checks.items()}

@@ -44,7 +44,8 @@ db_pool_connections = Gauge(
 )
 ratelimit_events_total = Counter(
     "staybase_ratelimit_store_events_total",
-    "Rate-limit store failures and what the limiter did about them (store_errors, failed_open, failed_closed).",
+    "Rate-limit store failures and what the limiter did about them "
+    "(store_errors, failed_open, fell_back: fail-closed rules counted per process).",
     ["event"],
 )
 circuit_events_total = Counter(
@@ -173,7 +174,7 @@ def sync_process_counters(*, force: bool = False) -> None:
     from caching.circuit import breaker_for
     from core.throttling import rate_limit_stats
 
-    for event in ("store_errors", "failed_open", "failed_closed"):
+    for event in ("store_errors", "failed_open", "fell_back"):
         _mirror.mirror(("rl", event), getattr(rate_limit_stats, event), ratelimit_events_total.labels(event).inc)
     for name in ("redis", "database"):
         breaker = breaker_for(name)

@@ -12,7 +12,8 @@ from core.exceptions import InvalidInput
 from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
-from properties.services import property_cache_invalidate, property_deactivate, property_update
+from properties.services import property_deactivate, property_update
+from realtime.events import property_updated_emit
 
 
 def _image_preview(image: PropertyImage) -> str:
@@ -110,11 +111,11 @@ class PropertyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Property, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        property_cache_invalidate(obj, form.initial.get("city") or obj.city)
+        if change:
+            property_updated_emit(property=obj, fields=form.changed_data)
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)  # amenities and images inline
-        property_cache_invalidate(form.instance)
         for formset in formsets:
             for image_form in formset.forms:
                 image = image_form.instance
@@ -169,7 +170,6 @@ class PropertyImageAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: PropertyImage, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        property_cache_invalidate(obj.property)
         if "image" in form.changed_data:
             property_image_process_later(image=obj)
 
@@ -194,10 +194,6 @@ class ReviewAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-    def save_model(self, request: HttpRequest, obj: Review, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        property_cache_invalidate(obj.property)
 
     def has_delete_permission(self, request: HttpRequest, obj: Review | None = None) -> bool:
         return False

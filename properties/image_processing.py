@@ -17,10 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from caching.invalidation import invalidate_on_commit
 from jobs.errors import PermanentError
 from jobs.services import enqueue
-from properties.cache import listing_namespaces
 from properties.images import ALLOWED_IMAGE_FORMATS, IMAGE_EXTENSIONS
 from properties.models import PropertyImage
 
@@ -134,10 +132,6 @@ def property_image_process(*, image_id: int) -> str:
                 **names, width=processed.width, height=processed.height, processed_at=timezone.now()
             )
             if updated:
-                property = image.property
-                invalidate_on_commit(
-                    listing_namespaces(property_id=property.pk, host_id=property.host_id, cities=[property.city])
-                )
                 transaction.on_commit(lambda: storage.delete(original_name))
     except BaseException:
         for name in written:

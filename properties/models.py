@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from caching.tracking import InvalidatingManager
+
 
 class PropertyType(models.TextChoices):
     APARTMENT = "apartment", "Apartment"
@@ -21,6 +23,8 @@ class Currency(models.TextChoices):
 class Amenity(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=100, unique=True)
+
+    objects = InvalidatingManager()
 
     class Meta:
         ordering = ["name"]
@@ -53,6 +57,8 @@ class Property(models.Model):
     review_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InvalidatingManager()
 
     class Meta:
         verbose_name_plural = "properties"
@@ -106,6 +112,8 @@ class PropertyImage(models.Model):
     thumbnail_medium = models.ImageField(upload_to=property_image_path, null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = InvalidatingManager()
+
     class Meta:
         ordering = ["property", "position"]
         constraints = [
@@ -123,6 +131,8 @@ class Review(models.Model):
     rating = models.PositiveSmallIntegerField()
     text = models.TextField(max_length=5000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = InvalidatingManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

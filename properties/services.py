@@ -8,12 +8,11 @@ from django.db.models import Count, Max, Sum
 
 from accounts.models import User
 from bookings.models import Booking, BookingStatus
-from caching.invalidation import invalidate_on_commit
 from core.exceptions import Conflict, Forbidden, InvalidInput
-from properties.cache import listing_namespaces
 from properties.image_processing import property_image_process_later
 from properties.images import validate_image_upload
 from properties.models import Amenity, Property, PropertyImage, Review
+from realtime.events import property_updated_emit, review_created_emit
 
 PROPERTY_EDITABLE_FIELDS = frozenset(
     {
@@ -41,13 +40,6 @@ def property_ensure_manageable(*, property: Property, actor: User) -> None:
         raise Forbidden("Only the property's host can change it.")
 
 
-def property_cache_invalidate(property: Property, *also_cities: str) -> None:
-    """After commit, drop what the cache holds about this listing (and its former cities)."""
-    invalidate_on_commit(
-        listing_namespaces(property_id=property.pk, host_id=property.host_id, cities=[property.city, *also_cities])
-    )
-
-
 def _amenities_from_slugs(slugs: list[str]) -> list[Amenity]:
     unique = sorted(set(slugs))
     amenities = list(Amenity.objects.filter(slug__in=unique))
@@ -67,7 +59,6 @@ def property_create(*, host: User, amenities: list[str] | None = None, **fields:
     property = Property.objects.create(host=host, **fields)
     if amenities:
         property.amenities.set(_amenities_from_slugs(amenities))
-    property_cache_invalidate(property)
     return property
 
 
@@ -77,14 +68,13 @@ def property_update(*, property: Property, actor: User, amenities: list[str] | N
     unknown = set(fields) - PROPERTY_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"Unexpected fields: {', '.join(sorted(unknown))}.")
-    previous_city = property.city
     for name, value in fields.items():
         setattr(property, name, value)
     if fields:
         property.save(update_fields=[*fields, "updated_at"])
     if amenities is not None:
         property.amenities.set(_amenities_from_slugs(amenities))
-    property_cache_invalidate(property, previous_city)
+    property_updated_emit(property=property, fields=[*fields, *(["amenities"] if amenities is not None else [])])
     return property
 
 
@@ -95,7 +85,7 @@ def property_deactivate(*, property: Property, actor: User) -> Property:
     if property.is_active:
         property.is_active = False
         property.save(update_fields=["is_active", "updated_at"])
-        property_cache_invalidate(property)
+        property_updated_emit(property=property, fields=["is_active"])
     return property
 
 
@@ -119,7 +109,7 @@ def property_image_add(
             raise Conflict(
                 f"Position {position} already holds an image.", fields={"position": ["Already taken."]}
             ) from None
-        property_cache_invalidate(property)
+        property_updated_emit(property=property, fields=["images"])
         # Thumbnails, metadata stripping and scaling happen in a job; the upload answers now.
         property_image_process_later(image=created)
         return created
@@ -148,5 +138,5 @@ def review_create(
     summary = Review.objects.filter(property=property).aggregate(total=Sum("rating"), count=Count("id"))
     average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
-    property_cache_invalidate(property)
+    review_created_emit(review=review, property=property)
     return review

@@ -141,6 +141,9 @@ MATRIX = [
     ("POST   /admin/cache/invalidate/user/{host}/", 401,       DENIED,     DENIED,       DENIED,       200),
     ("POST   /admin/cache/invalidate/property/{active}/", 401, DENIED,     DENIED,       DENIED,       200),
     ("GET    /admin/jobs/stats/",                   401,       DENIED,     DENIED,       DENIED,       200),
+    ("GET    /ws/status/",                          401,       DENIED,     DENIED,       DENIED,       200),
+    ("POST   /ws/broadcast/",                       401,       DENIED,     DENIED,       DENIED,       202),
+    ("POST   /ws/send-to-property/{active}/",       401,       DENIED,     DENIED,       DENIED,       202),
 ]
 # fmt: on
 
@@ -164,6 +167,8 @@ BODIES = {
     "POST /properties/{active}/reviews/": lambda w: {"rating": 5, "text": "Lovely."},
     "POST /bookings/": new_booking_body,
     "POST /auth/password/change/": lambda w: {"current_password": "not-it", "new_password": "a-new-long-passphrase"},
+    "POST /ws/broadcast/": lambda w: {"message": "Maintenance tonight."},
+    "POST /ws/send-to-property/{active}/": lambda w: {"message": "Pool closed today."},
 }
 MULTIPART = {"POST /properties/{active}/images/"}
 

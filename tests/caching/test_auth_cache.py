@@ -33,6 +33,7 @@ def test_a_revoked_token_stops_working_on_the_very_next_request(guest):
     assert client.post("/api/v1/auth/logout/").status_code == 204
 
     assert client.get("/api/v1/auth/me/").status_code == 401
+    assert client.post("/api/v1/bookings/", {}, format="json").status_code == 401
 
 
 def test_deactivation_takes_effect_at_once(guest):
@@ -60,26 +61,46 @@ def test_tier_and_password_changes_are_seen_on_the_next_request(guest, django_ca
     assert client.get("/api/v1/auth/me/").status_code == 200  # a token survives a password change
 
 
-def test_a_request_that_read_the_token_before_a_logout_cannot_cache_it_afterwards(guest):
+def test_a_request_that_read_the_token_before_a_logout_cannot_bring_it_back(guest):
     """The race: read token from the database, logout happens, then the slow request caches it."""
     client = client_for(guest)
     key = client._credentials["HTTP_AUTHORIZATION"].split()[1]
     auth = CachedTokenAuthentication()
-    original_add = backend.add
+    original_set = backend.set_value
 
     def logout_in_between(kind, cache_key, value, timeout):
-        backend.add = original_add
-        client.post("/api/v1/auth/logout/")
-        return original_add(kind, cache_key, value, timeout)
+        if cache_key == auth_cache_key(key):
+            backend.set_value = original_set
+            assert client.post("/api/v1/auth/logout/").status_code == 204
+        return original_set(kind, cache_key, value, timeout)
 
-    backend.add = logout_in_between
+    backend.set_value = logout_in_between
     try:
-        auth.authenticate_credentials(key)  # read before the logout; its add() comes after
+        auth.authenticate_credentials(key)  # read before the logout; its set() comes after
     finally:
-        backend.add = original_add
+        backend.set_value = original_set
 
-    assert not isinstance(backend.get_many("auth", [auth_cache_key(key)]).get(auth_cache_key(key)), dict)
+    assert backend.set_value is original_set
     assert client.get("/api/v1/auth/me/").status_code == 401
+
+
+def test_a_context_read_while_a_change_is_uncommitted_is_not_cached(guest, django_capture_on_commit_callbacks):
+    client = client_for(guest)
+    assert client.get("/api/v1/auth/me/").status_code == 200
+    with django_capture_on_commit_callbacks() as pending:
+        guest.tier = "pro"
+        guest.save(update_fields=["tier"])
+        # Another request reads the user before the change commits ...
+        assert client.get("/api/v1/auth/me/").status_code == 200
+    for callback in pending:
+        callback()  # ... the commit
+
+    with CaptureQueriesContext(connection) as after_commit:
+        assert client.get("/api/v1/auth/me/").status_code == 200
+    with CaptureQueriesContext(connection) as next_request:
+        assert client.get("/api/v1/auth/me/").status_code == 200
+    assert token_queries(after_commit) == 1  # nothing read before the commit is served
+    assert token_queries(next_request) == 0  # and the new context is cached at once
 
 
 def test_users_never_receive_each_others_cached_profile_bookings_or_dashboard(host, other_host):

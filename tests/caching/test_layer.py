@@ -271,7 +271,7 @@ def test_a_search_over_an_absurd_date_range_is_not_cached_and_costs_nothing_to_r
 
 
 def test_city_names_from_clients_become_safe_bounded_namespace_tokens():
-    from caching.invalidation import city_token
+    from caching.namespaces import city_token
 
     assert city_token("  New   York ") == "new-york"
     assert city_token("São Paulo") == "são-paulo"

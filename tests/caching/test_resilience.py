@@ -1,8 +1,6 @@
 """Redis down is not an outage, and the in-process tier stays coherent across processes."""
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +12,7 @@ from django.core.cache import cache
 
 from caching import backend, layer
 from caching.circuit import breaker_for
+from tests.caching.conftest import free_port, redis_cache_at, wait_until_breaker_tries_again
 from tests.factories import PropertyFactory
 
 pytestmark = pytest.mark.django_db
@@ -21,55 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 REDIS_MODE = bool(os.environ.get("REDIS_URL"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_cache_at(port: int) -> dict:
-    return {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",
-            "KEY_PREFIX": "sb",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
-
-
 @pytest.fixture
 def fresh_breaker():
     breaker_for("redis").reset()
     yield breaker_for("redis")
     breaker_for("redis").reset()
-
-
-@pytest.fixture
-def private_redis():
-    """A redis-server of the test's own on a free port (never the shared one), stopped at will."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if REDIS_MODE:
-            pytest.fail("redis-server is not installed, but this run is against Redis")
-        pytest.skip("redis-server is not installed (the embedded default does not need it)")
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port, process
-    process.kill()
-    process.wait(timeout=10)
-    backend._lost_invalidations = False  # belonged to that server
 
 
 def test_with_redis_at_a_closed_port_every_endpoint_answers_from_the_database(
@@ -90,40 +45,51 @@ def test_with_redis_at_a_closed_port_every_endpoint_answers_from_the_database(
     assert fresh_breaker.events["short_circuited"] > 0
 
 
-def test_redis_dying_mid_run_changes_nothing_for_clients(settings, anon_client, host_client, host, private_redis):
-    port, process = private_redis
-    settings.CACHES = redis_cache_at(port)
-    breaker_for("redis").reset()
+def test_redis_dying_mid_run_changes_nothing_for_clients(anon_client, host_client, host, on_private_redis):
     listing = PropertyFactory(host=host, title="Before")
     url = f"/api/v1/properties/{listing.pk}/"
     assert anon_client.get(url)["X-Cache"] == "MISS"
     assert anon_client.get(url)["X-Cache"] == "HIT"
 
-    process.kill()
-    process.wait(timeout=10)
+    on_private_redis.process.kill()
+    on_private_redis.process.wait(timeout=10)
     after = [anon_client.get(url) for _ in range(5)]
     host_client.patch(url, {"title": "After"})
 
     assert [r.status_code for r in after] == [200] * 5
     assert anon_client.get(url).json()["title"] == "After"
     assert breaker_for("redis").state == "open"
-    breaker_for("redis").reset()
 
 
-def test_invalidations_lost_while_redis_was_down_are_repaired_when_it_returns(settings, private_redis):
-    port, _ = private_redis
-    settings.CACHES = redis_cache_at(port)
-    breaker_for("redis").reset()
-    layer.get_or_compute(kind="t", key="k", namespaces=["property:7"], compute=lambda: "old")
+def cached_value(compute_value: str) -> tuple[str, str]:
+    return layer.get_or_compute(kind="t", key="k", namespaces=["property:7"], compute=lambda: compute_value)
 
-    breaker_for("redis")._opened_at = time.monotonic()  # Redis unreachable while the write commits
+
+def test_an_invalidation_lost_on_a_failed_call_is_repaired_when_redis_answers_again(settings, on_private_redis):
+    cached_value("old")
+    assert cached_value("unused") == ("old", "HIT")
+
+    settings.CACHES = redis_cache_at(free_port())  # Redis unreachable while the write commits
     layer.invalidate(["property:7"])
-    breaker_for("redis").reset()  # ... and back
+    settings.CACHES = redis_cache_at(on_private_redis.port)  # ... and back
 
-    value, how = layer.get_or_compute(kind="t", key="k", namespaces=["property:7"], compute=lambda: "new")
-    assert (value, how) == ("new", "MISS")
-    value, how = layer.get_or_compute(kind="t", key="k", namespaces=["property:7"], compute=lambda: "newer")
-    assert (value, how) == ("new", "HIT")
+    assert breaker_for("redis").state == "closed"  # one failure: no outage as far as the breaker knows
+    assert cached_value("new") == ("new", "MISS")
+    assert cached_value("newer") == ("new", "HIT")
+
+
+def test_a_process_that_saw_redis_unreachable_trusts_nothing_cached_before(on_private_redis):
+    """Another process may have lost an invalidation meanwhile: this one cannot know, so it resyncs."""
+    cached_value("old")
+
+    on_private_redis.hang()
+    while breaker_for("redis").state == "closed":
+        cached_value("during")  # reads time out until the circuit opens
+    on_private_redis.resume()
+    wait_until_breaker_tries_again()
+
+    assert cached_value("new") == ("new", "MISS")
+    assert cached_value("newer") == ("new", "HIT")
 
 
 PEER = textwrap.dedent(

@@ -65,7 +65,8 @@ def test_readiness_ok_reports_every_check_with_its_latency(anon_client, settings
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    expected = {"database", "job_broker", "migrations", "disk"} | ({"redis"} if settings.REDIS_URL else set())
+    expected = {"database", "job_broker", "migrations", "disk", "channel_layer"}
+    expected |= {"redis"} if settings.REDIS_URL else set()
     assert set(body["checks"]) == expected
     for name, check in body["checks"].items():
         assert check["status"] == "ok", (name, check)

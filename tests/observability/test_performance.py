@@ -92,7 +92,7 @@ def test_report_names_endpoints_by_view_name_not_by_path_or_regex(staff_client, 
     endpoints = {row["endpoint"]: row["count"] for row in report(staff_client)["endpoints"]}
 
     assert endpoints["GET property-detail"] == 2
-    assert endpoints["POST core.exceptions.json_not_found"] == 1
+    assert endpoints["POST api-not-found"] == 1
     assert endpoints["GET admin:app_list"] == 1
     assert not any("123456" in name or "^" in name or "(?P" in name for name in endpoints)
 

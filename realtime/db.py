@@ -1,0 +1,33 @@
+"""Database calls from the socket process's event loop."""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+
+def database_sync_to_async(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run on the thread pool; SQLite connections stay open between calls, pooled ones go back.
+
+    Channels' own wrapper runs everything on one shared thread and closes the connection after
+    every call when CONN_MAX_AGE is 0 (SQLite's default): tens of ms per socket read, and the log
+    poll queued behind thousands of sockets. With Django's PostgreSQL pool, handing the
+    connection back after each call is cheap and keeps idle threads from holding pool slots.
+    A connection that failed is closed, so the next call opens a fresh one.
+    """
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            connections.close_all()
+            raise
+        finally:
+            for connection in connections.all(initialized_only=True):
+                if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+                    connection.close()
+
+    return sync_to_async(run, thread_sensitive=False)

@@ -1,0 +1,299 @@
+"""One per socket process: finds new events and hands them to the sockets of their rooms.
+
+Two sources, both deduplicated per socket by ``(room, offset)``:
+
+* the event log, polled every ``REALTIME_POLL_INTERVAL_S`` (the guarantee: it sees events
+  from every process, the API, job workers and commands, with or without Redis);
+* the channel layer's copy, published after commit (the fast path; with channels-redis it
+  reaches every socket process on every host).
+
+A room's offsets commit in order (the counter row is locked until commit), but event ids
+of different rooms may commit out of order on PostgreSQL, so the poller remembers the ids
+it skipped over ("holes") and looks for them again until ``REALTIME_GAP_TIMEOUT_S``; a
+socket that still sees a room offset jump fetches the missing ones from the log itself.
+"""
+
+import asyncio
+import datetime
+import json
+import logging
+import os
+import socket as socket_module
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from prometheus_client import REGISTRY
+
+from realtime import selectors
+from realtime.db import database_sync_to_async
+from realtime.messages import event_message
+from realtime.models import SocketProcess
+from realtime.rooms import Viewer
+from realtime.services import WAKE_GROUP
+
+if TYPE_CHECKING:
+    from realtime.consumers import SocketConsumer
+
+logger = logging.getLogger(__name__)
+
+
+class Outgoing:
+    """A message serialised once for every socket it goes to."""
+
+    __slots__ = ("message", "sent_at_source", "text")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self.text = json.dumps(message, separators=(",", ":"))
+        ts = message.get("ts")
+        self.sent_at_source = _timestamp(ts) if ts else None
+
+
+def _timestamp(iso: str) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        poll_interval_s: float,
+        gap_timeout_s: float,
+        revalidate_interval_s: float,
+        presence_interval_s: float,
+        batch: int = 1000,
+    ) -> None:
+        self.poll_interval_s = poll_interval_s
+        self.gap_timeout_s = gap_timeout_s
+        self.revalidate_interval_s = revalidate_interval_s
+        self.presence_interval_s = presence_interval_s
+        self.batch = batch
+        self.name = f"{socket_module.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.started_at = timezone.now()
+        self.accepting = True
+        self.sockets: set[SocketConsumer] = set()
+        self.rooms: dict[str, set[SocketConsumer]] = defaultdict(set)
+        self.per_user: dict[int, int] = defaultdict(int)
+        self.per_ip: dict[str, int] = defaultdict(int)
+        self._tasks: list[asyncio.Task] = []
+        self._last_id: int | None = None
+        self._holes: dict[int, float] = {}
+
+    @classmethod
+    def from_settings(cls) -> "Hub":
+        return cls(
+            poll_interval_s=settings.REALTIME_POLL_INTERVAL_S,
+            gap_timeout_s=settings.REALTIME_GAP_TIMEOUT_S,
+            revalidate_interval_s=settings.REALTIME_REVALIDATE_INTERVAL_S,
+            presence_interval_s=settings.REALTIME_PRESENCE_INTERVAL_S,
+        )
+
+    # --- sockets and rooms ------------------------------------------------------------
+    def ensure_started(self) -> None:
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._poll_log()),
+                loop.create_task(self._listen_layer()),
+                loop.create_task(self._revalidate()),
+                loop.create_task(self._presence()),
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await database_sync_to_async(SocketProcess.objects.filter(name=self.name).delete)()
+
+    def add(self, consumer: "SocketConsumer") -> None:
+        self.ensure_started()
+        self.sockets.add(consumer)
+        self.per_ip[consumer.client_ip] += 1
+
+    def discard(self, consumer: "SocketConsumer") -> None:
+        if consumer not in self.sockets:
+            return
+        self.sockets.discard(consumer)
+        self._decrement(self.per_ip, consumer.client_ip)
+        if consumer.viewer.user_id is not None:
+            self._decrement(self.per_user, consumer.viewer.user_id)
+        for room in list(consumer.joined):
+            self.leave(consumer, room)
+
+    def authenticated(self, consumer: "SocketConsumer") -> None:
+        self.per_user[consumer.viewer.user_id] += 1
+
+    @staticmethod
+    def _decrement(counts: dict, key: Any) -> None:
+        counts[key] -= 1
+        if counts[key] <= 0:
+            del counts[key]
+
+    def join(self, consumer: "SocketConsumer", room: str) -> None:
+        self.rooms[room].add(consumer)
+
+    def leave(self, consumer: "SocketConsumer", room: str) -> None:
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(consumer)
+            if not members:
+                del self.rooms[room]
+
+    def dispatch(self, messages: Iterable[dict[str, Any]]) -> None:
+        for message in messages:
+            members = self.rooms.get(message["room"])
+            if members:
+                outgoing = Outgoing(message)
+                for consumer in list(members):
+                    consumer.offer(outgoing)
+
+    async def drain(self, *, timeout_s: float = 5.0) -> None:
+        """Graceful shutdown: no new sockets; every open one is told to reconnect elsewhere."""
+        self.accepting = False
+        await asyncio.gather(*(consumer.shut_down() for consumer in list(self.sockets)), return_exceptions=True)
+        deadline = time.monotonic() + timeout_s
+        while self.sockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "process": self.name,
+            "sockets": len(self.sockets),
+            "rooms": {room: len(members) for room, members in sorted(self.rooms.items())},
+        }
+
+    # --- the loops --------------------------------------------------------------------
+    async def _poll_log(self) -> None:
+        while True:
+            try:
+                messages = await database_sync_to_async(self._read_log)()
+                self.dispatch(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("realtime: reading the event log failed; retrying")
+            await asyncio.sleep(self.poll_interval_s)
+
+    def _read_log(self) -> list[dict[str, Any]]:
+        if self._last_id is None:
+            self._last_id = selectors.event_last_id()
+            return []
+        now = time.monotonic()
+        rows = selectors.events_since_id(self._last_id, limit=self.batch)
+        if self._holes:
+            found = selectors.events_with_ids(sorted(self._holes))
+            for row in found:
+                del self._holes[row.id]
+            rows = found + rows
+            self._holes = {pk: seen for pk, seen in self._holes.items() if now - seen < self.gap_timeout_s}
+        expected = self._last_id + 1
+        for row in rows:
+            if row.id <= self._last_id:
+                continue
+            for missing in range(expected, row.id):
+                self._holes[missing] = now
+            expected = row.id + 1
+            self._last_id = row.id
+        return [event_message(row) for row in rows]
+
+    async def _listen_layer(self) -> None:
+        while True:
+            try:
+                layer = get_channel_layer()
+                if layer is None:
+                    return
+                channel = await layer.new_channel()
+                await layer.group_add(WAKE_GROUP, channel)
+                while True:
+                    message = await layer.receive(channel)
+                    if message.get("type") == "realtime.events":
+                        self.dispatch(message["events"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The log poll keeps delivering meanwhile; only latency suffers.
+                logger.warning("realtime: channel layer unavailable (%s); delivering from the log", exc)
+                await asyncio.sleep(1.0)
+
+    async def _revalidate(self) -> None:
+        """Revoked tokens, ended sessions, deactivated users: their sockets close within a tick."""
+        while True:
+            await asyncio.sleep(self.revalidate_interval_s)
+            try:
+                await self._revalidate_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("realtime: re-checking socket credentials failed")
+
+    async def _revalidate_once(self) -> None:
+        consumers = [c for c in self.sockets if c.viewer.user_id is not None]
+        if not consumers:
+            return
+        token_keys = sorted({c.token_key for c in consumers if c.token_key})
+        session_consumers = [c for c in consumers if c.session_key]
+        tokens, sessions, users = await database_sync_to_async(self._credentials)(
+            token_keys,
+            sorted({c.session_key for c in session_consumers}),
+            sorted({c.viewer.user_id for c in session_consumers}),
+        )
+        for consumer in consumers:
+            if consumer.token_key:
+                flags = tokens.get(consumer.token_key)
+            else:
+                flags = users.get(consumer.viewer.user_id) if consumer.session_key in sessions else None
+            viewer = Viewer(**flags) if flags else None
+            if viewer is None or not viewer.is_active or viewer.user_id != consumer.viewer.user_id:
+                await consumer.revoke()
+            else:
+                consumer.viewer = viewer
+
+    @staticmethod
+    def _credentials(
+        token_keys: list[str], session_keys: list[str], user_ids: list[int]
+    ) -> tuple[dict[str, dict[str, Any]], set[str], dict[int, dict[str, Any]]]:
+        tokens: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(token_keys), 1000):
+            tokens.update(selectors.token_viewers(token_keys[start : start + 1000]))
+        store: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+        alive = {key for key in session_keys if store().exists(key)}
+        return tokens, alive, selectors.user_viewers(user_ids) if user_ids else {}
+
+    async def _presence(self) -> None:
+        while True:
+            try:
+                await database_sync_to_async(self._write_presence)()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("realtime: writing presence failed")
+            await asyncio.sleep(self.presence_interval_s)
+
+    def _write_presence(self) -> None:
+        snapshot = self.snapshot()
+        dropped = sum(
+            REGISTRY.get_sample_value("staybase_realtime_events_dropped_total", {"reason": reason}) or 0
+            for reason in ("slow_consumer", "forbidden")
+        )
+        SocketProcess.objects.update_or_create(
+            name=self.name,
+            defaults={
+                "started_at": self.started_at,
+                "heartbeat_at": timezone.now(),
+                "sockets": snapshot["sockets"],
+                "rooms": snapshot["rooms"],
+                "delivered": int(REGISTRY.get_sample_value("staybase_realtime_events_delivered_total") or 0),
+                "dropped": int(dropped),
+            },
+        )

@@ -1,0 +1,39 @@
+"""uvicorn, configured for many idle sockets, with a graceful drain on SIGTERM.
+
+Chosen over daphne by measurement (bench/realtime_servers.py, README: Real-time): less
+memory per idle socket, and its send waits while the client's TCP buffer is full, which is
+what lets a slow consumer fill its bounded buffer and be closed (4413) instead of growing
+the process without bound. Per-message deflate is off: it costs hundreds of KiB per socket
+(uvicorn #1862) and our messages are small.
+"""
+
+import uvicorn
+from django.conf import settings
+
+
+class SocketServer(uvicorn.Server):
+    async def shutdown(self, sockets=None) -> None:
+        # Before uvicorn closes the listeners and connections: every client hears "reconnect"
+        # and gets 1012, so it resumes on another socket process without losing events.
+        from config.asgi import hub
+
+        await hub.drain()
+        await super().shutdown(sockets=sockets)
+
+
+def socket_server(*, host: str, port: int, debug: bool = False) -> SocketServer:
+    config = uvicorn.Config(
+        "config.asgi:application",
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=64 * 1024,
+        ws_ping_interval=settings.REALTIME_PING_INTERVAL_S,
+        ws_ping_timeout=settings.REALTIME_PING_TIMEOUT_S,
+        lifespan="off",
+        access_log=debug,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    return SocketServer(config)

@@ -1,0 +1,138 @@
+"""Writing events: in the transaction of the change, delivered only after it commits.
+
+The event log is the source of delivery and of resume: socket processes read new rows
+(so events from the API, the job workers and management commands all arrive, with or
+without Redis), and the channel layer only carries a copy after commit so they do not
+have to wait for their next poll.
+"""
+
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from realtime.messages import event_message
+from realtime.metrics import events_emitted_total
+from realtime.models import Event, Room
+from realtime.rooms import BROADCAST
+
+logger = logging.getLogger(__name__)
+audit_logger = logging.getLogger("staybase.audit")
+
+WAKE_GROUP = "realtime.events"
+PRUNE_EVERY = 100
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+def events_emit(*, events: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Event]:
+    """Append ``(room, event, data)`` items to their rooms' logs, in order.
+
+    The rooms' counter rows are locked in name order (no deadlock between two writers of
+    the same rooms) and held until commit, so a room's offsets have no gaps and commit in
+    offset order.
+    """
+    items = list(events)
+    if not items:
+        return []
+    now = timezone.now()
+    names = sorted({room for room, _, _ in items})
+    with transaction.atomic():
+        Room.objects.bulk_create([Room(name=name, epoch=new_epoch()) for name in names], ignore_conflicts=True)
+        rooms = {room.name: room for room in Room.objects.select_for_update().filter(name__in=names).order_by("name")}
+        rows = []
+        for room_name, name, data in items:
+            room = rooms[room_name]
+            room.last_offset += 1
+            rows.append(
+                Event(
+                    room=room_name,
+                    offset=room.last_offset,
+                    epoch=room.epoch,
+                    uuid=uuid.uuid4(),
+                    event=name,
+                    data=data,
+                    created_at=now,
+                )
+            )
+        Room.objects.bulk_update(rooms.values(), ["last_offset"])
+        Event.objects.bulk_create(rows)
+        _prune(rooms.values(), now=now)
+        messages = [event_message(row) for row in rows]
+        transaction.on_commit(lambda: _published(messages))
+    return rows
+
+
+def event_emit(*, room: str, event: str, data: dict[str, Any]) -> Event:
+    return events_emit(events=[(room, event, data)])[0]
+
+
+def _prune(rooms: Iterable[Room], *, now) -> None:
+    """Keep at least REALTIME_KEEP_EVENTS events and REALTIME_KEEP_SECONDS of each room."""
+    keep, keep_for = settings.REALTIME_KEEP_EVENTS, timedelta(seconds=settings.REALTIME_KEEP_SECONDS)
+    for room in rooms:
+        if room.last_offset % PRUNE_EVERY == 0 and room.last_offset > keep:
+            Event.objects.filter(
+                room=room.name, offset__lte=room.last_offset - keep, created_at__lt=now - keep_for
+            ).delete()
+
+
+def _published(messages: list[dict[str, Any]]) -> None:
+    """After commit: a copy to every socket process through the channel layer.
+
+    Best effort by design: a socket process that misses it reads the rows from the log.
+    """
+    for message in messages:
+        events_emitted_total.labels(event=message["event"]).inc()
+    try:
+        async_to_sync(get_channel_layer().group_send)(WAKE_GROUP, {"type": "realtime.events", "events": messages})
+    except Exception as exc:
+        logger.warning("realtime: channel layer publish failed, sockets will read the log: %s", exc)
+
+
+def broadcast_send(*, actor, message: str, room: str = BROADCAST) -> Event:
+    """A staff message to every socket (``broadcast``) or to one room; audited."""
+    event = event_emit(room=room, event="broadcast", data={"message": message})
+    audit_logger.info(
+        "realtime broadcast by user %s to %s (event %s)",
+        actor.pk,
+        room,
+        event.uuid,
+        extra={"actor_id": actor.pk, "room": room, "event_id": str(event.uuid)},
+    )
+    return event
+
+
+@dataclass(frozen=True)
+class RoomHead:
+    epoch: str
+    last_offset: int
+    oldest_offset: int | None  # None: nothing kept (no events yet, or all pruned)
+
+
+def room_open(*, room: str) -> RoomHead | None:
+    """The room's epoch and newest offset, its counter row created (with a fresh epoch) the
+    first time anyone asks; None for a property that does not exist (no rows for made-up ids)."""
+    row = Room.objects.filter(name=room).first()
+    if row is None:
+        if room.startswith("property:"):
+            from properties.models import Property
+
+            if not Property.objects.filter(pk=int(room.split(":", 1)[1])).exists():
+                return None
+        Room.objects.bulk_create([Room(name=room, epoch=new_epoch())], ignore_conflicts=True)
+        row = Room.objects.get(name=room)
+    oldest = Event.objects.filter(room=room).aggregate(oldest=Min("offset"))["oldest"]
+    return RoomHead(epoch=row.epoch, last_offset=row.last_offset, oldest_offset=oldest)

@@ -1,0 +1,179 @@
+"""Real socket processes: cross-process delivery, slow consumers, presence, graceful shutdown.
+
+They start ``manage.py runsockets`` (uvicorn) against the test database, like tests/jobs'
+worker test; each takes a few seconds.
+"""
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from rest_framework.authtoken.models import Token
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from realtime.services import events_emit
+from tests.factories import BookingFactory, HostFactory, PropertyFactory, UserFactory
+from tests.realtime.processes import SocketProcess, process_env, receive_until, wait_for
+
+
+@pytest.fixture
+def processes(transactional_db, tmp_path):
+    started: list[SocketProcess] = []
+
+    def start(**env: str) -> SocketProcess:
+        started.append(SocketProcess(tmp_path, **env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def authed():
+    with contextlib.ExitStack() as stack:
+
+        def open_authenticated(url: str, user):
+            token, _ = Token.objects.get_or_create(user=user)
+            ws = stack.enter_context(connect(url, compression=None))
+            ws.send(json.dumps({"type": "auth", "token": token.key}))
+            receive_until(ws, "auth.ok")
+            return ws
+
+        yield open_authenticated
+
+
+def test_an_event_made_in_another_process_reaches_sockets_on_both_socket_processes(processes, authed):
+    import datetime
+
+    from django.utils import timezone
+
+    host, guest = HostFactory(), UserFactory()
+    listing = PropertyFactory(host=host)
+    stay = BookingFactory(
+        property=listing,
+        guest=guest,
+        check_in=timezone.localdate() - datetime.timedelta(days=4),
+        check_out=timezone.localdate() - datetime.timedelta(days=1),
+    )
+    first, second = processes(), processes()
+    on_first, on_second = authed(first.url, host), authed(second.url, host)
+    for ws in (on_first, on_second):
+        ws.send(json.dumps({"type": "subscribe", "room": f"host:{host.pk}"}))
+        receive_until(ws, "subscribed")
+
+    # The job's own function, in a process of its own, as a job worker runs it.
+    job = "from bookings.tasks import complete_finished_stays; print(complete_finished_stays())"
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "manage.py", "shell", "-c", job], env=process_env(), capture_output=True, text=True, timeout=60
+    )
+    assert "1 stay(s) completed" in result.stdout, result.stderr
+
+    for ws in (on_first, on_second):
+        event = receive_until(ws, "event")
+        assert (event["room"], event["event"], event["data"]["booking_id"]) == (
+            f"host:{host.pk}",
+            "booking.completed",
+            stay.pk,
+        )
+        ws.close()
+
+
+def test_a_slow_consumer_is_closed_4413_and_others_get_every_event(processes, authed):
+    server = processes()
+    reader_user = UserFactory()
+    reader = authed(server.url, reader_user)
+    # A client that completes the handshake and then never reads again.
+    stalled = socket.create_connection(("127.0.0.1", server.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(
+        b"GET /api/v1/ws/public/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert b"101" in stalled.recv(4096).split(b"\r\n", 1)[0]
+    wait_for(lambda: server.metric("staybase_realtime_sockets_open") == 2)
+
+    # Bursts the reader keeps up with (well under its 256 KiB buffer); the stalled socket's
+    # kernel buffers fill, then its send buffer, and only it is closed.
+    batches, per_batch = 40, 50
+    for batch in range(batches):
+        first = batch * per_batch
+        events_emit(events=[("broadcast", "broadcast", {"n": n, "pad": "x" * 3000}) for n in range(first, first + 50)])
+        received = [receive_until(reader, "event")["data"]["n"] for _ in range(per_batch)]
+        assert received == list(range(first, first + per_batch))
+    assert wait_for(lambda: server.metric("staybase_realtime_slow_consumer_closes_total") >= 1)
+    assert server.metric("staybase_realtime_sockets_open") == 1
+    stalled.close()
+    reader.close()
+
+
+def test_a_client_that_vanishes_without_closing_leaves_presence(processes, staff_client):
+    server = processes(REALTIME_PING_INTERVAL_S="0.5", REALTIME_PING_TIMEOUT_S="1")
+    token, _ = Token.objects.get_or_create(user=UserFactory())
+    client = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import json, time
+                from websockets.sync.client import connect
+                ws = connect({server.url!r}, compression=None)
+                ws.send(json.dumps({{"type": "auth", "token": {token.key!r}}}))
+                ws.recv()
+                print("connected", flush=True)
+                time.sleep(600)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stdout.readline().strip() == "connected"
+
+        def sockets() -> int:
+            return staff_client.get("/api/v1/ws/status/").json()["sockets"]
+
+        wait_for(lambda: sockets() == 1, message="the socket never showed up in presence")
+        client.send_signal(signal.SIGSTOP)  # a pulled cable: no FIN, no pong
+        wait_for(lambda: sockets() == 0, timeout=30, message="the vanished client stayed in presence")
+    finally:
+        client.kill()
+        client.wait()
+
+
+def test_sigterm_tells_clients_to_reconnect_and_closes_1012(processes, authed):
+    server = processes()
+    ws = authed(server.url, UserFactory())
+    server.process.send_signal(signal.SIGTERM)
+    assert receive_until(ws, "reconnect") == {"type": "reconnect"}
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1012
+    # uvicorn re-raises the signal it handled once it has shut down cleanly.
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_socket_process_readiness_checks_the_channel_layer(processes):
+    server = processes()
+    status, body = server.get("/health/ready/")
+    assert status == 200
+    assert json.loads(body)["checks"]["channel_layer"]["status"] == "ok"
+
+
+def test_staff_status_lists_processes_sockets_and_rooms(processes, authed, staff_client):
+    server = processes()
+    user = UserFactory()
+    ws = authed(server.url, user)
+    rooms = {"broadcast": 1, f"user:{user.pk}": 1}
+    body = wait_for(lambda: (b := staff_client.get("/api/v1/ws/status/").json())["rooms"] == rooms and b)
+    assert body["sockets"] == 1
+    assert len(body["processes"]) == 1
+    ws.close()
