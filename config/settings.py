@@ -284,6 +284,31 @@ STORAGES = {
 # whitenoise: production indexes STATIC_ROOT (collectstatic) once at start; development looks
 # files up per request, so it needs no collectstatic (and warns about no missing directory).
 WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
+# --- Media storage (uploaded images; README "Deploying") ---------------------------------
+# Every API and worker instance must see every upload: "local" is MEDIA_ROOT, a directory all
+# instances mount (a shared volume nginx serves at /media/); "s3" is a bucket of S3 or an
+# S3-compatible store (django-storages; credentials from boto3's usual chain: AWS_ACCESS_KEY_ID
+# and AWS_SECRET_ACCESS_KEY, or the instance's role) and images link to the bucket.
+MEDIA_STORAGE = env_str("MEDIA_STORAGE", "s3" if env_str("AWS_STORAGE_BUCKET_NAME") else "local")
+if MEDIA_STORAGE == "s3":
+    if not env_str("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME"),
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "custom_domain": env_str("AWS_S3_CUSTOM_DOMAIN") or None,
+            "location": env_str("AWS_S3_LOCATION", "media"),
+            # Public-read bucket (or CDN) URLs by default; signed, expiring URLs with AWS_QUERYSTRING_AUTH=1.
+            "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", False),
+            # Two uploads with one name get two objects, as on the file system.
+            "file_overwrite": False,
+        },
+    }
+elif MEDIA_STORAGE != "local":
+    raise ImproperlyConfigured(f"MEDIA_STORAGE must be 'local' or 's3', not {MEDIA_STORAGE!r}.")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
