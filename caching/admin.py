@@ -12,11 +12,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
 
 from caching import services
 from caching.models import CachePage
 from caching.stats import EVENTS, cache_stats, with_ratios
+from core.admin import StaffPageAdmin
 from core.exceptions import DomainError
 
 ACTIONS = ("clear", "invalidate_user", "invalidate_property")
@@ -38,31 +38,12 @@ def stats_rows(counts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]
 
 
 @admin.register(CachePage)
-class CachePageAdmin(admin.ModelAdmin):
+class CachePageAdmin(StaffPageAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_active and request.user.is_staff
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_active and request.user.is_staff
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_urls(self) -> list[URLPattern]:
-        opts = self.model._meta
-        return [
-            path(
-                "",
-                self.admin_site.admin_view(self.changelist_view),
-                name=f"{opts.app_label}_{opts.model_name}_changelist",
-            )
-        ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_permission(request):

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.urls import URLPattern, path
 
 from core.exceptions import DomainError
 from core.models import IdempotencyKey
@@ -54,6 +55,21 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+class StaffPageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """A staff page in the admin's index (Cache, Jobs, Performance, Live), carried by a model
+    that has no rows: its changelist is the page, which the subclass renders."""
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta
+        return [
+            path(
+                "",
+                self.admin_site.admin_view(self.changelist_view),
+                name=f"{opts.app_label}_{opts.model_name}_changelist",
+            )
+        ]
 
 
 @admin.register(IdempotencyKey)

@@ -5,10 +5,10 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin, admin_run_service
+from core.admin import ReadOnlyAdminMixin, StaffPageAdmin, admin_run_service
 from core.exceptions import DomainError
 from jobs.models import DeadLetter, JobDashboard, JobRecord, TaskEffect
 from jobs.selectors import job_stats
@@ -144,30 +144,11 @@ class TaskEffectAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(JobDashboard)
-class JobDashboardAdmin(admin.ModelAdmin):
+class JobDashboardAdmin(StaffPageAdmin):
     """Queue depths, throughput, failures, durations, dead letters and workers on one page."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_active and request.user.is_staff and request.user.has_perm("jobs.view_jobrecord")
-
-    def get_urls(self) -> list[URLPattern]:
-        opts = self.model._meta
-        return [
-            path(
-                "",
-                self.admin_site.admin_view(self.changelist_view),
-                name=f"{opts.app_label}_{opts.model_name}_changelist",
-            )
-        ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_permission(request):
