@@ -9,15 +9,14 @@ supervisor (make run, systemd, a container runtime) notices.
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from core.management.base import StaybaseCommand
+from core.supervision import Supervisor
 from jobs.priorities import Priority, queue_name
 
 STOP_GRACE_S = 30
@@ -35,49 +34,22 @@ class Command(StaybaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        priorities = options["priority"] or Priority.values
-        children: dict[str, subprocess.Popen] = {}
-        stopping = False
-
-        def stop(signum: int, frame: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        for priority in priorities:
+        # qcluster stops on SIGTERM once its tasks in hand finish.
+        supervisor = Supervisor(
+            stop_signal=signal.SIGTERM, whole_group=False, grace_s=STOP_GRACE_S, warn=self.stderr.write
+        )
+        for priority in options["priority"] or Priority.values:
             queue = queue_name(priority)
-            children[queue] = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            child = supervisor.start(
+                queue,
                 [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"],
                 # DB_POOL=0: a worker runs one job at a time, so a pool per process would only
                 # multiply PostgreSQL connections; a persistent connection serves it better.
                 env={**os.environ, "Q_CLUSTER_NAME": queue, "DB_POOL": "0"},
-                # Its own process group, so a cluster that will not stop is killed with its
-                # sentinel and workers instead of leaving them orphaned on the queue.
-                start_new_session=True,
             )
-            self.info(f"{queue}: qcluster pid {children[queue].pid}")
-        failed = ""
-        while not stopping:
-            exited = [queue for queue, child in children.items() if child.poll() is not None]
-            if exited:
-                failed = f"{', '.join(exited)} exited (code {children[exited[0]].returncode})"
-                break
-            time.sleep(0.5)
-        self._stop(children)
-        if failed:
-            raise CommandError(f"Job worker {failed}; stopped the others.")
+            self.info(f"{queue}: qcluster pid {child.pid}")
+        exited = supervisor.run(poll_s=0.5)
+        if exited:
+            code = supervisor.returncode(exited[0])
+            raise CommandError(f"Job worker {', '.join(exited)} exited (code {code}); stopped the others.")
         self.info("Job workers stopped.")
-
-    def _stop(self, children: dict[str, subprocess.Popen]) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()  # qcluster stops on SIGTERM once its tasks in hand finish
-        deadline = time.monotonic() + STOP_GRACE_S
-        for queue, child in children.items():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"{queue}: did not stop within {STOP_GRACE_S} s; killing it.")
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
