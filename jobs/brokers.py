@@ -78,6 +78,7 @@ class TrackedJobsBroker:
         self.priority: Priority | None = priority_of_queue(queue)
         self._next_dispatch = 0.0
         self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
+        self._dispatch_failing = False
 
     def __setstate__(self, state: tuple) -> None:
         super().__setstate__(state)  # type: ignore[misc]
@@ -127,7 +128,14 @@ class TrackedJobsBroker:
                 dispatcher.recover_stuck(priority=self.priority, broker=self)
         except Exception:
             # The pusher must keep pulling even while the database hiccups; the next tick retries.
-            logger.exception("Job dispatcher for %s failed; retrying in %s s", self.queue, DISPATCH_INTERVAL_S)
+            # An outage is logged once, when it starts, not once a second while it lasts.
+            if not self._dispatch_failing:
+                logger.exception("Job dispatcher for %s failed; retrying every %s s", self.queue, DISPATCH_INTERVAL_S)
+            self._dispatch_failing = True
+            return
+        if self._dispatch_failing:
+            logger.warning("Job dispatcher for %s works again", self.queue)
+            self._dispatch_failing = False
 
 
 class OrmBroker(TrackedJobsBroker, orm.ORM):

@@ -4,6 +4,7 @@ import datetime
 import time
 
 import pytest
+from django.db import OperationalError
 from django.test import TestCase
 from django.utils import timezone
 from django_q.signing import SignedPackage
@@ -208,3 +209,29 @@ def test_the_dispatcher_runs_from_the_pusher_loop(monkeypatch):
     assert broker.queue_size() == 1
     job.refresh_from_db()
     assert job.dispatch == 1
+
+
+def test_a_database_outage_is_logged_once_by_the_dispatcher_not_once_a_tick(monkeypatch, caplog):
+    broker = broker_for(Priority.LOW)
+    outage = True
+
+    def dispatch_due(**kwargs):
+        if outage:
+            raise OperationalError("connection refused")
+        return 0
+
+    monkeypatch.setattr("jobs.dispatcher.dispatch_due", dispatch_due)
+    caplog.set_level("DEBUG", logger="jobs.brokers")
+    for _ in range(5):
+        monkeypatch.setattr(broker, "_next_dispatch", 0.0)
+        broker.dispatcher_tick()
+    outage = False
+    for _ in range(2):
+        monkeypatch.setattr(broker, "_next_dispatch", 0.0)
+        broker.dispatcher_tick()
+
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "jobs.brokers"]
+    assert lines == [
+        ("ERROR", "Job dispatcher for staybase-low failed; retrying every 1.0 s"),
+        ("WARNING", "Job dispatcher for staybase-low works again"),
+    ]
