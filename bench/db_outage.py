@@ -39,6 +39,9 @@ from bench.postgres import TempPostgres, temporary_postgres  # noqa: E402
 from bench.server import HOST, free_port, gunicorn  # noqa: E402
 
 GUEST_EMAIL = "guest0001@demo.staybase.local"
+# Another guest books: a booking invalidates its guest's cached list, and the reader's list must
+# stay cached for the outage (a write just before the stop would otherwise send it to the database).
+WRITER_EMAIL = "guest0002@demo.staybase.local"
 DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - seed_demo's published demo password
 PHASES = ("before", "outage", "after")
 
@@ -170,18 +173,23 @@ def app_env(database_url: str, overrides: dict[str, str] | None = None) -> dict[
     return env
 
 
-def start_load(port: int, run: OutageRun) -> Load:
+def _token_header(port: int, email: str) -> dict[str, str]:
     status, _, content = _request(
         port,
         "POST",
         "/api/v1/auth/login/",
         {"Content-Type": "application/json"},
-        json.dumps({"email": GUEST_EMAIL, "password": DEMO_PASSWORD}),
+        json.dumps({"email": email, "password": DEMO_PASSWORD}),
     )
     if status != 200:
         raise RuntimeError(f"login failed: {status} {content[:200]!r}")
-    auth = {"Authorization": f"Token {json.loads(content)['token']}"}
-    status, _, content = _request(port, "GET", "/api/v1/properties/?page_size=100", {}, None)
+    return {"Authorization": f"Token {json.loads(content)['token']}"}
+
+
+def start_load(port: int, run: OutageRun) -> Load:
+    auth = _token_header(port, GUEST_EMAIL)
+    writer_auth = _token_header(port, WRITER_EMAIL)
+    _, _, content = _request(port, "GET", "/api/v1/properties/?page_size=100", {}, None)
     listings = [item["id"] for item in json.loads(content)["results"]]
     detail = f"/api/v1/properties/{listings[0]}/"
     for _ in range(4):  # fill the response caches
@@ -209,7 +217,7 @@ def start_load(port: int, run: OutageRun) -> Load:
             }
         )
         key = str(uuid.uuid4())
-        headers = {**auth, "Content-Type": "application/json", "Idempotency-Key": key}
+        headers = {**writer_auth, "Content-Type": "application/json", "Idempotency-Key": key}
         answers: list[Sample] = []
         while not load.stopping.is_set():  # a client retries a 503 with the same key
             answers.append(load.send("write", "POST", "/api/v1/bookings/", headers, body))
