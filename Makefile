@@ -12,8 +12,7 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint check bench clean distclean cluster cluster-status cluster-down
-.PHONY: help venv run test lint check bench schemathesis faults clean distclean
+.PHONY: help venv run test lint check bench schemathesis faults cluster cluster-status cluster-down clean distclean
 
 help:
 	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
