@@ -92,7 +92,6 @@ MIDDLEWARE = [
     "observability.middleware.ProbeMiddleware",
     "observability.middleware.RequestObservabilityMiddleware",
     "config.middleware.InstanceHeaderMiddleware",
-    "core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (hashed, precompressed) straight from the WSGI app: no proxy config needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -208,6 +207,10 @@ if DATABASE_REPLICA_URLS:
             "TEST": {"MIRROR": "default"},
         }
     DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
+    # Only with replicas: without them nothing reads a pin, so no request pays for one.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("config.middleware.InstanceHeaderMiddleware") + 1, "core.replicas.ReadYourWritesMiddleware"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -242,16 +242,14 @@ def pin_keys_for(request: HttpRequest) -> list[str]:
 
 class ReadYourWritesMiddleware:
     """Gives each request its read context and, after a successful write, pins its identities
-    to the primary's WAL position. Reads that the response cache answers never look the pin up."""
+    to the primary's WAL position. Reads that the response cache answers never look the pin up.
+    Installed by settings only with DATABASE_REPLICA_URLS."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
-        self.enabled = bool(replica_aliases())
         self.pins = PinStore(ttl_s=settings.REPLICA_MAX_LAG_S + settings.REPLICA_CHECK_INTERVAL_S + 5)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not self.enabled:
-            return self.get_response(request)
         context = ReadContext(pin_keys_for(request), self.pins)
         token = read_context.set(context)
         try:
