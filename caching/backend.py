@@ -13,26 +13,21 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import RedisError
 
 from caching.circuit import CircuitBreaker, CircuitOpenError, breaker_for
 from caching.keys import generation_key, raw_key
 from caching.namespaces import EVERYTHING
+from caching.redis import STORE_ERRORS, is_redis
+from caching.redis import shared_client as redis_client
 from caching.stats import cache_stats_counter
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-STORE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
 # Every entry (responses, selectors, auth contexts) depends on this namespace: bumping it
 # invalidates everything at once, after an outage may have swallowed invalidations.
 GLOBAL_NAMESPACE = EVERYTHING
 INVALIDATION_CHANNEL_PARTS = ("cache", "invalidations")
-
-
-def is_redis() -> bool:
-    return settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache"
 
 
 def backend_name() -> str:
@@ -41,12 +36,6 @@ def backend_name() -> str:
 
 def breaker_state() -> str:
     return breaker_for("redis").state if is_redis() else "n/a"
-
-
-def redis_client():
-    from django_redis import get_redis_connection
-
-    return get_redis_connection("default")
 
 
 def guarded(kind: str, func: Callable[[], T], default: T) -> T:

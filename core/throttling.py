@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -40,6 +39,7 @@ from caching.ratelimit import (
     RateLimitStore,
     RedisRateLimitStore,
 )
+from caching.redis import STORE_ERRORS
 from core.client_ip import client_ip
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ SCOPES = ("ip", "user", "account", "global", "endpoint", "object")
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400}
 _UNITS["day"] = 86400
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
-STORE_ERRORS = (RedisError, OSError)
 
 
 @dataclass(frozen=True)

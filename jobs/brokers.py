@@ -26,7 +26,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
-from caching.redis_clients import redis_client_with
+from caching.redis import client_with
 from jobs.priorities import Priority, priority_of_queue, queue_name
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
         """
         client = getattr(self, "_blocking", None)
         if client is None:
-            client = self._blocking = redis_client_with(
+            client = self._blocking = client_with(
                 socket_timeout=BLOCKING_POP_S + 5,
                 socket_connect_timeout=5,
                 health_check_interval=30,

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from caching.redis_clients import redis_client_with
+from caching.redis import client_with
 
 OK, DEGRADED, FAIL, SKIPPED = "ok", "degraded", "fail", "skipped"
 _SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, FAIL: 2}
@@ -83,7 +83,7 @@ def _redis_client(url: str) -> Any:
     with _redis_lock:
         client = _redis_clients.get(url)
         if client is None:
-            client = redis_client_with(
+            client = client_with(
                 socket_connect_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
                 socket_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
             )

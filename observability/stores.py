@@ -10,13 +10,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.utils.module_loading import import_string
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from caching.circuit import CircuitOpenError, breaker_for
+from caching.redis import STORE_ERRORS
+from caching.redis import is_redis as uses_redis
 
-STORE_ERRORS = (RedisError, OSError)
 T = TypeVar("T")
 
 store_errors_total = Counter(
@@ -24,12 +23,6 @@ store_errors_total = Counter(
     "Writes of observability data (performance stats, active users) that the store refused.",
     ["store"],
 )
-
-
-def uses_redis() -> bool:
-    from django_redis.cache import RedisCache
-
-    return issubclass(import_string(settings.CACHES["default"]["BACKEND"]), RedisCache)
 
 
 def guarded_write(store: str, write: Callable[[], object]) -> None:

@@ -1,4 +1,4 @@
-"""Own Redis clients follow REDIS_URL, or the master a Sentinel names (caching/redis_clients.py)."""
+"""Own Redis clients follow REDIS_URL, or the master a Sentinel names (caching/redis.py)."""
 
 import shutil
 import subprocess
@@ -11,7 +11,7 @@ import redis
 from django.test import override_settings
 
 from bench.server import free_port
-from caching.redis_clients import redis_client_with
+from caching.redis import client_with
 from cluster.redis import start_redis
 
 pytestmark = [
@@ -51,7 +51,7 @@ def sentinel_setup():
 def test_a_client_reaches_the_master_the_sentinels_name(sentinel_setup):
     master, sentinel_port = sentinel_setup
     with override_settings(REDIS_URL="redis://staybase/3", REDIS_SENTINELS=[("127.0.0.1", sentinel_port)]):
-        client = redis_client_with(socket_timeout=1)
+        client = client_with(socket_timeout=1)
         client.set("sentinel-probe", "1")
     assert redis.Redis(port=master.port, db=3).get("sentinel-probe") == b"1"
 
@@ -59,5 +59,5 @@ def test_a_client_reaches_the_master_the_sentinels_name(sentinel_setup):
 def test_without_sentinels_the_url_is_used(sentinel_setup):
     master, _ = sentinel_setup
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{master.port}/2", REDIS_SENTINELS=[]):
-        redis_client_with(socket_timeout=1).set("url-probe", "1")
+        client_with(socket_timeout=1).set("url-probe", "1")
     assert redis.Redis(port=master.port, db=2).get("url-probe") == b"1"
