@@ -1,6 +1,5 @@
 """Middleware that is truly global."""
 
-import math
 from collections.abc import Callable
 
 from django.conf import settings
@@ -18,31 +17,6 @@ class InstanceHeaderMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         response["X-Staybase-Instance"] = self.instance
-        return response
-
-
-class RateLimitHeadersMiddleware:
-    """Puts the tightest rate-limit rule's numbers on every throttled endpoint's response.
-
-    ``X-RateLimit-*`` for today's clients, and the IETF httpapi draft's structured fields:
-    ``RateLimit-Policy`` lists every rule checked, ``RateLimit`` the one closest to its limit.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        outcome = getattr(request, "rate_limit", None)
-        if outcome is None:
-            return response
-        rule, state = outcome.tightest()
-        reset_s = math.ceil(state.reset_ms / 1000)
-        response["X-RateLimit-Limit"] = str(rule.limit)
-        response["X-RateLimit-Remaining"] = str(state.remaining)
-        response["X-RateLimit-Reset"] = str(math.ceil(outcome.checked_at + state.reset_ms / 1000))
-        response["RateLimit-Policy"] = ", ".join(f'"{r.name}";q={r.limit};w={r.window_s}' for r in outcome.rules)
-        response["RateLimit"] = f'"{rule.name}";r={state.remaining};t={reset_s}'
         return response
 
 

@@ -60,7 +60,7 @@ INSTALLED_APPS = [
     # (HTTP and WebSockets on one address) in development.
     "daphne",
     # --- end real-time
-    "django.contrib.admin",
+    "ratelimit.apps.AdminConfig",  # django.contrib.admin, its login rate-limited
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "caching",
     "jobs",
     "observability",
+    "ratelimit",
     "channels",  # real-time (issue 11)
     "realtime",  # real-time (issue 11)
 ]
@@ -98,7 +99,6 @@ MIDDLEWARE = [
     # Before anything that answers on its own (CommonMiddleware, throttles), so preflights pass.
     "corsheaders.middleware.CorsMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
-    "config.middleware.RateLimitHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -334,7 +334,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "core.schema.StaybaseAutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.RuleThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["ratelimit.throttling.RuleThrottle"],
     "COERCE_DECIMAL_TO_STRING": True,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -409,11 +409,11 @@ for _url in CACHE_WARM_BASE_URLS:
 # Start-up sequences (make run, a release step) queue one warming job: manage.py warm_cache --on-start.
 CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", False)
 
-# --- Rate limits (core/throttling.py, state in caching/ratelimit.py) ------------------
+# --- Rate limits (ratelimit/) -------------------------------------------------------
 # Rules are data: rate "N/unit" (s, min, h, day, or e.g. "15min"), scope (ip, user, account,
 # global, endpoint, object), algorithm (sliding_window, gcra, fixed_window), burst for gcra,
 # fail "open" or "closed" when the store is unreachable ("closed": counted per process
-# while Redis is unreachable, see core/throttling.py), tiered (user tier multiplies),
+# while Redis is unreachable, see ratelimit/limiter.py), tiered (user tier multiplies),
 # staff_exempt. RATE_LIMIT_OVERRIDES="login_ip=20/min,default=1000/min" changes rates by env;
 # RATE_LIMIT_SCALE multiplies every limit (load tests keep throttles on with raised limits).
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)

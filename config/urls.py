@@ -5,11 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from core.exceptions import api_not_found
 from core.schema import api_docs_access
-from core.throttling import admin_login_limited
 from core.views import IndexView
 from realtime.views import live_demo
-
-admin.site.login = admin_login_limited(admin.site.login)
 
 api_v1 = [
     path("auth/", include("accounts.urls")),
@@ -18,7 +15,7 @@ api_v1 = [
     path("analytics/", include("analytics.urls")),
     path("admin/jobs/", include("jobs.urls")),
     path("admin/cache/", include("caching.urls")),
-    path("admin/", include("core.urls")),
+    path("admin/", include("ratelimit.urls")),
     path("admin/", include("observability.api_urls")),
     # --- Real-time (issue 11): staff REST beside the sockets at /api/v1/ws/ (served by config.asgi)
     path("ws/", include("realtime.urls")),

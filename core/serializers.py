@@ -46,25 +46,3 @@ class StrictBooleanField(serializers.BooleanField):
         if isinstance(data, str) and data.lower() in ("true", "false"):
             return data.lower() == "true"
         self.fail("invalid", input=data)
-
-
-class RateLimitReportQuerySerializer(QueryParamsSerializer):
-    minutes = serializers.IntegerField(min_value=1, max_value=120, default=60)
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
-
-
-class LimitedClientSerializer(serializers.Serializer):
-    rule = serializers.CharField()
-    identity = serializers.CharField()
-    rejections = serializers.IntegerField()
-
-
-class RateLimitReportSerializer(serializers.Serializer):
-    window_minutes = serializers.IntegerField()
-    store = serializers.CharField()
-    circuit = serializers.CharField()
-    top_limited_clients = LimitedClientSerializer(many=True)
-    rejections_by_rule = serializers.DictField(child=serializers.IntegerField())
-    process_store_errors = serializers.IntegerField()
-    process_failed_open = serializers.IntegerField()
-    process_fell_back = serializers.IntegerField()

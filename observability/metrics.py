@@ -2,10 +2,10 @@
 
 Two kinds of numbers:
 
-* per-process ones (slow requests, DB pool, rate-limiter and circuit-breaker events) are
+* per-process ones (slow requests, DB pool, circuit-breaker events; ratelimit.limiter's) are
   prometheus_client metrics; under gunicorn ``PROMETHEUS_MULTIPROC_DIR`` makes every worker
   write them to shared files that one scrape adds up (see config/gunicorn.py);
-* platform-wide ones (business KPIs, cache hit ratios, rate-limit rejections, job queues)
+* platform-wide ones (business KPIs, cache hit ratios, job queues)
   are read at scrape time by ``PlatformCollector`` from the database and the shared stores,
   with the expensive part cached for ``KPI_CACHE_SECONDS``, so a scrape never runs heavy
   queries and several workers answering scrapes share one computation.
@@ -41,12 +41,6 @@ db_pool_connections = Gauge(
     "Django's psycopg connection pool per process: in_use, idle, size, max, waiting (requests).",
     ["alias", "state"],
     multiprocess_mode="livesum",
-)
-ratelimit_events_total = Counter(
-    "staybase_ratelimit_store_events_total",
-    "Rate-limit store failures and what the limiter did about them "
-    "(store_errors, failed_open, fell_back: fail-closed rules counted per process).",
-    ["event"],
 )
 circuit_events_total = Counter(
     "staybase_circuit_breaker_events_total",
@@ -142,7 +136,7 @@ class RequestRecorder:
 
 
 class _CounterMirror:
-    """Adds the growth of plain in-process counters (core.throttling, caching.circuit) to
+    """Adds the growth of plain in-process counters (caching.circuit) to
     Prometheus counters, so multiprocess mode sums them across workers like any counter."""
 
     def __init__(self) -> None:
@@ -172,10 +166,7 @@ def sync_process_counters(*, force: bool = False) -> None:
         return
     _mirrored_at = now
     from caching.circuit import breaker_for
-    from core.throttling import rate_limit_stats
 
-    for event in ("store_errors", "failed_open", "fell_back"):
-        _mirror.mirror(("rl", event), getattr(rate_limit_stats, event), ratelimit_events_total.labels(event).inc)
     for name in ("redis", "database"):
         breaker = breaker_for(name)
         for event in _BREAKER_EVENTS:
@@ -334,17 +325,6 @@ def _cache_families() -> Iterator[Metric]:
     yield ratio
 
 
-def _ratelimit_families() -> Iterator[Metric]:
-    from core.throttling import rate_limit_store
-
-    rejections = CounterMetricFamily(
-        "staybase_ratelimit_rejections", "Requests refused (429) by each rate-limit rule.", labels=["rule"]
-    )
-    for rule, count in sorted(rate_limit_store().rejection_totals().items()):
-        rejections.add_metric([rule], count)
-    yield rejections
-
-
 def _job_families(jobs: dict[str, Any]) -> Iterator[Metric]:
     depth = GaugeMetricFamily(
         "staybase_jobs_queue_depth",
@@ -385,7 +365,6 @@ class PlatformCollector(Collector):
     SOURCES: dict[str, Callable[[], Iterator[Metric]]] = {
         "kpis": lambda: _kpi_families(platform_kpis()),
         "cache": _cache_families,
-        "ratelimit": _ratelimit_families,
         "jobs": lambda: _job_families(job_queues()),
     }
 

@@ -1,6 +1,6 @@
 """Where observability keeps shared state: Redis when the cache is Redis, else this process.
 
-Same rule as the rate limiter's store (core.throttling): with REDIS_URL every process
+Same rule as the rate limiter's store (ratelimit.stores): with REDIS_URL every process
 shares one view; the embedded default serves the API from one process, whose memory is
 then the whole truth.
 """

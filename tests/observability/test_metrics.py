@@ -9,7 +9,8 @@ from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bookings.models import Booking, BookingStatus, PayoutStatus
-from core.throttling import rate_limit_stats
+from caching.circuit import breaker_for
+from ratelimit.limiter import store_events_total
 from tests.factories import BookingFactory, PayoutFactory, PropertyFactory
 from tests.observability.conftest import parse_metrics, sample
 
@@ -186,7 +187,7 @@ def test_a_failing_source_reports_up_zero_and_the_rest_is_still_served(anon_clie
         samples = scrape(anon_client)
 
     assert value(samples, "staybase_metrics_source_up", source="kpis") == 0
-    assert value(samples, "staybase_metrics_source_up", source="ratelimit") == 1
+    assert value(samples, "staybase_metrics_source_up", source="jobs") == 1
     assert value(samples, "staybase_metrics_source_up", source="cache") == 1
 
 
@@ -224,9 +225,8 @@ def test_rate_limit_rejections_per_rule(anon_client, settings):
 
 
 def test_rate_limiter_store_failures_reach_prometheus_counters(guest_client, monkeypatch):
-    monkeypatch.setattr("observability.metrics._mirrored_at", 0.0)  # the once-a-second mirror is due
     before = sample("staybase_ratelimit_store_events_total", {"event": "store_errors"})
-    rate_limit_stats.add("store_errors")
+    store_events_total.labels("store_errors").inc()  # what ratelimit.limiter counts (tests/ratelimit/)
 
     guest_client.get("/api/v1/auth/me/")
 
@@ -236,12 +236,13 @@ def test_rate_limiter_store_failures_reach_prometheus_counters(guest_client, mon
 def test_process_counters_are_mirrored_at_most_once_a_second(guest_client, monkeypatch):
     monkeypatch.setattr("observability.metrics._mirrored_at", 0.0)
     guest_client.get("/api/v1/auth/me/")  # mirrors now
-    before = sample("staybase_ratelimit_store_events_total", {"event": "failed_open"})
-    rate_limit_stats.add("failed_open")
+    labels = {"breaker": "redis", "event": "short_circuited"}
+    before = sample("staybase_circuit_breaker_events_total", labels)
+    breaker_for("redis").events["short_circuited"] += 1
 
     guest_client.get("/api/v1/auth/me/")  # within the second: not yet
 
-    assert sample("staybase_ratelimit_store_events_total", {"event": "failed_open"}) == before
+    assert sample("staybase_circuit_breaker_events_total", labels) == before
 
 
 def test_an_exception_in_a_view_is_counted_by_type_and_view(settings):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from core import views
+from ratelimit import views
 
 urlpatterns = [
     path("ratelimits/", views.RateLimitReportView.as_view(), name="admin-ratelimits"),

@@ -4,12 +4,16 @@ import time
 from collections import Counter
 
 import pytest
+import redis
+from django.contrib import admin
 from django.db import connection
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from accounts.models import User, UserTier
 from caching.circuit import breaker_for
-from core import throttling
+from ratelimit.limiter import limiter
+from ratelimit.sites import RateLimitedAdminSite
 from tests.conftest import client_for
 from tests.factories import PropertyFactory, UserFactory
 
@@ -19,7 +23,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 def rules(settings, **changes):
-    """Replace the rules dict (the throttle recompiles when the object changes)."""
+    """Replace the rules dict (the limiter is rebuilt when a setting changes)."""
     updated = {name: dict(spec) for name, spec in settings.RATE_LIMIT_RULES.items()}
     for name, spec in changes.items():
         updated[name] = {**updated.get(name, {}), **spec}
@@ -122,35 +126,36 @@ def test_rates_are_configurable_from_overrides_and_scale(settings, anon_client):
     assert '"property_view";q=1000;w=3600' in response["RateLimit-Policy"]
 
 
-class BrokenStore:
-    def check(self, checks):
-        raise ConnectionError("redis is gone")
-
-    def check_and_read(self, checks, reads):
-        raise ConnectionError("redis is gone")
+def store_events(event: str) -> float:
+    return REGISTRY.get_sample_value("staybase_ratelimit_store_events_total", {"event": event}) or 0
 
 
 @pytest.fixture
 def broken_store(monkeypatch):
-    monkeypatch.setattr(throttling, "rate_limit_store", lambda: BrokenStore())
+    """The limiter's store is a Redis that refuses connections; the cache is left alone."""
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    monkeypatch.setattr("ratelimit.limiter.is_redis", lambda: True)
+    monkeypatch.setattr("ratelimit.limiter.shared_client", lambda: dead)
+    limiter.cache_clear()
     breaker_for("redis").reset()
     yield
+    limiter.cache_clear()
     breaker_for("redis").reset()
 
 
 def test_an_unreachable_store_fails_open_and_is_counted(anon_client, broken_store):
     listing = PropertyFactory()
-    before = throttling.rate_limit_stats.failed_open
+    before = store_events("failed_open")
 
     response = anon_client.get(f"/api/v1/properties/{listing.pk}/")
 
     assert response.status_code == 200
     assert "X-RateLimit-Limit" not in response
-    assert throttling.rate_limit_stats.failed_open == before + 1
+    assert store_events("failed_open") == before + 1
 
 
 def test_with_the_store_unreachable_login_works_and_is_limited_by_this_process(anon_client, broken_store):
-    before = throttling.rate_limit_stats.fell_back
+    before = store_events("fell_back")
     User.objects.create_user(email="ana@example.com", password=PASSWORD)
 
     welcome = login(anon_client, password=PASSWORD)
@@ -165,7 +170,7 @@ def test_with_the_store_unreachable_login_works_and_is_limited_by_this_process(a
     assert int(refused["Retry-After"]) >= 1
     assert '"login_ip";q=5;w=60' in refused["RateLimit-Policy"]  # fail-open rules are not counted meanwhile
     assert "global_ip" not in refused["RateLimit-Policy"]
-    assert throttling.rate_limit_stats.fell_back == before + 7
+    assert store_events("fell_back") == before + 7
 
 
 def test_the_admin_login_is_limited_by_this_process_while_the_store_is_unreachable(client, settings, broken_store):
@@ -235,6 +240,10 @@ def test_gzip_compresses_large_json_but_never_token_responses(anon_client):
     assert "Content-Encoding" not in small
 
 
+def test_the_admin_site_is_the_rate_limited_one():
+    assert isinstance(admin.site, RateLimitedAdminSite)
+
+
 def test_admin_login_is_limited_per_ip(client, settings):
     rules(settings, admin_login_ip={"rate": "3/min"})
     attempts = [
@@ -271,6 +280,7 @@ def test_staff_see_the_most_limited_clients_of_the_last_hour(anon_client, staff_
     body = report.json()
     assert body["top_limited_clients"][0] == {"rule": "login_ip", "identity": "ip:198.51.100.66", "rejections": 2}
     assert body["rejections_by_rule"]["login_ip"] >= 2
+    assert body["store"] == limiter().store.name
     assert body["circuit"] == "closed"
     assert guest_client.get("/api/v1/admin/ratelimits/").status_code == 403
     assert anon_client.get("/api/v1/admin/ratelimits/").status_code == 401
