@@ -8,6 +8,8 @@ import redis
 from django.contrib import admin
 from django.db import connection
 from prometheus_client import REGISTRY
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rest_framework.test import APIClient
 
 from accounts.models import User, UserTier
@@ -133,7 +135,8 @@ def store_events(event: str) -> float:
 @pytest.fixture
 def broken_store(monkeypatch):
     """The limiter's store is a Redis that refuses connections; the cache is left alone."""
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    # No retries: each refused call fails at once, as the breaker's arithmetic in these tests assumes.
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr("ratelimit.limiter.is_redis", lambda: True)
     monkeypatch.setattr("ratelimit.limiter.shared_client", lambda: dead)
     limiter.cache_clear()
