@@ -41,6 +41,7 @@ from caching.ratelimit import (
 )
 from caching.redis import STORE_ERRORS
 from core.client_ip import client_ip
+from observability.counters import ratelimit_events_total
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class RateLimitStats:
     def add(self, field: str) -> None:
         with self.lock:
             setattr(self, field, getattr(self, field) + 1)
+        ratelimit_events_total.labels(field).inc()
 
 
 rate_limit_stats = RateLimitStats()
