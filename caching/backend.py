@@ -73,9 +73,7 @@ def resync(breaker: CircuitBreaker) -> None:
 
 
 def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
-    found = guarded(kind, lambda: cache.get_many(keys), {})
-    _flush_stats_if_due()
-    return found
+    return guarded(kind, lambda: cache.get_many(keys), {})
 
 
 def reads_trusted() -> bool:
@@ -94,9 +92,7 @@ def redis_names(keys: list[str]) -> list[str]:
 def decode_raw(keys: list[str], raw_values: list[bytes | None]) -> dict[str, Any]:
     """Values read straight from Redis under ``redis_names(keys)``, decoded as ``get_many`` would."""
     client = cache.client
-    found = {key: client.decode(raw) for key, raw in zip(keys, raw_values, strict=True) if raw is not None}
-    _flush_stats_if_due()
-    return found
+    return {key: client.decode(raw) for key, raw in zip(keys, raw_values, strict=True) if raw is not None}
 
 
 def set_value(kind: str, key: str, value: Any, timeout: float) -> bool:
@@ -201,49 +197,6 @@ def invalidation_channel() -> str:
 
 
 # --- stats, info -------------------------------------------------------------------------
-
-
-def _stats_key(kind: str) -> str:
-    return raw_key("cache", "stats", kind)
-
-
-def _flush_stats_if_due(*, force: bool = False) -> None:
-    if not is_redis():
-        return
-    batch = cache_stats_counter.take_unflushed(force=force)
-    if batch is None:
-        return
-
-    def flush() -> None:
-        pipe = redis_client().pipeline(transaction=False)
-        for kind, counts in batch.items():
-            for event, count in counts.items():
-                pipe.hincrby(_stats_key(kind), event, count)
-        pipe.execute()
-
-    try:
-        breaker_for("redis").call(flush, errors=STORE_ERRORS)
-    except (CircuitOpenError, *STORE_ERRORS):
-        cache_stats_counter.restore(batch)
-
-
-def cluster_counters() -> dict[str, dict[str, int]] | None:
-    """Counters summed over every process that flushed to Redis (None on the local cache)."""
-    if not is_redis():
-        return None
-    _flush_stats_if_due(force=True)
-
-    def read() -> dict[str, dict[str, int]]:
-        client = redis_client()
-        prefix = raw_key("cache", "stats", "")
-        result = {}
-        for key in client.scan_iter(match=f"{prefix}*", count=500):
-            name = key.decode() if isinstance(key, bytes) else key
-            raw = client.hgetall(name)
-            result[name[len(prefix) :]] = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-        return result
-
-    return guarded("stats", read, None)
 
 
 def redis_info() -> dict[str, Any] | None:

@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
+from observability.counters import circuit_events_total, circuit_open
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -54,6 +56,7 @@ class CircuitBreaker:
         self._lost_writes = 0
         self._resynced_writes = 0
         self.events: Counter[str] = Counter()
+        circuit_open.labels(name).set(0)  # a live process reports its breakers, open or not
 
     @property
     def state(self) -> str:
@@ -72,25 +75,31 @@ class CircuitBreaker:
         with self._lock:
             state = self._state()
             if state == "open" or (state == "half-open" and self._trial_in_flight):
-                self.events["short_circuited"] += 1
+                self._count("short_circuited")
                 raise CircuitOpenError(f"{self.name} circuit is open")
             if state == "half-open":
                 self._trial_in_flight = True
                 return True
             return False
 
+    def _count(self, event: str) -> None:
+        self.events[event] += 1
+        circuit_events_total.labels(self.name, event).inc()
+        if event in ("opened", "closed"):
+            circuit_open.labels(self.name).set(event == "opened")
+
     def record_success(self) -> None:
         with self._lock:
             if self._opened_at is not None:
                 logger.warning("%s is reachable again: circuit closed", self.name)
-                self.events["closed"] += 1
+                self._count("closed")
             self._failures = 0
             self._opened_at = None
             self._trial_in_flight = False
 
     def record_failure(self, exc: BaseException) -> None:
         with self._lock:
-            self.events["failures"] += 1
+            self._count("failures")
             self._failures += 1
             was_half_open = self._trial_in_flight
             self._trial_in_flight = False
@@ -99,7 +108,7 @@ class CircuitBreaker:
             elif self._opened_at is None and self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
                 self._lost_writes += 1
-                self.events["opened"] += 1
+                self._count("opened")
                 logger.error(
                     "%s is unreachable: circuit opened after %d failure(s): %s", self.name, self._failures, exc
                 )
@@ -162,6 +171,7 @@ class CircuitBreaker:
             self._trial_in_flight = False
             self._lost_writes = self._resynced_writes = 0
             self.events.clear()
+            circuit_open.labels(self.name).set(0)
 
 
 _breakers: dict[str, CircuitBreaker] = {}

@@ -1,60 +1,43 @@
-"""Cache statistics, collected without extra round trips on the request path.
+"""Cache statistics: one Prometheus counter per kind and event, read back for staff.
 
-Each process counts in memory; every ``CACHE_STATS_FLUSH_S`` seconds the next cache
-operation piggybacks one pipelined HINCRBY batch to Redis so staff see cluster-wide
-numbers. Redis's own INFO (memory, keys, evictions) is read only when someone asks.
+``cache_stats_counter.add`` increments ``staybase_cache_events_total`` (observability.counters), so /metrics,
+the staff page and the API show one set of numbers: this process's from the default
+registry, every worker's summed from the multiprocess files under gunicorn. Redis's own
+INFO (memory, keys, evictions) is read only when someone asks.
 """
 
-import logging
-import threading
-import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 
-from django.conf import settings
+from prometheus_client import REGISTRY, CollectorRegistry
 
-logger = logging.getLogger(__name__)
+from observability.counters import cache_events_total, every_process
 
 EVENTS = ("hits", "misses", "stale_hits", "l1_hits", "sets", "invalidations", "errors", "lock_waits")
 
 
-class CacheStats:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._local: dict[str, Counter[str]] = defaultdict(Counter)  # since process start
-        self._unflushed: dict[str, Counter[str]] = defaultdict(Counter)
-        self._last_flush = time.monotonic()
+def cache_counts(registry: CollectorRegistry) -> dict[str, dict[str, int]]:
+    """{kind: {event: count}} of the cache event counters in ``registry``."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for metric in registry.collect():
+        if metric.name == "staybase_cache_events":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["kind"]][sample.labels["event"]] = int(sample.value)
+    return dict(counts)
+
+
+class CacheCounter:
+    """Counts into ``staybase_cache_events_total``; ``local()`` reads this process's counts back."""
 
     def add(self, kind: str, event: str, count: int = 1) -> None:
-        with self._lock:
-            self._local[kind][event] += count
-            self._unflushed[kind][event] += count
+        cache_events_total.labels(kind, event).inc(count)
 
     def local(self) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {kind: dict(counts) for kind, counts in self._local.items()}
-
-    def take_unflushed(self, *, force: bool = False) -> dict[str, Counter[str]] | None:
-        with self._lock:
-            due = time.monotonic() - self._last_flush >= settings.CACHE_STATS_FLUSH_S
-            if not (force or due) or not self._unflushed:
-                return None
-            batch, self._unflushed = self._unflushed, defaultdict(Counter)
-            self._last_flush = time.monotonic()
-            return batch
-
-    def restore(self, batch: dict[str, Counter[str]]) -> None:
-        with self._lock:
-            for kind, counts in batch.items():
-                self._unflushed[kind].update(counts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._local.clear()
-            self._unflushed.clear()
+        return cache_counts(REGISTRY)
 
 
-cache_stats_counter = CacheStats()
+cache_stats_counter = CacheCounter()
 
 
 def with_ratios(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
@@ -69,14 +52,15 @@ def with_ratios(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
 
 
 def cache_stats() -> dict[str, Any]:
-    """Everything staff and the metrics exporter show: per-kind counters, Redis INFO."""
+    """Everything staff see: per-kind counters of this process and of every worker, Redis INFO."""
     from caching import backend  # the backend imports this module for counting
 
-    cluster = backend.cluster_counters()
+    with every_process() as registry:
+        cluster = cache_counts(registry) if registry is not None else None
     return {
         "backend": backend.backend_name(),
         "circuit": backend.breaker_state(),
-        "process": with_ratios(cache_stats_counter.local()),
+        "process": with_ratios(cache_counts(REGISTRY)),
         "cluster": with_ratios(cluster) if cluster is not None else None,
         "redis": backend.redis_info(),
         "l1": backend.l1_info(),

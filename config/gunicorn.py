@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from observability.logging import logging_config
+
 _created_multiproc_dir = False
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="staybase-metrics-")
@@ -41,32 +43,10 @@ max_requests_jitter = max_requests // 10
 accesslog = None
 errorlog = "-"
 
-_log_format = os.environ.get("LOG_FORMAT") or ("json" if os.environ.get("DJANGO_ENV") == "production" else "text")
-# gunicorn's own lines (worker boots, timeouts) in the same format as the app's.
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "observability.logging.RequestContextFilter"}},
-    "formatters": {
-        "json": {"()": "observability.logging.JsonFormatter"},
-        "text": {"()": "observability.logging.TextFormatter"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": _log_format,
-            "filters": ["request_context"],
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "loggers": {
-        # No level: gunicorn's --log-level (default info) stays in charge.
-        "gunicorn.error": {"handlers": ["console"], "propagate": False},
-        # The app logs each request itself (staybase.request, with its request id); gunicorn's
-        # access line would repeat it. Probes and scrapes are not logged per request at all.
-        "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
-    },
-}
+# gunicorn's own lines (worker boots, timeouts) in the app's format: the app's configuration.
+logconfig_dict = logging_config(
+    log_format=os.environ.get("LOG_FORMAT") or ("json" if os.environ.get("DJANGO_ENV") == "production" else "text")
+)
 
 
 def on_starting(server: Any) -> None:
@@ -87,9 +67,9 @@ def worker_exit(server: Any, worker: Any) -> None:
     from django.conf import settings
 
     if settings.configured:
-        from observability.perfstats import flush_perf_stats
+        from observability.perfstats import perf_store
 
-        flush_perf_stats()
+        perf_store().flush()
 
 
 def on_exit(server: Any) -> None:

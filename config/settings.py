@@ -15,6 +15,8 @@ import dj_database_url
 from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
+from observability.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -653,28 +655,7 @@ REALTIME_PING_TIMEOUT_S = float(env_str("REALTIME_PING_TIMEOUT_S", "20"))
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if IS_PRODUCTION else "text")
 if LOG_FORMAT not in {"json", "text"}:
     raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'.")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "observability.logging.RequestContextFilter"}},
-    "formatters": {
-        "json": {"()": "observability.logging.JsonFormatter"},
-        "text": {"()": "observability.logging.TextFormatter"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_context"]}
-    },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        # Replaces Django's own "django" console handler, which would print every line twice.
-        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # One line per request: the access log (staybase.request). Django's request logger would add
-        # a warning per 4xx ("Bad Request: /path") and runserver another; both keep their errors
-        # (5xx, with the traceback only django.request has).
-        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-    },
-}
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
 
 # Names this process's instance in every response (X-Staybase-Instance), behind any load balancer.
 INSTANCE_NAME = env_str("STAYBASE_INSTANCE") or os.uname().nodename

@@ -17,16 +17,12 @@ from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django_prometheus.db import connections_total, errors_total, execute_many_total, execute_total
 from django_prometheus.db import query_duration_seconds as query_duration
-from prometheus_client import Counter
 
 from observability.context import current_request_var, query_stats_var
+from observability.counters import slow_queries_total
 from observability.perfstats import perf_store
 
 logger = logging.getLogger("staybase.db.slow")
-
-slow_queries_total = Counter(
-    "staybase_db_slow_queries_total", "SQL statements slower than SLOW_QUERY_MS.", ["alias", "vendor"]
-)
 
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _PLACEHOLDER = re.compile(r"%s|\?|\$\d+")

@@ -7,10 +7,10 @@ that failed), with its latency.
 """
 
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from caching.redis import client_with
+from observability.counters import multiprocess_dir
 
 OK, DEGRADED, FAIL, SKIPPED = "ok", "degraded", "fail", "skipped"
 _SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, FAIL: 2}
@@ -73,22 +74,11 @@ def check_database() -> CheckResult:
     return _timed(FAIL, probe)
 
 
-_redis_clients: dict[str, Any] = {}
-_redis_lock = threading.Lock()
-
-
-def _redis_client(url: str) -> Any:
+@cache
+def _redis_client(url: str, timeout_s: float) -> Any:
     """A client of its own: the health check must reach Redis even when the app's circuit
     breaker is open (that is how it sees Redis come back), with the app's short timeouts."""
-    with _redis_lock:
-        client = _redis_clients.get(url)
-        if client is None:
-            client = client_with(
-                socket_connect_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
-                socket_timeout=settings.HEALTH_REDIS_TIMEOUT_S,
-            )
-            _redis_clients[url] = client
-    return client
+    return client_with(socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
 
 
 def check_redis() -> CheckResult | None:
@@ -96,7 +86,7 @@ def check_redis() -> CheckResult | None:
         return None
 
     def probe() -> dict[str, Any]:
-        _redis_client(settings.REDIS_URL).ping()
+        _redis_client(settings.REDIS_URL, settings.HEALTH_REDIS_TIMEOUT_S).ping()
         return {}
 
     return _timed(DEGRADED, probe)
@@ -153,10 +143,8 @@ def disk_paths() -> dict[str, Path]:
     database = connections[DEFAULT_DB_ALIAS].settings_dict
     if database["ENGINE"].endswith("sqlite3"):
         paths["database"] = Path(str(database["NAME"])).parent
-    from observability.metrics import multiprocess_dir
-
-    if multiprocess_dir():
-        paths["metrics"] = Path(multiprocess_dir())
+    if directory := multiprocess_dir():
+        paths["metrics"] = Path(directory)
     return paths
 
 

@@ -1,58 +1,34 @@
-"""Staybase's own Prometheus metrics and the ``/metrics`` payload.
+"""The ``/metrics`` payload: Staybase's counters from every worker, then platform-wide gauges.
 
-Two kinds of numbers:
-
-* per-process ones (slow requests, DB pool, circuit-breaker events; ratelimit.limiter's) are
-  prometheus_client metrics; under gunicorn ``PROMETHEUS_MULTIPROC_DIR`` makes every worker
-  write them to shared files that one scrape adds up (see config/gunicorn.py);
-* platform-wide ones (business KPIs, cache hit ratios, job queues)
-  are read at scrape time by ``PlatformCollector`` from the database and the shared stores,
-  with the expensive part cached for ``KPI_CACHE_SECONDS``, so a scrape never runs heavy
-  queries and several workers answering scrapes share one computation.
+Counters and histograms (observability.counters, django-prometheus's request and DB metrics)
+are counted where the event happens; under gunicorn, multiprocess mode sums the workers.
+Platform-wide numbers (business KPIs, job queues, cache hit ratios)
+are read at scrape time by ``PlatformCollector`` from the database and the shared stores,
+with the expensive part cached for ``KPI_CACHE_SECONDS``, so a scrape never runs heavy
+queries and several workers answering scrapes share one computation.
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache as django_cache
+from django.core.signals import setting_changed
 from django.db import connections
 from django_prometheus.middleware import Metrics
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from observability.multiprocess import directory_lock
+from caching.redis import STORE_ERRORS
+from observability.counters import db_pool_connections, every_process
 
 logger = logging.getLogger(__name__)
-
-slow_requests_total = Counter(
-    "staybase_http_slow_requests_total", "Requests slower than SLOW_REQUEST_MS, by view.", ["view"]
-)
-# livesum: the pool gauges of every live worker add up; dead workers drop out (child_exit).
-db_pool_connections = Gauge(
-    "staybase_db_pool_connections",
-    "Django's psycopg connection pool per process: in_use, idle, size, max, waiting (requests).",
-    ["alias", "state"],
-    multiprocess_mode="livesum",
-)
-circuit_events_total = Counter(
-    "staybase_circuit_breaker_events_total",
-    "Circuit breaker events: failures, opened, closed, short_circuited.",
-    ["breaker", "event"],
-)
-circuit_open = Gauge(
-    "staybase_circuit_breaker_open",
-    "1 while a process's breaker for the dependency is open or half-open.",
-    ["breaker"],
-    multiprocess_mode="livemax",
-)
 
 SNAPSHOT_CACHE_PREFIX = "obs:snapshot:v1"
 
@@ -132,126 +108,67 @@ class RequestRecorder:
         self.metrics.exceptions_by_view.labels(view=view).inc()
 
 
-# --- per-process numbers kept elsewhere, mirrored into prometheus counters ----------------
+class PoolSampler:
+    """``request_finished`` receiver: Django's connection pools as they are between requests,
+    at most once per ``interval_s`` per process (a scrape every few seconds needs no more)."""
 
+    def __init__(self, *, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self._sampled_at = float("-inf")
 
-class _CounterMirror:
-    """Adds the growth of plain in-process counters (caching.circuit) to
-    Prometheus counters, so multiprocess mode sums them across workers like any counter."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[tuple[str, ...], int] = {}
-
-    def mirror(self, key: tuple[str, ...], current: int, inc: Callable[[int], None]) -> None:
-        with self._lock:
-            previous = self._seen.get(key, 0)
-            self._seen[key] = current
-        if current > previous:
-            inc(current - previous)
-
-
-_mirror = _CounterMirror()
-_BREAKER_EVENTS = ("failures", "opened", "closed", "short_circuited")
-MIRROR_INTERVAL_S = 1.0
-_mirrored_at = 0.0
-
-
-def sync_process_counters(*, force: bool = False) -> None:
-    """At most once a second per process (called after every request): a scrape sees these
-    counters at most a second late, and a request does not pay for them."""
-    global _mirrored_at
-    now = time.monotonic()
-    if not force and now - _mirrored_at < MIRROR_INTERVAL_S:
-        return
-    _mirrored_at = now
-    from caching.circuit import breaker_for
-
-    for name in ("redis", "database"):
-        breaker = breaker_for(name)
-        for event in _BREAKER_EVENTS:
-            _mirror.mirror(("cb", name, event), breaker.events[event], circuit_events_total.labels(name, event).inc)
-        circuit_open.labels(name).set(0 if breaker.state == "closed" else 1)
-
-
-_pools_sampled_at = 0.0
-
-
-def sample_db_pools(**kwargs: Any) -> None:
-    """``request_finished`` receiver: the pools as they are between requests, at most once a
-    second per process (five gauge writes; a scrape every few seconds needs no more)."""
-    global _pools_sampled_at
-    now = time.monotonic()
-    if now - _pools_sampled_at < MIRROR_INTERVAL_S:
-        return
-    _pools_sampled_at = now
-    for alias in connections:
-        connection = connections[alias]
-        # The pools dict, not the ``pool`` property: reading the property would create a pool.
-        pool = getattr(connection, "_connection_pools", {}).get(alias)
-        if pool is None:
-            continue
-        stats = pool.get_stats()
-        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
-        db_pool_connections.labels(alias, "in_use").set(size - idle)
-        db_pool_connections.labels(alias, "idle").set(idle)
-        db_pool_connections.labels(alias, "size").set(size)
-        db_pool_connections.labels(alias, "max").set(stats.get("pool_max", 0))
-        db_pool_connections.labels(alias, "waiting").set(stats.get("requests_waiting", 0))
+    def __call__(self, **kwargs: Any) -> None:
+        now = time.monotonic()
+        if now - self._sampled_at < self.interval_s:
+            return
+        self._sampled_at = now
+        # Only connections this thread has used: their pool exists, reading it creates none.
+        for connection in connections.all(initialized_only=True):
+            if not connection.settings_dict.get("OPTIONS", {}).get("pool"):
+                continue
+            stats = connection.pool.get_stats()
+            size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+            states = {"in_use": size - idle, "idle": idle, "size": size}
+            states |= {"max": stats.get("pool_max", 0), "waiting": stats.get("requests_waiting", 0)}
+            for state, count in states.items():
+                db_pool_connections.labels(connection.alias, state).set(count)
 
 
 # --- platform-wide numbers, read at scrape time -------------------------------------------
 
-_local_snapshots: dict[str, tuple[float, dict[str, Any]]] = {}
-_local_snapshots_lock = threading.Lock()
 
-
-def cached_snapshot(name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+class Snapshots:
     """``compute()``'s result, at most ``KPI_CACHE_SECONDS`` old.
 
     Shared through the cache so N workers answering scrapes compute it once per interval;
     a copy in this process covers a cache that is down, so a dead Redis cannot turn every
     scrape into the full set of queries.
     """
-    from observability.stores import STORE_ERRORS
 
-    ttl = settings.KPI_CACHE_SECONDS
-    now = time.time()
-    local = _local_snapshots.get(name)
-    if local is not None and now - local[0] < ttl:
-        return local[1]
-    key = f"{SNAPSHOT_CACHE_PREFIX}:{name}"
-    shared: dict[str, Any] | None
-    try:
-        shared = cache.get(key)
-    except STORE_ERRORS:
-        shared = None
-    if shared is None or now - shared["computed_at"] >= ttl:
-        shared = compute()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        ttl = settings.KPI_CACHE_SECONDS
+        now = time.time()
+        local = self._local.get(name)
+        if local is not None and now - local[0] < ttl:
+            return local[1]
+        key = f"{SNAPSHOT_CACHE_PREFIX}:{name}"
+        shared: dict[str, Any] | None
         try:
-            cache.set(key, shared, timeout=ttl)
+            shared = django_cache.get(key)
         except STORE_ERRORS:
-            logger.warning("%s snapshot not shared: cache unavailable", name)
-    with _local_snapshots_lock:
-        _local_snapshots[name] = (now, shared)
-    return shared
-
-
-def platform_kpis() -> dict[str, Any]:
-    from observability.selectors import platform_kpi_snapshot
-
-    return cached_snapshot("kpis", platform_kpi_snapshot)
-
-
-def job_queues() -> dict[str, Any]:
-    from observability.selectors import job_queue_snapshot
-
-    return cached_snapshot("jobs", job_queue_snapshot)
-
-
-def reset_platform_kpis() -> None:
-    with _local_snapshots_lock:
-        _local_snapshots.clear()
+            shared = None
+        if shared is None or now - shared["computed_at"] >= ttl:
+            shared = compute()
+            try:
+                django_cache.set(key, shared, timeout=ttl)
+            except STORE_ERRORS:
+                logger.warning("%s snapshot not shared: cache unavailable", name)
+        with self._lock:
+            self._local[name] = (now, shared)
+        return shared
 
 
 def _money(value: Decimal | str | float | None) -> float:
@@ -307,21 +224,17 @@ def _kpi_families(kpis: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _cache_families() -> Iterator[Metric]:
-    """Per-kind cache counters from caching.stats: cluster-wide with Redis, else this process's."""
-    from caching.stats import EVENTS, cache_stats
+    """The hit ratio per kind, from the cache event counters of every process."""
+    from caching.stats import cache_counts, with_ratios
 
-    stats = cache_stats()
-    per_kind = stats.get("cluster") or stats.get("process") or {}
-    events = CounterMetricFamily("staybase_cache_events", "Cache events by kind.", labels=["kind", "event"])
     ratio = GaugeMetricFamily(
         "staybase_cache_hit_ratio", "Lookups served from the cache (fresh, stale or L1) / lookups.", labels=["kind"]
     )
-    for kind, row in sorted(per_kind.items()):
-        for event in EVENTS:
-            events.add_metric([kind, event], int(row.get(event, 0)))
-        if row.get("hit_ratio") is not None:
-            ratio.add_metric([kind], float(row["hit_ratio"]))
-    yield events
+    with every_process() as registry:
+        counts = cache_counts(registry or REGISTRY)
+    for kind, row in with_ratios(counts).items():
+        if row["hit_ratio"] is not None:
+            ratio.add_metric([kind], row["hit_ratio"])
     yield ratio
 
 
@@ -362,17 +275,21 @@ def _job_families(jobs: dict[str, Any]) -> Iterator[Metric]:
 class PlatformCollector(Collector):
     """Reads platform-wide numbers at scrape time; each source reports its own ``up``."""
 
-    SOURCES: dict[str, Callable[[], Iterator[Metric]]] = {
-        "kpis": lambda: _kpi_families(platform_kpis()),
-        "cache": _cache_families,
-        "jobs": lambda: _job_families(job_queues()),
-    }
+    def __init__(self) -> None:
+        from observability.selectors import job_queue_snapshot, platform_kpi_snapshot
+
+        snapshots = Snapshots()
+        self.sources: dict[str, Callable[[], Iterator[Metric]]] = {
+            "kpis": lambda: _kpi_families(snapshots.get("kpis", platform_kpi_snapshot)),
+            "cache": _cache_families,
+            "jobs": lambda: _job_families(snapshots.get("jobs", job_queue_snapshot)),
+        }
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "staybase_metrics_source_up", "1 if the source answered this scrape, 0 if it failed.", labels=["source"]
         )
-        for name, source in self.SOURCES.items():
+        for name, source in self.sources.items():
             try:
                 families = list(source())
             except Exception:
@@ -386,23 +303,24 @@ class PlatformCollector(Collector):
         yield up
 
 
-_platform_registry = CollectorRegistry(auto_describe=False)
-_platform_registry.register(PlatformCollector())
+@cache
+def platform_registry() -> CollectorRegistry:
+    """Built on first scrape; a new one (with fresh snapshots) when KPI_CACHE_SECONDS changes."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector())
+    return registry
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+def _new_registry_for_new_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("KPI_CACHE_SECONDS", "CACHES"):
+        platform_registry.cache_clear()
+
+
+setting_changed.connect(_new_registry_for_new_settings, dispatch_uid="observability.platform_registry")
 
 
 def render_metrics() -> bytes:
     """Text exposition: every worker's metrics (or this process's), then the platform ones."""
-    directory = multiprocess_dir()
-    if directory:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)
-        # Not while the gunicorn master folds a dead worker's files into the archive.
-        with directory_lock(directory, exclusive=False):
-            processes = generate_latest(registry)
-    else:
-        processes = generate_latest(REGISTRY)
-    return processes + generate_latest(_platform_registry)
+    with every_process() as registry:
+        processes = generate_latest(registry or REGISTRY)
+    return processes + generate_latest(platform_registry())

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from observability import views
-from observability.activity import user_seen
 from observability.context import (
     REQUEST_ID_HEADER,
     QueryStats,
@@ -22,7 +21,8 @@ from observability.context import (
     query_stats_var,
     request_id_var,
 )
-from observability.metrics import RequestRecorder, slow_requests_total, sync_process_counters
+from observability.counters import slow_requests_total
+from observability.metrics import RequestRecorder
 from observability.perfstats import perf_store
 
 access_logger = logging.getLogger("staybase.request")
@@ -85,7 +85,8 @@ class RequestObservabilityMiddleware:
         self.metrics.record(view=view, method=request.method, status=status, seconds=duration_ms / 1000)
         duration_ms = round(duration_ms, 2)
         db_time_ms = round(stats.seconds * 1000, 2)
-        perf_store().record_request(endpoint, duration_ms, status >= 500)
+        store = perf_store()
+        store.record_request(endpoint, duration_ms, status >= 500)
         fields = {
             "status": status,
             "duration_ms": duration_ms,
@@ -122,8 +123,7 @@ class RequestObservabilityMiddleware:
         user = request.__dict__.get("user")
         resolved = getattr(user, "_wrapped", user)
         if getattr(resolved, "is_authenticated", False) is True:
-            user_seen(resolved.pk)
-        sync_process_counters()
+            store.user_seen(resolved.pk)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         self.metrics.record_exception(view=endpoint_of(request)[1], exception=exception)

@@ -1,13 +1,14 @@
-"""Per-endpoint request statistics and slow queries over the last minutes, for staff.
+"""The last hour, minute by minute: the staff Performance page and the active-users gauge.
 
-Prometheus answers "how is it trending" from the outside; this answers "which endpoint,
-right now" inside the admin without a Prometheus server. Each minute is a bag of counters:
-per endpoint a count, an error count (5xx), a duration sum and a log-spaced latency histogram
+Prometheus holds the cumulative counters and histograms; what they cannot answer without a
+Prometheus server is "which endpoint, in the last N minutes" and "who was active in the last
+15", and this store serves those two and nothing else. Each minute is a bag of counters: per
+endpoint a count, an error count (5xx), a duration sum and a log-spaced latency histogram
 (buckets 10 % apart, so percentiles are exact to within 10 %); per slow-query fingerprint a
-count, a sum, a max, the text and the last path. With Redis (REDIS_URL) the minutes live in
-Redis hashes shared by every process; each process buffers its counts and adds them in one
-pipeline at most every ``FLUSH_INTERVAL_S``. Without Redis they live in this process, which
-is the embedded default's only web process.
+count, a sum, a max, the text and the last path. With Redis the minutes are hashes shared
+by every process, each buffering its counts and adding them in one pipeline at most every
+``FLUSH_INTERVAL_S``; without it they live in this process, the embedded default's only web
+process. ``perf_store()`` picks the implementation once per CACHES setting.
 """
 
 import datetime
@@ -15,15 +16,22 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
-from typing import Any, Protocol
+from functools import cache
+from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
+from caching.circuit import CircuitOpenError, breaker_for
 from caching.keys import raw_key
-from observability.stores import guarded_write, store_for, stores_of
+from caching.redis import STORE_ERRORS, is_redis, shared_client
+from observability.counters import store_errors_total
 
 RETENTION_MINUTES = 60
 FLUSH_INTERVAL_S = 1.0
+TOUCH_INTERVAL_S = 60  # a process writes a user's "last seen" at most this often
+ACTIVE_RETENTION_S = 24 * 3600
+_GATE_MAX = 50_000  # users remembered per process before the gate starts over
 BUCKET_GROWTH = 1.1
 MAX_BUCKET = 140  # 1.1 ** 140 ms is about 10 minutes: beyond any request timeout
 _LOG_GROWTH = math.log(BUCKET_GROWTH)
@@ -46,40 +54,19 @@ def current_minute() -> int:
     return int(time.time() // 60)
 
 
-def _add_request(fields: Counter[str], endpoint: str, duration_ms: float, error: bool) -> None:
-    fields[f"{endpoint}{SEP}c"] += 1
-    fields[f"{endpoint}{SEP}s"] += duration_ms
-    fields[f"{endpoint}{SEP}b{bucket_index(duration_ms)}"] += 1
-    if error:
-        fields[f"{endpoint}{SEP}e"] += 1
-
-
-class PerfStore(Protocol):
-    def record_request(self, endpoint: str, duration_ms: float, error: bool) -> None: ...
-
-    def record_slow_query(self, *, fid: str, text: str, duration_ms: float, path: str | None) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def minutes(self, first: int, last: int) -> tuple[dict[int, MinuteFields], dict[int, MinuteFields]]:
-        """Request fields and slow-query fields of each minute from ``first`` to ``last``."""
-        ...
-
-    def clear(self) -> None: ...
-
-
 class LocalPerfStore:
+    """This process's minutes, written as they happen."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: dict[int, Counter[str]] = defaultdict(Counter)
         self._queries: dict[int, MinuteFields] = defaultdict(dict)
-        self._minute = 0
+        self._active: dict[int, float] = {}
 
     def record_request(self, endpoint: str, duration_ms: float, error: bool) -> None:
         minute = current_minute()
         with self._lock:
-            if minute != self._minute:
-                self._minute = minute
+            if minute not in self._requests:
                 self._prune(minute)
             _add_request(self._requests[minute], endpoint, duration_ms, error)
 
@@ -96,24 +83,38 @@ class LocalPerfStore:
             self._prune(minute)
 
     def _prune(self, minute: int) -> None:
-        oldest = minute - RETENTION_MINUTES
         for table in (self._requests, self._queries):
-            for old in [m for m in table if m < oldest]:
+            for old in [m for m in table if m < minute - RETENTION_MINUTES]:
                 del table[old]
 
     def flush(self) -> None:
         """Nothing is buffered: the minutes are this process's own."""
 
     def minutes(self, first: int, last: int) -> tuple[dict[int, MinuteFields], dict[int, MinuteFields]]:
+        """Request fields and slow-query fields of each minute from ``first`` to ``last``."""
+        span = range(first, last + 1)
         with self._lock:
-            requests = {m: dict(self._requests[m]) for m in range(first, last + 1) if m in self._requests}
-            queries = {m: dict(self._queries[m]) for m in range(first, last + 1) if m in self._queries}
+            requests = {m: dict(self._requests[m]) for m in span if m in self._requests}
+            queries = {m: dict(self._queries[m]) for m in span if m in self._queries}
         return requests, queries
 
-    def clear(self) -> None:
+    def user_seen(self, user_id: int) -> None:
         with self._lock:
-            self._requests.clear()
-            self._queries.clear()
+            self._active[user_id] = time.time()
+
+    def active_users(self, *, since: float) -> int:
+        horizon = time.time() - ACTIVE_RETENTION_S
+        with self._lock:
+            self._active = {uid: at for uid, at in self._active.items() if at >= horizon}
+            return sum(1 for at in self._active.values() if at >= since)
+
+
+def _add_request(fields: Counter[str], endpoint: str, duration_ms: float, error: bool) -> None:
+    fields[f"{endpoint}{SEP}c"] += 1
+    fields[f"{endpoint}{SEP}s"] += duration_ms
+    fields[f"{endpoint}{SEP}b{bucket_index(duration_ms)}"] += 1
+    if error:
+        fields[f"{endpoint}{SEP}e"] += 1
 
 
 # One slow query in one round trip, max kept atomically (HINCRBYFLOAT has no max).
@@ -132,31 +133,31 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
-
-
-def _requests_key(minute: int) -> str:
-    return raw_key("obs", "perf", minute)
-
-
-def _queries_key(minute: int) -> str:
-    return raw_key("obs", "slowq", minute)
-
-
-def _decode(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+_TTL_S = (RETENTION_MINUTES + 2) * 60
+_TEXT_FIELDS = (f"{SEP}q", f"{SEP}p")
 
 
 class RedisPerfStore:
+    """Minutes in Redis hashes, active users in a sorted set (member: user id, score: last seen).
+
+    A refused write is counted and dropped: observability must not fail a request, and the
+    shared Redis circuit breaker keeps a dead Redis from costing a timeout per request.
+    """
+
     def __init__(self, client: Any):
         self.client = client
         self._slow_query = client.register_script(_SLOW_QUERY_LUA)
         self._lock = threading.Lock()
         self._pending: dict[int, Counter[str]] = defaultdict(Counter)
         self._last_flush = time.monotonic()
+        self._seen: dict[int, float] = {}
+        self.active_key = raw_key("obs", "active_users")
 
-    @property
-    def _ttl_s(self) -> int:
-        return (RETENTION_MINUTES + 2) * 60
+    def _write(self, store: str, write: Any) -> None:
+        try:
+            breaker_for("redis").call(write, errors=STORE_ERRORS)
+        except (CircuitOpenError, *STORE_ERRORS):
+            store_errors_total.labels(store).inc()
 
     def record_request(self, endpoint: str, duration_ms: float, error: bool) -> None:
         with self._lock:
@@ -175,70 +176,80 @@ class RedisPerfStore:
         def write() -> None:
             pipe = self.client.pipeline(transaction=False)
             for minute, fields in pending.items():
-                key = _requests_key(minute)
+                key = raw_key("obs", "perf", minute)
                 for field, value in fields.items():
                     if field.endswith(f"{SEP}s"):
                         pipe.hincrbyfloat(key, field, value)
                     else:
                         pipe.hincrby(key, field, int(value))
-                pipe.expire(key, self._ttl_s)
+                pipe.expire(key, _TTL_S)
             pipe.execute()
 
-        guarded_write("perf", write)
+        self._write("perf", write)
 
     def record_slow_query(self, *, fid: str, text: str, duration_ms: float, path: str | None) -> None:
-        key = _queries_key(current_minute())
-        args = [fid, duration_ms, text, path or "", self._ttl_s]
-        guarded_write("perf", lambda: self._slow_query(keys=[key], args=args))
+        key = raw_key("obs", "slowq", current_minute())
+        args = [fid, duration_ms, text, path or "", _TTL_S]
+        self._write("perf", lambda: self._slow_query(keys=[key], args=args))
 
     def minutes(self, first: int, last: int) -> tuple[dict[int, MinuteFields], dict[int, MinuteFields]]:
         self.flush()  # this process's own recent requests are in the answer too
         span = list(range(first, last + 1))
         pipe = self.client.pipeline(transaction=False)
         for minute in span:
-            pipe.hgetall(_requests_key(minute))
-            pipe.hgetall(_queries_key(minute))
-        raw = pipe.execute()
+            pipe.hgetall(raw_key("obs", "perf", minute))
+            pipe.hgetall(raw_key("obs", "slowq", minute))
+        raw = iter(pipe.execute())
         requests: dict[int, MinuteFields] = {}
         queries: dict[int, MinuteFields] = {}
-        for i, minute in enumerate(span):
-            if raw[2 * i]:
-                requests[minute] = {_decode(k): float(v) for k, v in raw[2 * i].items()}
-            if raw[2 * i + 1]:
-                queries[minute] = {
-                    _decode(k): (_decode(v) if _decode(k).endswith((f"{SEP}q", f"{SEP}p")) else float(v))
-                    for k, v in raw[2 * i + 1].items()
-                }
+        for minute in span:
+            if request_fields := {k.decode(): float(v) for k, v in next(raw).items()}:
+                requests[minute] = request_fields
+            query_fields = {k.decode(): v.decode() for k, v in next(raw).items()}
+            if query_fields:
+                queries[minute] = {k: v if k.endswith(_TEXT_FIELDS) else float(v) for k, v in query_fields.items()}
         return requests, queries
 
-    def clear(self) -> None:
+    def user_seen(self, user_id: int) -> None:
+        """At most once per ``TOUCH_INTERVAL_S`` per process: a busy user costs one command a minute."""
+        now = time.time()
         with self._lock:
-            self._pending.clear()
+            last = self._seen.get(user_id)
+            if last is not None and now - last < TOUCH_INTERVAL_S:
+                return
+            if len(self._seen) >= _GATE_MAX:
+                self._seen.clear()
+            self._seen[user_id] = now
+        self._write("activity", lambda: self.client.zadd(self.active_key, {str(user_id): now}))
+
+    def active_users(self, *, since: float) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zremrangebyscore(self.active_key, "-inf", time.time() - ACTIVE_RETENTION_S)
+        pipe.zcount(self.active_key, since, "+inf")
+        pipe.expire(self.active_key, ACTIVE_RETENTION_S)
+        return int(pipe.execute()[1])
 
 
-def perf_store() -> PerfStore:
-    return store_for("perf", local=LocalPerfStore, redis=RedisPerfStore)
+@cache
+def perf_store() -> LocalPerfStore | RedisPerfStore:
+    return RedisPerfStore(shared_client()) if is_redis() else LocalPerfStore()
 
 
-def flush_perf_stats() -> None:
-    """Write out what this process buffered (gunicorn's worker_exit calls it)."""
-    for store in stores_of("perf"):
-        store.flush()
+def _new_store_for_new_caches(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHES":
+        perf_store.cache_clear()
 
 
-def reset_perf_stats() -> None:
-    for store in stores_of("perf"):
-        store.clear()
+setting_changed.connect(_new_store_for_new_caches, dispatch_uid="observability.perf_store")
 
 
 def _percentile(buckets: Counter[int], total: int, q: float) -> float | None:
     if not total:
         return None
-    rank = q * total
     seen = 0
     for index in sorted(buckets):
         seen += buckets[index]
-        if seen >= rank:
+        if seen >= q * total:
             return round(bucket_upper_ms(index), 1)
     return round(bucket_upper_ms(max(buckets)), 1)
 
@@ -255,75 +266,61 @@ def _summary(count: int, errors: int, sum_ms: float, buckets: Counter[int]) -> d
     }
 
 
+def _new_totals() -> dict[str, Any]:
+    return {"c": 0, "e": 0, "s": 0.0, "b": Counter()}
+
+
+def _summary_of(totals: dict[str, Any]) -> dict[str, Any]:
+    return _summary(totals["c"], totals["e"], totals["s"], totals["b"])
+
+
 def performance_report(*, minutes: int, limit: int) -> dict[str, Any]:
     """Per endpoint count, error rate and p50/p95/p99; a per-minute timeline; the slowest queries."""
     last = current_minute()
     first = last - minutes + 1
     request_minutes, query_minutes = perf_store().minutes(first, last)
 
-    per_endpoint: dict[str, dict[str, Any]] = defaultdict(lambda: {"c": 0, "e": 0, "s": 0.0, "b": Counter()})
+    per_endpoint: dict[str, dict[str, Any]] = defaultdict(_new_totals)
+    overall = _new_totals()
     timeline = []
     for minute in range(first, last + 1):
-        minute_total = {"c": 0, "e": 0, "s": 0.0, "b": Counter()}
+        minute_total = _new_totals()
         for field, value in request_minutes.get(minute, {}).items():
             endpoint, _, name = field.rpartition(SEP)
-            for target in (per_endpoint[endpoint], minute_total):
+            for target in (per_endpoint[endpoint], minute_total, overall):
                 if name.startswith("b"):
                     target["b"][int(name[1:])] += int(value)
-                elif name == "s":
-                    target["s"] += float(value)
                 else:
-                    target[name] += int(value)
-        summary = _summary(minute_total["c"], minute_total["e"], minute_total["s"], minute_total["b"])
-        timeline.append({"minute": datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC), **summary})
-
-    endpoints = [
-        {"endpoint": endpoint, **_summary(data["c"], data["e"], data["s"], data["b"])}
-        for endpoint, data in per_endpoint.items()
-    ]
+                    target[name] += value if name == "s" else int(value)
+        stamp = datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC)
+        timeline.append({"minute": stamp, **_summary_of(minute_total)})
+    endpoints = [{"endpoint": endpoint, **_summary_of(data)} for endpoint, data in per_endpoint.items()]
     endpoints.sort(key=lambda row: (-row["count"], row["endpoint"]))
-    overall: Counter[int] = Counter()
-    for data in per_endpoint.values():
-        overall.update(data["b"])
-    totals = _summary(
-        sum(d["c"] for d in per_endpoint.values()),
-        sum(d["e"] for d in per_endpoint.values()),
-        sum(d["s"] for d in per_endpoint.values()),
-        overall,
-    )
 
-    queries: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"count": 0, "sum": 0.0, "max": 0.0, "text": "", "path": None}
-    )
-    for minute in sorted(query_minutes):
+    queries: dict[str, dict[str, Any]] = defaultdict(lambda: {"c": 0, "s": 0.0, "m": 0.0, "q": "", "p": None})
+    for minute in sorted(query_minutes):  # oldest first: the newest text and path win
         for field, value in query_minutes[minute].items():
             fid, _, name = field.rpartition(SEP)
             row = queries[fid]
-            if name == "c":
-                row["count"] += int(value)
-            elif name == "s":
-                row["sum"] += float(value)
-            elif name == "m":
-                row["max"] = max(row["max"], float(value))
-            elif name == "q":
-                row["text"] = value
-            elif name == "p":
-                row["path"] = value  # minutes are visited oldest first: the newest path wins
-    slowest = sorted(queries.items(), key=lambda item: (-item[1]["max"], item[0]))[:limit]
+            if name in ("q", "p"):
+                row[name] = value
+            else:
+                row[name] = max(row["m"], value) if name == "m" else row[name] + value
+    slowest = sorted(queries.items(), key=lambda item: (-item[1]["m"], item[0]))[:limit]
     return {
         "window_minutes": minutes,
         "slow_query_ms": settings.SLOW_QUERY_MS,
-        "totals": totals,
+        "totals": _summary_of(overall),
         "endpoints": endpoints,
         "timeline": timeline,
         "slowest_queries": [
             {
                 "fingerprint_id": fid,
-                "fingerprint": row["text"],
-                "count": row["count"],
-                "max_ms": round(row["max"], 1),
-                "avg_ms": round(row["sum"] / row["count"], 1) if row["count"] else None,
-                "last_path": row["path"],
+                "fingerprint": row["q"],
+                "count": int(row["c"]),
+                "max_ms": round(row["m"], 1),
+                "avg_ms": round(row["s"] / row["c"], 1) if row["c"] else None,
+                "last_path": row["p"],
             }
             for fid, row in slowest
         ],

@@ -12,7 +12,7 @@ from bookings.models import Booking, BookingStatus, Payout, PayoutStatus
 from jobs.brokers import broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
-from observability.activity import active_user_count
+from observability.perfstats import perf_store
 from properties.models import Property
 
 ACTIVE_USER_WINDOW_S = 15 * 60
@@ -85,7 +85,7 @@ def platform_kpi_snapshot() -> dict[str, Any]:
     now = timezone.now()
     return {
         "computed_at": time.time(),
-        "active_users_15m": active_user_count(window_s=ACTIVE_USER_WINDOW_S),
+        "active_users_15m": perf_store().active_users(since=time.time() - ACTIVE_USER_WINDOW_S),
         "bookings_by_status": bookings_by_status(),
         "revenue": revenue_by_currency(now=now),
         "active_properties": Property.objects.filter(is_active=True).count(),

@@ -31,16 +31,11 @@ from caching.circuit import CircuitOpenError
 from caching.keys import raw_key_builder
 from caching.redis import STORE_ERRORS, is_redis, shared_client
 from core.client_ip import client_ip
+from observability.counters import ratelimit_events_total as store_events_total
 from ratelimit.rules import Rule, compile_rules
 from ratelimit.stores import Check, MemoryStore, RedisStore, State, Store
 
 rejections_total = Counter("staybase_ratelimit_rejections", "Requests refused (429) by each rate-limit rule.", ["rule"])
-store_events_total = Counter(
-    "staybase_ratelimit_store_events",
-    "Rate-limit store failures and what the limiter did about them "
-    "(store_errors, failed_open, fell_back: fail-closed rules counted per process).",
-    ["event"],
-)
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,24 @@ import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from observability.activity import reset_activity
-from observability.metrics import reset_platform_kpis
-from observability.perfstats import reset_perf_stats
+from caching.redis import is_redis, shared_client
+from observability.metrics import platform_registry
+from observability.perfstats import perf_store
+
+
+def _fresh_stores() -> None:
+    """New stores (and KPI snapshots) built from the settings, nobody seen as active."""
+    if is_redis():
+        shared_client().delete(perf_store().active_key)
+    perf_store.cache_clear()
+    platform_registry.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_observability_state():
-    reset_perf_stats()
-    reset_activity()
-    reset_platform_kpis()
+    _fresh_stores()
     yield
-    reset_perf_stats()
-    reset_activity()
-    reset_platform_kpis()
+    _fresh_stores()
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

@@ -9,7 +9,6 @@ from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bookings.models import Booking, BookingStatus, PayoutStatus
-from caching.circuit import breaker_for
 from ratelimit.limiter import store_events_total
 from tests.factories import BookingFactory, PayoutFactory, PropertyFactory
 from tests.observability.conftest import parse_metrics, sample
@@ -204,9 +203,10 @@ def test_database_server_connections_on_postgresql(anon_client):
 def test_db_pool_gauges_on_postgresql_with_the_pool(guest_client, monkeypatch):
     if connection.vendor != "postgresql" or not connection.settings_dict["OPTIONS"].get("pool"):
         pytest.skip("Django's connection pool is used only on PostgreSQL")
-    monkeypatch.setattr("observability.metrics._pools_sampled_at", 0.0)  # the once-a-second sample is due
+    from observability.metrics import PoolSampler
 
     guest_client.get("/api/v1/auth/me/")
+    PoolSampler()()  # a new sampler: its once-a-second sample is due
 
     assert (
         sample("staybase_db_pool_connections", {"alias": "default", "state": "max"})
@@ -224,25 +224,21 @@ def test_rate_limit_rejections_per_rule(anon_client, settings):
     assert value(samples, "staybase_ratelimit_rejections_total", rule="login_ip") >= 1
 
 
-def test_rate_limiter_store_failures_reach_prometheus_counters(guest_client, monkeypatch):
+def test_rate_limiter_store_failures_reach_prometheus_counters(guest_client):
     before = sample("staybase_ratelimit_store_events_total", {"event": "store_errors"})
-    store_events_total.labels("store_errors").inc()  # what ratelimit.limiter counts (tests/ratelimit/)
+    store_events_total.labels("store_errors").inc()
 
     guest_client.get("/api/v1/auth/me/")
 
     assert sample("staybase_ratelimit_store_events_total", {"event": "store_errors"}) == before + 1
 
 
-def test_process_counters_are_mirrored_at_most_once_a_second(guest_client, monkeypatch):
-    monkeypatch.setattr("observability.metrics._mirrored_at", 0.0)
-    guest_client.get("/api/v1/auth/me/")  # mirrors now
-    labels = {"breaker": "redis", "event": "short_circuited"}
-    before = sample("staybase_circuit_breaker_events_total", labels)
-    breaker_for("redis").events["short_circuited"] += 1
+def test_rate_limiter_events_are_counted_in_prometheus_as_they_happen():
+    """Counted where they happen (no copy of in-process counters a second late), so no request is needed."""
+    before = sample("staybase_ratelimit_store_events_total", {"event": "failed_open"})
+    store_events_total.labels("failed_open").inc()
 
-    guest_client.get("/api/v1/auth/me/")  # within the second: not yet
-
-    assert sample("staybase_circuit_breaker_events_total", labels) == before
+    assert sample("staybase_ratelimit_store_events_total", {"event": "failed_open"}) == before + 1
 
 
 def test_an_exception_in_a_view_is_counted_by_type_and_view(settings):
@@ -260,7 +256,6 @@ def test_an_exception_in_a_view_is_counted_by_type_and_view(settings):
 def test_cache_hit_ratio_per_kind(anon_client):
     from caching.stats import cache_stats_counter
 
-    cache_stats_counter.reset()
     cache_stats_counter.add("obs_test_kind", "hits", 17)
     cache_stats_counter.add("obs_test_kind", "misses", 3)
 
@@ -300,15 +295,12 @@ def test_job_queue_depth_per_priority_and_failures(anon_client, django_capture_o
 
 def test_the_database_circuit_breaker_is_exported_like_redis():
     from caching.circuit import breaker_for
-    from observability.metrics import sync_process_counters
 
     breaker = breaker_for("database")
     breaker.reset()
-    sync_process_counters(force=True)  # the mirror starts from this process's current counts
     opened_before = sample("staybase_circuit_breaker_events_total", {"breaker": "database", "event": "opened"})
     try:
         breaker.record_failure(ConnectionError("refused"))
-        sync_process_counters(force=True)
 
         assert sample("staybase_circuit_breaker_open", {"breaker": "database"}) == 1
         assert (
@@ -317,5 +309,4 @@ def test_the_database_circuit_breaker_is_exported_like_redis():
         )
     finally:
         breaker.reset()
-        sync_process_counters(force=True)
     assert sample("staybase_circuit_breaker_open", {"breaker": "database"}) == 0

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from caching.redis import is_redis as uses_redis
 from observability.admin import timeline_chart
 from observability.perfstats import (
     LocalPerfStore,
@@ -16,7 +17,6 @@ from observability.perfstats import (
     bucket_upper_ms,
     perf_store,
 )
-from observability.stores import uses_redis
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.observability.sample")]
 
