@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "properties",
     "bookings",
     "analytics",
+    "demo",
     "caching",
     "jobs",
     "observability",
