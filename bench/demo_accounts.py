@@ -1,5 +1,5 @@
 """Tokens of the small demo data set's accounts (seed_demo --small: host001..host020 and
-guest0001..guest0200, password core.demo.DEMO_PASSWORD), for load tests.
+guest0001..guest0200, password demo.data.DEMO_PASSWORD), for load tests.
 
 Logging in costs a password hash (hundreds of milliseconds of server CPU), so a load test logs
 each account in once, before the load, and keeps the tokens in a file: Staybase's token for a
@@ -11,7 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# core.demo's values (importing it needs Django set up; tests/deploy/test_load_test.py checks them).
+# demo.data's values (importing it needs Django set up; tests/deploy/test_load_test.py checks them).
 DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - the demo accounts' published password
 DEMO_EMAIL_DOMAIN = "demo.staybase.local"
 LOGIN_PATH = "/api/v1/auth/login/"

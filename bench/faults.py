@@ -43,7 +43,7 @@ from bench.scenarios import SCENARIOS  # noqa: E402
 from bench.server import gunicorn_server  # noqa: E402
 
 PRIORITIES = ("critical", "high", "normal", "low")
-DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - core.demo.DEMO_PASSWORD (published); no Django here
+DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - demo.data.DEMO_PASSWORD (published); no Django here
 # A small data set: seeding and migrating take well under a minute on a shared machine.
 SEED = {"hosts": 10, "guests": 60, "properties": 120, "bookings": 600}
 LOAD_GUESTS = 8

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from bench.load import Request
 from bench.server import HOST
 
-# Seeded bookings end ~6 months ahead (core.demo); the suite books from here on.
+# Seeded bookings end ~6 months ahead (demo.services); the suite books from here on.
 FIRST_BOOKING_DAY = 220
 STAY_NIGHTS = 2
 

@@ -3,12 +3,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from bookings.models import Booking, Payout, PayoutItem
-from bookings.services import (
-    booking_cancel,
-    booking_confirm,
-    payout_mark_failed,
-    payout_mark_paid,
-)
+from bookings.services.bookings import booking_cancel, booking_confirm
+from bookings.services.payouts import payout_mark_failed, payout_mark_paid
 from core.admin import ReadOnlyAdminMixin, admin_run_service
 
 # The price snapshot booking_create took; editing any of it would break the money trail.

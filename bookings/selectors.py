@@ -1,10 +1,11 @@
+import datetime
 from decimal import Decimal
 
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
-from bookings.models import Booking, BookingStatus, Payout, PayoutItem, PayoutStatus
+from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus, Payout, PayoutStatus
 
 ZERO = Value(Decimal("0.00"))
 
@@ -95,5 +96,8 @@ def financial_summary_for_host(*, host: User) -> list[dict]:
     return summary
 
 
-def payout_items_for(*, payout: Payout) -> QuerySet[PayoutItem]:
-    return payout.items.select_related("booking")
+def booking_list_overlapping(*, property_id: int, start: datetime.date, end: datetime.date) -> QuerySet[Booking]:
+    """Active bookings of the listing that share a night with ``start``..``end``."""
+    return Booking.objects.filter(
+        property_id=property_id, status__in=ACTIVE_BOOKING_STATUSES, check_in__lt=end, check_out__gt=start
+    )

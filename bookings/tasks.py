@@ -3,8 +3,8 @@
 from django.utils import timezone
 
 from bookings.notifications import booking_emails_send, payout_email_send
-from bookings.payout_runs import payouts_create_due
-from bookings.services import bookings_complete_finished
+from bookings.services.bookings import bookings_complete_finished
+from bookings.services.payouts import payouts_create_due
 from jobs.priorities import Priority
 from jobs.registry import job
 

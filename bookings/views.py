@@ -4,7 +4,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from bookings import selectors, services
+from bookings import selectors
 from bookings.models import Booking, Payout
 from bookings.serializers import (
     BookingCreateInputSerializer,
@@ -14,6 +14,8 @@ from bookings.serializers import (
     HostBookingOutputSerializer,
     PayoutOutputSerializer,
 )
+from bookings.services import bookings as booking_services
+from bookings.services import payouts as payout_services
 from caching.responses import cache_response
 from caching.specs import per_user
 from core.exceptions import Forbidden
@@ -75,7 +77,7 @@ class BookingListCreateView(generics.ListAPIView):
     def _create(self, request: Request) -> Response:
         data = BookingCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        booking = services.booking_create(guest=request.user, **data.validated_data)
+        booking = booking_services.booking_create(guest=request.user, **data.validated_data)
         return Response(BookingOutputSerializer(booking).data, status=status.HTTP_201_CREATED)
 
 
@@ -96,14 +98,14 @@ class BookingDetailView(_VisibleBookingView):
 class BookingCancelView(_VisibleBookingView):
     @extend_schema(request=None)
     def post(self, request: Request, pk: int) -> Response:
-        booking = services.booking_cancel(booking=self.get_object(), actor=request.user)
+        booking = booking_services.booking_cancel(booking=self.get_object(), actor=request.user)
         return Response(_serializer_for(booking, request.user)(booking).data)
 
 
 class BookingConfirmView(_VisibleBookingView):
     @extend_schema(request=None)
     def post(self, request: Request, pk: int) -> Response:
-        booking = services.booking_confirm(booking=self.get_object(), actor=request.user)
+        booking = booking_services.booking_confirm(booking=self.get_object(), actor=request.user)
         return Response(HostBookingOutputSerializer(booking).data)
 
 
@@ -156,5 +158,5 @@ class PayoutListCreateView(generics.ListAPIView):
         return idempotent(request=request, scope="payouts.create", handler=lambda: self._create(request))
 
     def _create(self, request: Request) -> Response:
-        payouts = services.payout_request(host=request.user)
+        payouts = payout_services.payout_request(host=request.user)
         return Response(PayoutOutputSerializer(payouts, many=True).data, status=status.HTTP_201_CREATED)

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "properties",
     "bookings",
     "analytics",
+    "demo",
     "caching",
     "jobs",
     "observability",

@@ -6,6 +6,7 @@ from django.db.models import Case, Count, Exists, F, OuterRef, Prefetch, Q, Quer
 
 from accounts.models import User
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking
+from bookings.selectors import booking_list_overlapping
 from properties.models import Amenity, Property, PropertyImage, Review
 
 
@@ -127,9 +128,7 @@ def property_detail(*, user: User | None) -> QuerySet[Property]:
 
 def property_booked_ranges(*, property: Property, start: datetime.date, end: datetime.date) -> QuerySet[Booking]:
     return (
-        Booking.objects.filter(
-            property=property, status__in=ACTIVE_BOOKING_STATUSES, check_in__lt=end, check_out__gt=start
-        )
+        booking_list_overlapping(property_id=property.pk, start=start, end=end)
         .order_by("check_in")
         .only("id", "check_in", "check_out", "status")
     )

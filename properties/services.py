@@ -1,4 +1,6 @@
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -134,9 +136,23 @@ def review_create(
             review = Review.objects.create(property=property, booking=booking, author=author, rating=rating, text=text)
     except IntegrityError:
         raise Conflict("This stay has already been reviewed.", code="already_reviewed") from None
-    # Exact integer sum / count, rounded half-up: the same on every database.
-    summary = Review.objects.filter(property=property).aggregate(total=Sum("rating"), count=Count("id"))
-    average = (Decimal(summary["total"]) / summary["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    Property.objects.filter(pk=property.pk).update(rating_average=average, review_count=summary["count"])
+    property_ratings_refresh(property_ids=[property.pk])
     review_created_emit(review=review, property=property)
     return review
+
+
+def property_ratings_refresh(*, property_ids: Iterable[int] | None) -> None:
+    """Store the rating average and review count of the listings given (``None``: all reviewed ones).
+
+    Listings share few distinct (average, count) pairs, so one UPDATE per pair is far
+    cheaper than a CASE-per-row bulk_update over thousands of listings (the demo seed).
+    """
+    reviews = Review.objects.all() if property_ids is None else Review.objects.filter(property_id__in=property_ids)
+    summaries = reviews.values("property_id").annotate(total=Sum("rating"), count=Count("id")).order_by()
+    listings_by_summary: dict[tuple[Decimal, int], list[int]] = defaultdict(list)
+    for row in summaries:
+        # Exact integer sum / count, rounded half-up: the same on every database.
+        average = (Decimal(row["total"]) / row["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        listings_by_summary[average, row["count"]].append(row["property_id"])
+    for (average, count), ids in listings_by_summary.items():
+        Property.objects.filter(pk__in=ids).update(rating_average=average, review_count=count)

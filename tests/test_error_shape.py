@@ -682,7 +682,7 @@ def test_unexpected_exception_during_an_idempotent_request_releases_the_key(
 ):
     settings.DEBUG = False
     guest_client.raise_request_exception = False
-    monkeypatch.setattr("bookings.services.booking_create", _explode)
+    monkeypatch.setattr("bookings.services.bookings.booking_create", _explode)
     body = booking_body(listing, today + 10 * DAY, today + 13 * DAY)
 
     response = guest_client.post(f"{API}/bookings/", body, HTTP_IDEMPOTENCY_KEY="trip-1")

@@ -5,16 +5,14 @@ import pytest
 from django.db import IntegrityError, connection
 
 from bookings.models import Booking, BookingStatus, PayoutItem, PayoutStatus
-from bookings.services import (
+from bookings.services.bookings import (
     BookingConflict,
     booking_cancel,
     booking_confirm,
     booking_create,
     bookings_complete_finished,
-    payout_mark_failed,
-    payout_mark_paid,
-    payout_request,
 )
+from bookings.services.payouts import payout_mark_failed, payout_mark_paid, payout_request
 from core.exceptions import Conflict, Forbidden, InvalidInput
 from tests.factories import BookingFactory, HostFactory, PropertyFactory, UserFactory
 

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 
 from bookings import notifications, tasks
 from bookings.models import Booking, BookingStatus, Payout, PayoutItem
-from bookings.services import booking_cancel, booking_confirm, booking_create, payout_request
+from bookings.services.bookings import booking_cancel, booking_confirm, booking_create
+from bookings.services.payouts import payout_request
 from jobs.brokers import broker_for
 from jobs.dispatcher import recover_stuck
 from jobs.effects import effect_once

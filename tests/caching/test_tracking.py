@@ -24,7 +24,7 @@ from analytics.services import market_snapshots_refresh
 from bookings.models import Booking, BookingStatus, Payout, PayoutItem, PayoutStatus
 from bookings.pricing import booking_quote
 from bookings.retention import bookings_purge_cancelled
-from bookings.services import bookings_complete_finished
+from bookings.services.bookings import bookings_complete_finished
 from properties.models import Amenity, Property, PropertyImage, Review
 from tests.factories import (
     AmenityFactory,

@@ -19,8 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from bookings import services
 from bookings.models import Booking
+from bookings.services import bookings as services
 from caching.circuit import breaker_for
 from core.db.availability import DatabaseUnavailable, is_database_unavailable
 from core.idempotency import idempotent
@@ -216,13 +216,13 @@ def test_an_idempotent_request_that_failed_on_the_database_leaves_its_key_to_the
         real_create(**kwargs)  # the work had started: it must be undone with the claim
         raise POSTGRES_DOWN
 
-    monkeypatch.setattr("bookings.services.booking_create", database_went_away)
+    monkeypatch.setattr("bookings.services.bookings.booking_create", database_went_away)
     failed = guest_client.post(f"{API}/bookings/", booking_body, HTTP_IDEMPOTENCY_KEY="trip-1")
 
     assert_database_unavailable(failed)
     assert not IdempotencyKey.objects.exists()
     assert not Booking.objects.exists()
-    monkeypatch.setattr("bookings.services.booking_create", real_create)
+    monkeypatch.setattr("bookings.services.bookings.booking_create", real_create)
 
     retry = guest_client.post(f"{API}/bookings/", booking_body, HTTP_IDEMPOTENCY_KEY="trip-1")
 

@@ -7,18 +7,19 @@ from django.contrib.auth import authenticate
 
 from bench import demo_accounts
 from bench.capacity import Step, read_aggregated
-from core import demo
-from core.management.commands.seed_demo import SMALL
+from demo import data
+from demo.management.commands.seed_demo import SMALL
+from demo.services import demo_seed
 
 
 def test_the_load_test_knows_the_demo_password_and_domain():
-    assert demo_accounts.DEMO_PASSWORD == demo.DEMO_PASSWORD
-    assert demo_accounts.DEMO_EMAIL_DOMAIN == demo.DEMO_EMAIL_DOMAIN
+    assert demo_accounts.DEMO_PASSWORD == data.DEMO_PASSWORD
+    assert demo_accounts.DEMO_EMAIL_DOMAIN == data.DEMO_EMAIL_DOMAIN
 
 
 @pytest.mark.django_db
 def test_the_load_test_accounts_are_the_small_demo_sets_and_log_in():
-    demo.demo_seed(
+    demo_seed(
         hosts=SMALL["hosts"], guests=SMALL["guests"], properties=1, bookings=0, seed=1, today=datetime.date(2026, 1, 5)
     )
     emails = demo_accounts.demo_emails(guests=SMALL["guests"], hosts=SMALL["hosts"])

@@ -6,14 +6,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from bookings.services import (
-    booking_cancel,
-    booking_confirm,
-    booking_create,
-    payout_mark_failed,
-    payout_mark_paid,
-    payout_request,
-)
+from bookings.services.bookings import booking_cancel, booking_confirm, booking_create
+from bookings.services.payouts import payout_mark_failed, payout_mark_paid, payout_request
 from bookings.tasks import complete_finished_stays
 from properties.services import property_update, review_create
 from realtime.models import Event

@@ -4,7 +4,7 @@ from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus
-from bookings.services import bookings_complete_finished
+from bookings.services.bookings import bookings_complete_finished
 from core.management.base import StaybaseCommand
 
 

@@ -4,7 +4,7 @@ from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from accounts.models import User
-from bookings.payout_runs import payouts_create_due
+from bookings.services.payouts import payouts_create_due
 from core.management.base import StaybaseCommand, bad_argument, iso_date
 
 

@@ -12,7 +12,8 @@ from django.utils import timezone
 from accounts.models import User
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus
 from bookings.pricing import booking_quote
-from core.demo import DEMO_EMAIL_DOMAIN, DemoSeedError, demo_seed
+from demo.data import DEMO_EMAIL_DOMAIN
+from demo.services import DemoSeedError, demo_seed
 from properties.models import Amenity, Property, Review
 from tests.factories import PropertyFactory
 

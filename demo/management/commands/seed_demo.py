@@ -4,8 +4,9 @@ from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from core.demo import DEMO_PASSWORD, DemoSeedError, demo_seed
 from core.management.base import StaybaseCommand, non_negative_int
+from demo.data import DEMO_PASSWORD
+from demo.services import DemoSeedError, demo_seed
 from properties.models import Property
 
 SMALL = {"hosts": 20, "guests": 200, "properties": 300, "bookings": 3000}

@@ -8,135 +8,38 @@ derived from one seed, so two runs on the same day produce the same rows.
 import datetime
 import itertools
 import random
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.contrib.auth.hashers import make_password
 from django.db import connection, models, transaction
-from django.db.models import Count, Sum
 
 from accounts.models import User, UserTier
 from bookings.models import Booking, BookingStatus
 from bookings.pricing import booking_quote
-from properties.models import Amenity, Currency, Property, PropertyType, Review
+from demo.data import (
+    ADJECTIVES,
+    AMENITIES,
+    CITIES,
+    COMMON_AMENITIES,
+    DEMO_EMAIL_DOMAIN,
+    DEMO_PASSWORD,
+    FIRST_NAMES,
+    LAST_NAMES,
+    PROPERTY_TYPES,
+    RATING_WEIGHTS,
+    REVIEW_SHARE,
+    REVIEW_TEXTS,
+    SETTINGS,
+    STAY_LENGTHS,
+    STREETS,
+)
+from properties.models import Amenity, Property, PropertyType, Review
+from properties.services import property_ratings_refresh
 
-DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - published on purpose: it logs into the demo accounts.
-DEMO_EMAIL_DOMAIN = "demo.staybase.local"
 BATCH_SIZE = 5000
-
-# (city, country, currency, latitude, longitude, price factor)
-CITIES: list[tuple[str, str, str, float, float, float]] = [
-    ("Lisbon", "Portugal", Currency.EUR, 38.7223, -9.1393, 0.9),
-    ("Porto", "Portugal", Currency.EUR, 41.1579, -8.6291, 0.8),
-    ("Madrid", "Spain", Currency.EUR, 40.4168, -3.7038, 0.95),
-    ("Barcelona", "Spain", Currency.EUR, 41.3874, 2.1686, 1.1),
-    ("Seville", "Spain", Currency.EUR, 37.3891, -5.9845, 0.8),
-    ("Paris", "France", Currency.EUR, 48.8566, 2.3522, 1.4),
-    ("Nice", "France", Currency.EUR, 43.7102, 7.2620, 1.2),
-    ("Berlin", "Germany", Currency.EUR, 52.5200, 13.4050, 1.0),
-    ("Munich", "Germany", Currency.EUR, 48.1351, 11.5820, 1.15),
-    ("Amsterdam", "Netherlands", Currency.EUR, 52.3676, 4.9041, 1.35),
-    ("Rome", "Italy", Currency.EUR, 41.9028, 12.4964, 1.1),
-    ("Florence", "Italy", Currency.EUR, 43.7696, 11.2558, 1.15),
-    ("Milan", "Italy", Currency.EUR, 45.4642, 9.1900, 1.2),
-    ("Vienna", "Austria", Currency.EUR, 48.2082, 16.3738, 1.05),
-    ("Dublin", "Ireland", Currency.EUR, 53.3498, -6.2603, 1.3),
-    ("Athens", "Greece", Currency.EUR, 37.9838, 23.7275, 0.75),
-    ("Brussels", "Belgium", Currency.EUR, 50.8503, 4.3517, 0.95),
-    ("Helsinki", "Finland", Currency.EUR, 60.1699, 24.9384, 1.0),
-    ("London", "United Kingdom", Currency.GBP, 51.5072, -0.1276, 1.3),
-    ("Edinburgh", "United Kingdom", Currency.GBP, 55.9533, -3.1883, 1.0),
-    ("Manchester", "United Kingdom", Currency.GBP, 53.4808, -2.2426, 0.8),
-    ("New York", "United States", Currency.USD, 40.7128, -74.0060, 1.6),
-    ("San Francisco", "United States", Currency.USD, 37.7749, -122.4194, 1.6),
-    ("Los Angeles", "United States", Currency.USD, 34.0522, -118.2437, 1.4),
-    ("Chicago", "United States", Currency.USD, 41.8781, -87.6298, 1.1),
-    ("Miami", "United States", Currency.USD, 25.7617, -80.1918, 1.3),
-    ("Austin", "United States", Currency.USD, 30.2672, -97.7431, 1.1),
-    ("Seattle", "United States", Currency.USD, 47.6062, -122.3321, 1.2),
-    ("Boston", "United States", Currency.USD, 42.3601, -71.0589, 1.3),
-    ("New Orleans", "United States", Currency.USD, 29.9511, -90.0715, 1.0),
-]
-
-# property type: (weight, base nightly price, guests range, bedrooms range)
-PROPERTY_TYPES: dict[str, tuple[int, int, tuple[int, int], tuple[int, int]]] = {
-    PropertyType.APARTMENT: (45, 95, (2, 5), (1, 2)),
-    PropertyType.ROOM: (15, 50, (1, 2), (1, 1)),
-    PropertyType.LOFT: (10, 130, (2, 4), (1, 2)),
-    PropertyType.HOUSE: (18, 170, (4, 8), (2, 4)),
-    PropertyType.CABIN: (6, 120, (2, 6), (1, 3)),
-    PropertyType.VILLA: (6, 380, (6, 12), (3, 6)),
-}
-
-AMENITIES: list[tuple[str, str]] = [
-    ("wifi", "Wi-Fi"),
-    ("kitchen", "Kitchen"),
-    ("washer", "Washer"),
-    ("dryer", "Dryer"),
-    ("air-conditioning", "Air conditioning"),
-    ("heating", "Heating"),
-    ("workspace", "Dedicated workspace"),
-    ("tv", "TV"),
-    ("hair-dryer", "Hair dryer"),
-    ("iron", "Iron"),
-    ("pool", "Pool"),
-    ("hot-tub", "Hot tub"),
-    ("free-parking", "Free parking"),
-    ("ev-charger", "EV charger"),
-    ("crib", "Crib"),
-    ("gym", "Gym"),
-    ("bbq-grill", "BBQ grill"),
-    ("breakfast", "Breakfast"),
-    ("fireplace", "Indoor fireplace"),
-    ("balcony", "Balcony"),
-    ("garden", "Garden"),
-    ("sea-view", "Sea view"),
-    ("elevator", "Elevator"),
-    ("pets-allowed", "Pets allowed"),
-    ("self-check-in", "Self check-in"),
-    ("smoke-alarm", "Smoke alarm"),
-]
-COMMON_AMENITIES = ("wifi", "kitchen", "heating", "smoke-alarm", "self-check-in")
-
-FIRST_NAMES = [
-    "Ana", "Ben", "Chloé", "David", "Elena", "Farah", "Giulia", "Hugo", "Ines", "James", "Katja", "Liam",
-    "Maria", "Noah", "Olga", "Pedro", "Quinn", "Rosa", "Sam", "Tomás", "Uma", "Victor", "Wen", "Yusuf", "Zoe",
-]  # fmt: skip
-LAST_NAMES = [
-    "Almeida", "Brown", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Hughes", "Ivanova", "Jensen",
-    "Kowalski", "Lopez", "Müller", "Nowak", "O'Brien", "Papadopoulos", "Rossi", "Silva", "Schmidt", "Tanaka",
-    "Umar", "Virtanen", "Walsh", "Young", "Zimmermann",
-]  # fmt: skip
-ADJECTIVES = [
-    "Sunny", "Cosy", "Bright", "Quiet", "Charming", "Modern", "Spacious", "Stylish", "Historic", "Airy",
-    "Elegant", "Rustic", "Minimalist", "Family-friendly", "Central", "Hidden",
-]  # fmt: skip
-SETTINGS = [
-    "near the old town", "with river views", "by the park", "close to the beach", "in the city centre",
-    "steps from the metro", "with a rooftop terrace", "in a leafy street", "near the market", "by the harbour",
-]  # fmt: skip
-STREETS = [
-    "Main Street",
-    "Market Square",
-    "Park Lane",
-    "Harbour Road",
-    "Station Avenue",
-    "Church Street",
-    "High Street",
-]
-REVIEW_TEXTS = {
-    5: ["Perfect stay, would book again.", "Spotless and exactly as described.", "Wonderful host, great location."],
-    4: ["Very nice place, a little noisy at night.", "Great location, small kitchen.", "Comfortable and clean."],
-    3: ["Fine for a short stay.", "Good location but dated furniture.", "OK, check-in took a while."],
-    2: ["Not as clean as expected.", "Photos flatter the place."],
-    1: ["Would not stay again.", "Very different from the listing."],
-}
-RATING_WEIGHTS = {5: 55, 4: 28, 3: 10, 2: 4, 1: 3}
-REVIEW_SHARE = 0.4
-STAY_LENGTHS = (1, 2, 2, 3, 3, 3, 4, 4, 5, 6, 7, 7, 10, 14)
 MAX_NIGHTS = max(STAY_LENGTHS)
 DAY = datetime.timedelta(days=1)
 
@@ -423,11 +326,25 @@ def _seed_bookings(
         if booking.status == BookingStatus.COMPLETED and rng.random() < REVIEW_SHARE:
             reviewable.append(booking)
         if len(batch) == BATCH_SIZE:
-            _bulk_insert(Booking, batch, label="bookings", done=done, total=count, progress=progress)
+            _bulk_insert(
+                Booking,
+                batch,
+                label="bookings",
+                done=done,
+                total=count,
+                progress=progress,
+            )
             done += len(batch)
             batch = []
     if batch:
-        _bulk_insert(Booking, batch, label="bookings", done=done, total=count, progress=progress)
+        _bulk_insert(
+            Booking,
+            batch,
+            label="bookings",
+            done=done,
+            total=count,
+            progress=progress,
+        )
     return reviewable
 
 
@@ -522,24 +439,9 @@ def _seed_reviews(
             total=len(reviews),
             progress=progress,
         )
-    _refresh_rating_summaries()
+    property_ratings_refresh(property_ids=None)
     progress("rating summaries updated")
     return len(reviews)
-
-
-def _refresh_rating_summaries() -> None:
-    """Store each reviewed listing's average and count, as review_create does for one review.
-
-    Listings share few distinct (average, count) pairs, so one UPDATE per pair is far
-    cheaper than a CASE-per-row bulk_update over thousands of listings.
-    """
-    summaries = Review.objects.values("property_id").annotate(total=Sum("rating"), count=Count("id")).order_by()
-    listings_by_summary: dict[tuple[Decimal, int], list[int]] = defaultdict(list)
-    for row in summaries:
-        average = (Decimal(row["total"]) / row["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-        listings_by_summary[average, row["count"]].append(row["property_id"])
-    for (average, count), ids in listings_by_summary.items():
-        Property.objects.filter(pk__in=ids).update(rating_average=average, review_count=count)
 
 
 def _analyze(seeded: list[type[models.Model]], *, progress: Callable[[str], None]) -> None:

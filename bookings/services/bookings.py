@@ -1,24 +1,21 @@
 import datetime
-from collections import defaultdict
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
-from bookings.models import ACTIVE_BOOKING_STATUSES, Booking, BookingStatus, Payout, PayoutItem, PayoutStatus
+from bookings.models import Booking, BookingStatus
 from bookings.pricing import booking_quote
+from bookings.selectors import booking_list_overlapping
 from core.exceptions import Conflict, Forbidden, InvalidInput
 from jobs.services import enqueue
 from properties.models import Property
-from realtime.events import booking_event_emit, bookings_event_emit, payout_event_emit
+from realtime.events import booking_event_emit, bookings_event_emit
 
 OVERLAP_CONSTRAINT = "booking_no_overlap_per_property"
 # By name: bookings.tasks imports this module.
 BOOKING_EMAILS_TASK = "bookings.tasks.send_booking_emails"
-PAYOUT_EMAIL_TASK = "bookings.tasks.send_payout_email"
 
 
 class BookingConflict(Conflict):
@@ -57,15 +54,6 @@ def _validate_stay(
         raise InvalidInput("Hosts cannot book their own property.", code="own_property")
 
 
-def booking_overlaps(*, property_id: int, check_in: datetime.date, check_out: datetime.date):
-    return Booking.objects.filter(
-        property_id=property_id,
-        status__in=ACTIVE_BOOKING_STATUSES,
-        check_in__lt=check_out,
-        check_out__gt=check_in,
-    )
-
-
 def booking_create(
     *,
     guest: User,
@@ -88,7 +76,7 @@ def booking_create(
         _validate_stay(
             property=property, guest=guest, check_in=check_in, check_out=check_out, guests=guests, today=today
         )
-        if booking_overlaps(property_id=property.pk, check_in=check_in, check_out=check_out).exists():
+        if booking_list_overlapping(property_id=property.pk, start=check_in, end=check_out).exists():
             raise BookingConflict()
         quote = booking_quote(property=property, check_in=check_in, check_out=check_out)
         try:
@@ -157,84 +145,3 @@ def bookings_complete_finished(*, today: datetime.date | None = None) -> int:
         booking.status = BookingStatus.COMPLETED
     bookings_event_emit(bookings=[(b, b.property.host_id) for b in completing], event="booking.completed")
     return count
-
-
-def payout_eligible_bookings(*, host: User, checked_out_by: datetime.date | None = None):
-    """Completed stays of ``host`` not in an unreleased payout; only those checked out by a date if given."""
-    already_paid = PayoutItem.objects.filter(booking=OuterRef("pk"), released=False)
-    bookings = Booking.objects.filter(property__host=host, status=BookingStatus.COMPLETED)
-    if checked_out_by is not None:
-        bookings = bookings.filter(check_out__lte=checked_out_by)
-    return bookings.exclude(Exists(already_paid))
-
-
-def payout_request(*, host: User, checked_out_by: datetime.date | None = None) -> list[Payout]:
-    """Pay out every completed, not yet paid stay: one payout per currency.
-
-    The host row lock serialises concurrent requests; the partial unique index on
-    PayoutItem.booking makes paying a booking twice impossible even if it did not.
-    ``checked_out_by`` limits it to stays that checked out on or before that day (the
-    automatic payouts' holding period). The host is emailed about each payout after commit.
-    """
-    if not host.is_host:
-        raise Forbidden("Only hosts receive payouts.", code="not_a_host")
-    with transaction.atomic():
-        User.objects.select_for_update().filter(pk=host.pk).first()
-        rows = list(
-            payout_eligible_bookings(host=host, checked_out_by=checked_out_by)
-            .order_by("check_out", "pk")
-            .values_list("pk", "currency", "host_payout_amount", "check_out")
-        )
-        if not rows:
-            raise InvalidInput("There is nothing to pay out yet.", code="nothing_to_pay_out")
-        by_currency: dict[str, list[tuple[int, Decimal, datetime.date]]] = defaultdict(list)
-        for pk, currency, amount, check_out in rows:
-            by_currency[currency].append((pk, amount, check_out))
-        payouts = []
-        try:
-            with transaction.atomic():
-                for currency, stays in sorted(by_currency.items()):
-                    payout = Payout.objects.create(
-                        host=host,
-                        currency=currency,
-                        amount=sum((amount for _, amount, _ in stays), Decimal("0")),
-                        period_start=stays[0][2],
-                        period_end=stays[-1][2],
-                        booking_count=len(stays),
-                    )
-                    PayoutItem.objects.bulk_create(
-                        PayoutItem(payout=payout, booking_id=pk, amount=amount) for pk, amount, _ in stays
-                    )
-                    payouts.append(payout)
-        except IntegrityError:
-            raise Conflict("Some of these bookings are already being paid out.", code="payout_conflict") from None
-        for payout in payouts:
-            enqueue(PAYOUT_EMAIL_TASK, payout.pk, dedupe_key=f"payout:{payout.pk}:email")
-            payout_event_emit(payout=payout, event="payout.requested")
-        return payouts
-
-
-def payout_mark_paid(*, payout: Payout) -> Payout:
-    with transaction.atomic():
-        payout = Payout.objects.select_for_update().get(pk=payout.pk)
-        if payout.status not in (PayoutStatus.PENDING, PayoutStatus.PROCESSING):
-            raise Conflict(f"A {payout.status} payout cannot be marked paid.", code="invalid_status")
-        payout.status = PayoutStatus.PAID
-        payout.paid_at = timezone.now()
-        payout.save(update_fields=["status", "paid_at", "updated_at"])
-        payout_event_emit(payout=payout, event="payout.paid")
-        return payout
-
-
-def payout_mark_failed(*, payout: Payout, reason: str) -> Payout:
-    """A failed payout releases its bookings so the next payout includes them again."""
-    with transaction.atomic():
-        payout = Payout.objects.select_for_update().get(pk=payout.pk)
-        if payout.status not in (PayoutStatus.PENDING, PayoutStatus.PROCESSING):
-            raise Conflict(f"A {payout.status} payout cannot be marked failed.", code="invalid_status")
-        payout.status = PayoutStatus.FAILED
-        payout.failure_reason = reason[:255]
-        payout.save(update_fields=["status", "failure_reason", "updated_at"])
-        payout.items.update(released=True)
-        payout_event_emit(payout=payout, event="payout.failed")
-        return payout
