@@ -24,6 +24,7 @@ from core.client_ip import client_ip
 from realtime import metrics
 from realtime.db import database_sync_to_async
 from realtime.hub import Hub, Outgoing
+from realtime.limits import ip_key, user_key
 from realtime.messages import error_message
 from realtime.rooms import (
     BROADCAST,
@@ -34,7 +35,7 @@ from realtime.rooms import (
     rooms_joined_on_auth,
 )
 from realtime.selectors import room_events_after
-from realtime.services import RoomHead, room_open
+from realtime.services import RoomHead, rooms_open
 
 # Deliberately absent from CHANNEL_LAYERS: get_channel_layer() then returns None and the
 # consumer gets no channel of its own; the process's Hub listens to the layer once for all.
@@ -55,6 +56,8 @@ class RoomState:
 
 
 class TokenBucket:
+    __slots__ = ("at", "burst", "rate", "tokens")
+
     def __init__(self, *, rate: float, burst: float) -> None:
         self.rate, self.burst = rate, burst
         self.tokens, self.at = burst, time.monotonic()
@@ -102,7 +105,11 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.hub = hub
 
     async def connect(self) -> None:
+        # Per-socket state is kept small (README: Real-time, memory): no task runs while a
+        # socket is idle; the sender and catch-ups exist only while they have work.
         self.client_ip = _scope_ip(self.scope)
+        self.socket_id = f"{self.hub.name}:{id(self):x}"
+        self.limit_keys: list[str] = []
         self.viewer = Viewer()
         self.token_key: str | None = None
         self.session_key: str | None = None
@@ -112,31 +119,35 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.bad_messages = 0
         self.bucket = TokenBucket(rate=settings.REALTIME_MESSAGES_PER_S, burst=settings.REALTIME_MESSAGE_BURST)
-        self._outbox_ready = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
+        self._sender: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] | None = None
+        self._auth_timer: asyncio.TimerHandle | None = None
         token = self._protocol_token()
         await self.accept(subprotocol=self._chosen_protocol())
         self.hub.add(self)
         metrics.connects_total.inc()
         metrics.sockets_open.inc()
-        self._spawn(self._send_loop())
         if not self.hub.accepting:
             await self.shut_down()
             return
-        if self.hub.per_ip[self.client_ip] > settings.REALTIME_MAX_SOCKETS_PER_IP:
+        if not await self.hub.admit(self, ip_key(self.client_ip), settings.REALTIME_MAX_SOCKETS_PER_IP):
             await self._close(4429, "too many sockets from this address")
             return
         if self.public:
-            await self._subscribe(BROADCAST, None, reply=False)
+            await self._join([(BROADCAST, None)], reply=False)
             return
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
             self.session_key = self.scope["session"].session_key
-            await self._authenticated(user, {})
+            viewer = Viewer.of(user)
+            admitted = await self.hub.admit(self, user_key(viewer.user_id), self._user_limit)
+            await self._authenticated(viewer, admitted, {})
         elif token:
             await self._authenticate_token(token, {})
         else:
-            self._spawn(self._auth_deadline())
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                settings.REALTIME_AUTH_TIMEOUT_S, self._auth_timed_out
+            )
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # AsyncConsumer.dispatch also closes old database connections on every frame (a
@@ -157,13 +168,19 @@ class SocketConsumer(AsyncWebsocketConsumer):
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _auth_deadline(self) -> None:
-        await asyncio.sleep(settings.REALTIME_AUTH_TIMEOUT_S)
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
         if self.viewer.user_id is None:
-            await self._close(4401, "authentication timed out")
+            self._spawn(self._close(4401, "authentication timed out"))
+
+    @property
+    def _user_limit(self) -> int:
+        return settings.REALTIME_MAX_SOCKETS_PER_USER
 
     # --- client messages --------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -199,7 +216,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             elif "since" in message and message["since"] is not None and not _valid_since(message["since"]):
                 await self._bad("malformed", 'since must be {"offset": int, "epoch": str}.', room=message["room"])
             else:
-                await self._subscribe(message["room"], message.get("since"), reply=True)
+                await self._join([(message["room"], message.get("since"))], reply=True)
         elif kind == "unsubscribe":
             self._unsubscribe(message.get("room"))
         elif kind == "auth":
@@ -223,59 +240,89 @@ class SocketConsumer(AsyncWebsocketConsumer):
 
     async def _authenticate_token(self, token: str, since: dict[str, Any]) -> None:
         try:
-            user, _ = await database_sync_to_async(CachedTokenAuthentication().authenticate_credentials)(token)
+            viewer, admitted = await database_sync_to_async(self._token_viewer)(token)
         except AuthenticationFailed:
             await self._close(4401, "invalid token")
             return
         self.token_key = token
-        await self._authenticated(user, since)
+        if admitted:
+            self.hub.admitted(self, user_key(viewer.user_id))
+        await self._authenticated(viewer, admitted, since)
 
-    async def _authenticated(self, user, since: dict[str, Any]) -> None:
+    def _token_viewer(self, token: str) -> tuple[Viewer, bool]:
+        """On a worker thread: the token's user, and whether the user's socket limit lets it in
+        (one thread hop for both)."""
+        user, _ = CachedTokenAuthentication().authenticate_credentials(token)
         viewer = Viewer.of(user)
+        if not viewer.is_active:
+            return viewer, False
+        return viewer, self.hub.limits.admit(
+            key=user_key(viewer.user_id), socket_id=self.socket_id, limit=self._user_limit
+        )
+
+    async def _authenticated(self, viewer: Viewer, admitted: bool, since: dict[str, Any]) -> None:
         if not viewer.is_active:
             await self._close(4401, "inactive user")
             return
-        if self.hub.per_user.get(viewer.user_id, 0) >= settings.REALTIME_MAX_SOCKETS_PER_USER:
+        if not admitted:
             await self._close(4429, "too many sockets for this user")
             return
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
         self.viewer = viewer
-        self.hub.authenticated(self)
         rooms = rooms_joined_on_auth(viewer)
         self._enqueue_control({"type": "auth.ok", "user_id": viewer.user_id, "rooms": rooms})
-        for room in rooms:
-            room_since = since.get(room)
-            await self._subscribe(room, room_since if _valid_since(room_since) else None, reply=True)
+        wanted = [(room, since.get(room) if _valid_since(since.get(room)) else None) for room in rooms]
+        await self._join(wanted, reply=True)
 
     # --- rooms ------------------------------------------------------------------------
-    async def _subscribe(self, room: str, since: dict[str, Any] | None, *, reply: bool) -> None:
-        if not room_visible(self.viewer, room):
-            self._enqueue_control(error_message("forbidden", "You may not subscribe to this room.", room=room))
-            return
-        if room not in self.joined and len(self.joined) >= settings.REALTIME_MAX_ROOMS_PER_SOCKET:
-            self._enqueue_control(error_message("too_many_rooms", "Unsubscribe from a room first.", room=room))
-            return
-        state = RoomState()
-        self._leave(room)
-        self.joined[room] = state
-        self.hub.join(self, room)
-        head: RoomHead | None = await database_sync_to_async(room_open)(room=room)
-        if self.joined.get(room) is not state:
-            return  # unsubscribed (or closed) meanwhile
-        if head is None:
+    async def _join(self, wanted: list[tuple[str, dict[str, Any] | None]], *, reply: bool) -> None:
+        """Subscribe to ``(room, since)`` pairs: one database read for all their heads."""
+        joining: dict[str, tuple[RoomState, dict[str, Any] | None]] = {}
+        for room, since in wanted:
+            if not room_visible(self.viewer, room):
+                self._enqueue_control(error_message("forbidden", "You may not subscribe to this room.", room=room))
+                continue
+            if room not in self.joined and len(self.joined) >= settings.REALTIME_MAX_ROOMS_PER_SOCKET:
+                self._enqueue_control(error_message("too_many_rooms", "Unsubscribe from a room first.", room=room))
+                continue
+            state = RoomState()
             self._leave(room)
-            self._enqueue_control(error_message("not_found", "No such room.", room=room))
+            # Joined before the heads are read: an event committed after the read reaches
+            # ``pending``; one committed before it is at or below the head.
+            self.joined[room] = state
+            self.hub.join(self, room)
+            joining[room] = (state, since)
+        if not joining:
             return
-        state.epoch, state.last = head.epoch, head.last_offset
-        if since is not None:
-            kept_from = head.last_offset if head.oldest_offset is None else head.oldest_offset - 1
-            if since["epoch"] == head.epoch and kept_from <= since["offset"] <= head.last_offset:
-                state.last = since["offset"]
-            else:
-                metrics.resyncs_total.inc()
-                self._enqueue_control({"type": "resync", "room": room, "epoch": head.epoch, "offset": head.last_offset})
-        if reply:
-            self._enqueue_control({"type": "subscribed", "room": room, "epoch": head.epoch, "offset": head.last_offset})
-        await self._catch_up(room, state)
+        heads: dict[str, RoomHead | None] = await database_sync_to_async(rooms_open)(
+            rooms=list(joining), oldest_for=[room for room, (_, since) in joining.items() if since is not None]
+        )
+        for room, (state, since) in joining.items():
+            if self.joined.get(room) is not state:
+                continue  # unsubscribed (or closed) meanwhile
+            head = heads[room]
+            if head is None:
+                self._leave(room)
+                self._enqueue_control(error_message("not_found", "No such room.", room=room))
+                continue
+            state.epoch, state.last = head.epoch, head.last_offset
+            if since is not None:
+                kept_from = head.last_offset if head.oldest_offset is None else head.oldest_offset - 1
+                if since["epoch"] == head.epoch and kept_from <= since["offset"] <= head.last_offset:
+                    state.last = since["offset"]
+                else:
+                    metrics.resyncs_total.inc()
+                    self._enqueue_control(
+                        {"type": "resync", "room": room, "epoch": head.epoch, "offset": head.last_offset}
+                    )
+            if reply:
+                self._enqueue_control(
+                    {"type": "subscribed", "room": room, "epoch": head.epoch, "offset": head.last_offset}
+                )
+            # Nothing to read back unless resuming from an older offset (or a gap shows up).
+            await self._catch_up(room, state, read=state.last < head.last_offset)
 
     def _unsubscribe(self, room: object) -> None:
         if not isinstance(room, str) or room not in self.joined:
@@ -288,16 +335,18 @@ class SocketConsumer(AsyncWebsocketConsumer):
         if self.joined.pop(room, None) is not None:
             self.hub.leave(self, room)
 
-    async def _catch_up(self, room: str, state: RoomState) -> None:
+    async def _catch_up(self, room: str, state: RoomState, *, read: bool = True) -> None:
         """Send the log after ``state.last``, then what arrived live meanwhile: no gap, no duplicate."""
         limit = settings.REALTIME_REPLAY_BATCH
         try:
             while self.joined.get(room) is state and not self.closing:
-                rows = await database_sync_to_async(room_events_after)(room, state.last, limit=limit)
-                for message in rows:
-                    self._accept(room, state, Outgoing(message), REPLAY)
-                if len(rows) == limit:
-                    continue
+                rows = []
+                if read:
+                    rows = await database_sync_to_async(room_events_after)(room, state.last, limit=limit)
+                    for message in rows:
+                        self._accept(room, state, Outgoing(message), REPLAY)
+                    if len(rows) == limit:
+                        continue
                 pending, state.pending = sorted(state.pending, key=lambda o: o.message["offset"]), []
                 for index, outgoing in enumerate(pending):
                     if not self._accept(room, state, outgoing, LIVE):
@@ -305,11 +354,12 @@ class SocketConsumer(AsyncWebsocketConsumer):
                         break
                 if not state.pending:
                     return
-                if not rows:
+                if read and not rows:
                     # The offsets in between were pruned from the log: the client must reload.
                     metrics.resyncs_total.inc()
                     state.last = state.pending[0].message["offset"] - 1
                     self._enqueue_control({"type": "resync", "room": room, "epoch": state.epoch, "offset": state.last})
+                read = True
         finally:
             state.replaying = False
 
@@ -363,26 +413,29 @@ class SocketConsumer(AsyncWebsocketConsumer):
             return
         self.outbox.append((text, source_ts, kind))
         self.queued_bytes += len(text)
-        self._outbox_ready.set()
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def _send_loop(self) -> None:
-        while True:
-            while not self.outbox:
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-            text, source_ts, kind = self.outbox[0]
-            try:
-                await self.send(text_data=text)
-            except Exception:
-                return  # the connection is gone; disconnect() cleans up
-            self.outbox.popleft()
-            self.queued_bytes -= len(text)
-            if kind == LIVE:
-                metrics.events_delivered_total.inc()
-                if source_ts is not None:
-                    metrics.delivery_latency_seconds.observe(max(0.0, time.time() - source_ts))
-            elif kind == REPLAY:
-                metrics.events_replayed_total.inc()
+        """Runs while the outbox has messages; send() waits while the client's TCP buffer is full."""
+        try:
+            while self.outbox:
+                text, source_ts, kind = self.outbox[0]
+                try:
+                    await self.send(text_data=text)
+                except Exception:
+                    self.closing = True  # the connection is gone; disconnect() cleans up
+                    return
+                self.outbox.popleft()
+                self.queued_bytes -= len(text)
+                if kind == LIVE:
+                    metrics.events_delivered_total.inc()
+                    if source_ts is not None:
+                        metrics.delivery_latency_seconds.observe(max(0.0, time.time() - source_ts))
+                elif kind == REPLAY:
+                    metrics.events_replayed_total.inc()
+        finally:
+            self._sender = None
 
     # --- closing ----------------------------------------------------------------------
     async def revoke(self) -> None:
@@ -411,8 +464,11 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self._forgotten = True
         metrics.sockets_open.dec()
         self.hub.discard(self)
-        for task in self._tasks:
-            if task is not asyncio.current_task():
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        current = asyncio.current_task()
+        for task in [*(self._tasks or ()), *([self._sender] if self._sender else [])]:
+            if task is not current:
                 task.cancel()
 
     async def disconnect(self, code: int) -> None:

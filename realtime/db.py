@@ -1,11 +1,26 @@
-"""Database calls from the socket process's event loop."""
+"""Database (and cache) calls from the socket process's event loop."""
 
+import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connections
+
+# One context per worker thread, entered for every call made on it. Django's caches are
+# context-local: run in a copy of the socket's context (sync_to_async's default), each socket
+# created its own cache backend on first use and kept it as long as it stayed open (6 KiB of a
+# socket's 39); a fresh context per call would build a backend, and a Redis pool, every time.
+_thread_contexts = threading.local()
+
+
+def _thread_context() -> contextvars.Context:
+    context = getattr(_thread_contexts, "context", None)
+    if context is None:
+        context = _thread_contexts.context = contextvars.Context()
+    return context
 
 
 def database_sync_to_async(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -18,8 +33,7 @@ def database_sync_to_async(function: Callable[..., Any]) -> Callable[..., Any]:
     A connection that failed is closed, so the next call opens a fresh one.
     """
 
-    @functools.wraps(function)
-    def run(*args: Any, **kwargs: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except Exception:
@@ -29,5 +43,9 @@ def database_sync_to_async(function: Callable[..., Any]) -> Callable[..., Any]:
             for connection in connections.all(initialized_only=True):
                 if connection.settings_dict.get("OPTIONS", {}).get("pool"):
                     connection.close()
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return _thread_context().run(call, *args, **kwargs)
 
     return sync_to_async(run, thread_sensitive=False)

@@ -15,6 +15,7 @@ socket that still sees a room offset jump fetches the missing ones from the log 
 
 import asyncio
 import datetime
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from prometheus_client import REGISTRY
 
 from realtime import selectors
 from realtime.db import database_sync_to_async
+from realtime.limits import SocketLimits, socket_limits_from_settings
 from realtime.messages import event_message
 from realtime.models import SocketProcess
 from realtime.rooms import Viewer
@@ -71,21 +73,22 @@ class Hub:
         gap_timeout_s: float,
         revalidate_interval_s: float,
         presence_interval_s: float,
+        limits: SocketLimits,
         batch: int = 1000,
     ) -> None:
         self.poll_interval_s = poll_interval_s
         self.gap_timeout_s = gap_timeout_s
         self.revalidate_interval_s = revalidate_interval_s
         self.presence_interval_s = presence_interval_s
+        self.limits = limits
         self.batch = batch
         self.name = f"{socket_module.gethostname()}:{os.getpid()}:{id(self):x}"
         self.started_at = timezone.now()
         self.accepting = True
         self.sockets: set[SocketConsumer] = set()
         self.rooms: dict[str, set[SocketConsumer]] = defaultdict(set)
-        self.per_user: dict[int, int] = defaultdict(int)
-        self.per_ip: dict[str, int] = defaultdict(int)
         self._tasks: list[asyncio.Task] = []
+        self._releases: list[tuple[list[str], str]] = []
         self._last_id: int | None = None
         self._holes: dict[int, float] = {}
 
@@ -96,6 +99,7 @@ class Hub:
             gap_timeout_s=settings.REALTIME_GAP_TIMEOUT_S,
             revalidate_interval_s=settings.REALTIME_REVALIDATE_INTERVAL_S,
             presence_interval_s=settings.REALTIME_PRESENCE_INTERVAL_S,
+            limits=socket_limits_from_settings(),
         )
 
     # --- sockets and rooms ------------------------------------------------------------
@@ -119,26 +123,44 @@ class Hub:
     def add(self, consumer: "SocketConsumer") -> None:
         self.ensure_started()
         self.sockets.add(consumer)
-        self.per_ip[consumer.client_ip] += 1
 
     def discard(self, consumer: "SocketConsumer") -> None:
         if consumer not in self.sockets:
             return
         self.sockets.discard(consumer)
-        self._decrement(self.per_ip, consumer.client_ip)
-        if consumer.viewer.user_id is not None:
-            self._decrement(self.per_user, consumer.viewer.user_id)
         for room in list(consumer.joined):
             self.leave(consumer, room)
+        if consumer.limit_keys:
+            self._release(consumer.limit_keys, consumer.socket_id)
 
-    def authenticated(self, consumer: "SocketConsumer") -> None:
-        self.per_user[consumer.viewer.user_id] += 1
+    # --- connection limits (realtime.limits) --------------------------------------------
+    async def admit(self, consumer: "SocketConsumer", key: str, limit: int) -> bool:
+        admit = functools.partial(self.limits.admit, key=key, socket_id=consumer.socket_id, limit=limit)
+        admitted = await database_sync_to_async(admit)() if self.limits.blocking else admit()
+        if admitted:
+            self.admitted(consumer, key)
+        return admitted
 
-    @staticmethod
-    def _decrement(counts: dict, key: Any) -> None:
-        counts[key] -= 1
-        if counts[key] <= 0:
-            del counts[key]
+    def admitted(self, consumer: "SocketConsumer", key: str) -> None:
+        """``key`` took a place for this socket; it gives it back when the socket goes."""
+        if consumer in self.sockets:
+            consumer.limit_keys.append(key)
+        else:
+            self._release([key], consumer.socket_id)  # closed while it was being admitted
+
+    def _release(self, keys: list[str], socket_id: str) -> None:
+        if not self.limits.blocking:
+            self.limits.release(keys=keys, socket_id=socket_id)
+            return
+        # Batched: a thousand sockets closing at once (a restart) are one Redis pipeline.
+        if not self._releases:
+            asyncio.get_running_loop().create_task(self._release_batch())
+        self._releases.append((keys, socket_id))
+
+    async def _release_batch(self) -> None:
+        await asyncio.sleep(0)
+        batch, self._releases = self._releases, []
+        await database_sync_to_async(self.limits.release_many)(batch)
 
     def join(self, consumer: "SocketConsumer", room: str) -> None:
         self.rooms[room].add(consumer)
@@ -273,15 +295,17 @@ class Hub:
     async def _presence(self) -> None:
         while True:
             try:
-                await database_sync_to_async(self._write_presence)()
+                snapshot = self.snapshot()
+                limited = [(c.socket_id, c.limit_keys) for c in self.sockets if c.limit_keys]
+                await database_sync_to_async(self._write_presence)(snapshot, limited)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("realtime: writing presence failed")
             await asyncio.sleep(self.presence_interval_s)
 
-    def _write_presence(self) -> None:
-        snapshot = self.snapshot()
+    def _write_presence(self, snapshot: dict[str, Any], limited: list[tuple[str, list[str]]]) -> None:
+        self.limits.refresh(limited)
         dropped = sum(
             REGISTRY.get_sample_value("staybase_realtime_events_dropped_total", {"reason": reason}) or 0
             for reason in ("slow_consumer", "forbidden")

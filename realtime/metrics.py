@@ -28,3 +28,8 @@ delivery_latency_seconds = Histogram(
     "From the event's transaction to the message handed to the socket.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+limit_checks_failed_total = Counter(
+    "staybase_realtime_limit_checks_failed_total",
+    "Connection-limit operations that could not reach Redis (admit: the socket was let in).",
+    ["operation"],
+)

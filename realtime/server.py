@@ -1,6 +1,6 @@
 """uvicorn, configured for many idle sockets, with a graceful drain on SIGTERM.
 
-Chosen over daphne by measurement (bench/realtime_servers.py, README: Real-time): less
+Chosen over daphne by measurement (bench/realtime.py, README: Real-time): less
 memory per idle socket, and its send waits while the client's TCP buffer is full, which is
 what lets a slow consumer fill its bounded buffer and be closed (4413) instead of growing
 the process without bound. Per-message deflate is off: it costs hundreds of KiB per socket

@@ -119,20 +119,41 @@ def broadcast_send(*, actor, message: str, room: str = BROADCAST) -> Event:
 class RoomHead:
     epoch: str
     last_offset: int
-    oldest_offset: int | None  # None: nothing kept (no events yet, or all pruned)
+    oldest_offset: int | None  # None: nothing kept (no events yet, or all pruned), or not asked for
 
 
-def room_open(*, room: str) -> RoomHead | None:
-    """The room's epoch and newest offset, its counter row created (with a fresh epoch) the
-    first time anyone asks; None for a property that does not exist (no rows for made-up ids)."""
-    row = Room.objects.filter(name=room).first()
-    if row is None:
-        if room.startswith("property:"):
+def rooms_open(*, rooms: list[str], oldest_for: Iterable[str] = ()) -> dict[str, RoomHead | None]:
+    """Each room's epoch and newest offset (and, for the rooms in ``oldest_for``, the oldest one
+    kept), its counter row created with a fresh epoch the first time anyone asks; None for a
+    property that does not exist (no rows for made-up ids)."""
+    found = {row.name: row for row in Room.objects.filter(name__in=rooms)}
+    missing = [room for room in rooms if room not in found]
+    if missing:
+        property_ids = {int(room.split(":", 1)[1]) for room in missing if room.startswith("property:")}
+        if property_ids:
             from properties.models import Property
 
-            if not Property.objects.filter(pk=int(room.split(":", 1)[1])).exists():
-                return None
-        Room.objects.bulk_create([Room(name=room, epoch=new_epoch())], ignore_conflicts=True)
-        row = Room.objects.get(name=room)
-    oldest = Event.objects.filter(room=room).aggregate(oldest=Min("offset"))["oldest"]
-    return RoomHead(epoch=row.epoch, last_offset=row.last_offset, oldest_offset=oldest)
+            existing = set(Property.objects.filter(pk__in=property_ids).values_list("pk", flat=True))
+            missing = [
+                room for room in missing if not room.startswith("property:") or int(room.split(":", 1)[1]) in existing
+            ]
+        if missing:
+            Room.objects.bulk_create([Room(name=room, epoch=new_epoch()) for room in missing], ignore_conflicts=True)
+            found.update((row.name, row) for row in Room.objects.filter(name__in=missing))
+    oldest_for = [room for room in oldest_for if room in found]
+    oldest = (
+        dict(
+            Event.objects.filter(room__in=oldest_for)
+            .values("room")
+            .annotate(oldest=Min("offset"))
+            .values_list("room", "oldest")
+        )
+        if oldest_for
+        else {}
+    )
+    return {
+        room: RoomHead(epoch=row.epoch, last_offset=row.last_offset, oldest_offset=oldest.get(room))
+        if (row := found.get(room))
+        else None
+        for room in rooms
+    }

@@ -13,13 +13,18 @@ import sys
 import textwrap
 
 import pytest
+from django.conf import settings
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from bookings.tasks import complete_finished_stays
+from jobs.services import enqueue
 from realtime.services import events_emit
 from tests.factories import BookingFactory, HostFactory, PropertyFactory, UserFactory
 from tests.realtime.processes import SocketProcess, process_env, receive_until, wait_for
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -49,7 +54,7 @@ def authed():
         yield open_authenticated
 
 
-def test_an_event_made_in_another_process_reaches_sockets_on_both_socket_processes(processes, authed):
+def test_an_event_made_in_a_job_worker_reaches_sockets_on_both_socket_processes(processes, authed, tmp_path):
     import datetime
 
     from django.utils import timezone
@@ -68,21 +73,32 @@ def test_an_event_made_in_another_process_reaches_sockets_on_both_socket_process
         ws.send(json.dumps({"type": "subscribe", "room": f"host:{host.pk}"}))
         receive_until(ws, "subscribed")
 
-    # The job's own function, in a process of its own, as a job worker runs it.
-    job = "from bookings.tasks import complete_finished_stays; print(complete_finished_stays())"
-    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-        [sys.executable, "manage.py", "shell", "-c", job], env=process_env(), capture_output=True, text=True, timeout=60
-    )
-    assert "1 stay(s) completed" in result.stdout, result.stderr
-
-    for ws in (on_first, on_second):
-        event = receive_until(ws, "event")
-        assert (event["room"], event["event"], event["data"]["booking_id"]) == (
-            f"host:{host.pk}",
-            "booking.completed",
-            stay.pk,
+    # The job goes through the job system and runs in a real worker (what make run starts).
+    enqueue(complete_finished_stays)
+    log_path = tmp_path / "workers.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "run_workers", "--priority=normal"],
+            env=process_env(Q_STATS_DIR=str(tmp_path / "q-stats")),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        ws.close()
+        try:
+            for ws in (on_first, on_second):
+                event = receive_until(ws, "event", timeout=60)
+                assert (event["room"], event["event"], event["data"]["booking_id"]) == (
+                    f"host:{host.pk}",
+                    "booking.completed",
+                    stay.pk,
+                ), log_path.read_text()[-3000:]
+                ws.close()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 def test_a_slow_consumer_is_closed_4413_and_others_get_every_event(processes, authed):
