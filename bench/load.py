@@ -133,17 +133,23 @@ def warm_up(*, port: int, request: Request, count: int) -> None:
     connection.close()
 
 
-def probe(*, port: int, request: Request, header: str) -> str:
-    """One request; the value of ``header`` in its response ("" when absent or on failure)."""
+@dataclass(frozen=True)
+class Fetched:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def fetch(*, port: int, request: Request) -> Fetched:
+    """One request, its whole response (status 0 and nothing else when it failed)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=30)
     body = request.body.encode() if request.body else None
     try:
         connection.request(request.method, request.path, body=body, headers=request.headers)
         response = connection.getresponse()
-        response.read()
-        return response.getheader(header, "")
+        return Fetched(response.status, dict(response.getheaders()), response.read())
     except (OSError, http.client.HTTPException):
-        return ""
+        return Fetched(0, {}, b"")
     finally:
         connection.close()
 

@@ -18,10 +18,12 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +34,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402
+from bench.instructions import read_counts  # noqa: E402
 from bench.scenarios import ALL_SCENARIOS, SCENARIOS, SIZES, SUITES, VARIANTS, Scenario, Variant  # noqa: E402
-from bench.server import Server, cpu_seconds, free_port, gunicorn_server  # noqa: E402
+from bench.server import HOST, Server, app_server, cpu_seconds, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 # Response bytes of the mirrored scenarios, answered by the bare views (bench/views.py).
@@ -53,6 +56,10 @@ class Row:
     # req/s and CPU of every round, in round order (ratios are taken per round, then the median).
     rounds_rps: tuple[float, ...] = ()
     rounds_cpu: tuple["CpuCost", ...] = ()
+    # The response body of that request, with this server's address taken out (compared across rows).
+    body: bytes = b""
+    # Instructions per request in one process (callgrind), when measured.
+    instructions: float | None = None
 
     @property
     def cpu(self) -> "CpuCost | None":
@@ -99,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     suite = SUITES[args.suite] if args.suite else None
     scenarios = _select(args.only or (suite.scenarios if suite else []))
-    variants = args.variant or (suite.variants if suite else VARIANTS)
+    variants = [
+        Variant(v.name, v.env, server)
+        for server in args.server
+        for v in (args.variant or (suite.variants if suite else VARIANTS))
+    ]
 
     def runs(scenario: Scenario, variant: Variant) -> bool:
         return suite is None or args.variant is not None or suite.runs(scenario.name, variant.name)
@@ -119,19 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== data: {prepared['rows']}; host {prepared['users']['host']}, guest {prepared['users']['guest']}")
 
     requests = {s.name: _request(s, prepared) for s in _with_mirrored(scenarios)}
-    counts = {
-        v.name: _count_queries({**env, **v.env}, [s for s in scenarios if runs(s, v)], requests) for v in variants
+    apps = list({v.name: v for v in variants}.values())  # the server does not change what the app runs
+    counts = {v.name: _count_queries({**env, **v.env}, [s for s in scenarios if runs(s, v)], requests) for v in apps}
+    instructions = {
+        v.name: _count_instructions({**env, **v.env}, [s for s in scenarios if runs(s, v)], requests, args.instructions)
+        for v in apps
+        if args.instructions
     }
     measured: dict[tuple[str, str], list[Measurement]] = {}
     x_cache: dict[tuple[str, str], str] = {}
+    bodies: dict[tuple[str, str], bytes] = {}
     load_seen = [load_before]
     # Rounds alternate the variants, so drift in machine load hits every variant alike;
     # the table reports each row's median round.
     for round_number in range(1, args.rounds + 1):
         for variant in variants:
             label = f" (round {round_number}/{args.rounds})" if args.rounds > 1 else ""
-            print(f"== variant {variant.name}: gunicorn, {args.workers} sync workers{label}", flush=True)
-            with gunicorn_server(
+            print(f"== variant {variant.label}: {variant.server}, {args.workers} workers{label}", flush=True)
+            with app_server(
+                variant.server,
                 root=ROOT,
                 env={**env, **variant.env},
                 workers=args.workers,
@@ -145,14 +162,16 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     request = requests[scenario.name]
                     load.warm_up(port=port, request=request, count=args.workers * 5)
-                    x_cache[(variant.name, scenario.name)] = load.probe(port=port, request=request, header="X-Cache")
+                    probed = load.fetch(port=port, request=request)
+                    x_cache[(variant.label, scenario.name)] = probed.headers.get("X-Cache", "")
+                    bodies[(variant.label, scenario.name)] = _addressless(probed.body, port)
                     load_seen.append(os.getloadavg()[0])
                     log_offset = (RESULTS / "gunicorn.log").stat().st_size
                     cpu_before = _cpu_snapshot(server, env)
                     result = _load(generator, port=port, request=request, args=args)
                     cpu = _cpu_per_request(server, env, cpu_before, result.requests)
                     times = _server_times(RESULTS / "gunicorn.log", log_offset, request)
-                    measured.setdefault((variant.name, scenario.name), []).append(Measurement(result, times, cpu))
+                    measured.setdefault((variant.label, scenario.name), []).append(Measurement(result, times, cpu))
                     print(
                         f"   {scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms, "
                         f"CPU/request {cpu.app_ms:.2f} ms app + {cpu.db_ms:.2f} ms DB"
@@ -163,26 +182,34 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for variant in variants:
         for scenario in scenarios:
-            if (variant.name, scenario.name) not in measured:
+            key = (variant.label, scenario.name)
+            if key not in measured:
                 continue
-            in_order = measured[(variant.name, scenario.name)]
+            in_order = measured[key]
             median = sorted(in_order, key=lambda m: m.result.rps)[len(in_order) // 2]
             count = counts[variant.name][scenario.name]
             rows.append(
                 Row(
-                    variant.name,
+                    variant.label,
                     scenario.name,
                     median.result,
                     count["queries"],
                     count["status"],
-                    x_cache[(variant.name, scenario.name)],
+                    x_cache[key],
                     median.server,
                     tuple(m.result.rps for m in in_order),
                     tuple(m.cpu for m in in_order),
+                    bodies[key],
+                    instructions.get(variant.name, {}).get(scenario.name),
                 )
             )
 
-    table = _table(rows, scenarios, show_variant=len(variants) > 1)
+    versus = {
+        v.label: Variant(suite.versus[v.name], server=v.server).label
+        for v in variants
+        if suite and v.name in suite.versus
+    }
+    table = _table(rows, scenarios, show_variant=len(variants) > 1, versus=versus)
     print()
     print(table)
     report = _report(table, args=args, generator=generator, database=database, prepared=prepared, load_seen=load_seen)
@@ -207,6 +234,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="alternate the variants this many times; report the median (default: 1)"
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="gunicorn|granian",
+        help="WSGI server(s) to run every variant under; repeat or comma-separate (default: gunicorn)",
+    )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="count instructions per request with callgrind over N requests in one process, 0 = off "
+        "(default: the suite's, else 0)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: 2)")
     parser.add_argument(
         "--max-requests",
@@ -237,6 +279,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.size = suite.size if suite and suite.size else "medium"
     if args.max_requests is None and suite is not None:
         args.max_requests = suite.max_requests
+    args.server = list(dict.fromkeys(name.strip() for item in args.server for name in item.split(",") if name.strip()))
+    args.server = args.server or ["gunicorn"]
+    if unknown := [name for name in args.server if name not in {"gunicorn", "granian"}]:
+        parser.error(f"--server: unknown {', '.join(unknown)} (gunicorn, granian)")
+    if args.instructions is None:
+        args.instructions = suite.instructions if suite else 0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if min(args.duration, args.connections, args.threads, args.workers) < 1:
@@ -367,6 +415,49 @@ def _count_queries(
     return {item["name"]: item for item in counted}
 
 
+def _count_instructions(
+    env: dict[str, str], scenarios: list[Scenario], requests: dict[str, load.Request], count: int
+) -> dict[str, float]:
+    """Instructions per request of each scenario (bench/instructions.py under callgrind)."""
+    if not shutil.which("valgrind"):
+        sys.exit("--instructions needs valgrind (Debian: apt-get install valgrind); pass --instructions 0.")
+    payload = [
+        {"name": s.name, "method": s.method, "path": requests[s.name].path, "headers": requests[s.name].headers}
+        for s in scenarios
+    ]
+    with tempfile.TemporaryDirectory(prefix="staybase-callgrind-") as directory:
+        completed = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--dump-before=os_getppid",
+                f"--callgrind-out-file={directory}/callgrind.out",
+                sys.executable,
+                "-m",
+                "bench.instructions",
+                f"--requests={count}",
+            ],
+            cwd=ROOT,
+            env=env,
+            input=json.dumps(payload),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+        if completed.returncode:
+            sys.exit(f"bench.instructions failed:\n{completed.stderr[-3000:]}")
+        statuses = {item["name"]: item["status"] for item in json.loads(completed.stdout)}
+        counted = read_counts(Path(directory), "callgrind.out.", [s.name for s in scenarios], count)
+    print(f"== instructions/request ({count} requests, callgrind): {statuses}", flush=True)
+    return counted
+
+
+def _addressless(body: bytes, port: int) -> bytes:
+    """The body with the server's own address (links) made neutral: the test client's and each
+    server's differ, the rest must not."""
+    return body.replace(f"//{HOST}:{port}/".encode(), b"//HOST/").replace(b"//testserver/", b"//HOST/")
+
+
 def _load(generator: str, *, port: int, request: load.Request, args: argparse.Namespace) -> load.LoadResult:
     if generator == "wrk":
         return load.run_wrk(
@@ -449,15 +540,34 @@ def _cpu_ratio(row: Row, base: Row) -> float | None:
     return statistics.median(pairs) if pairs and len(row.rounds_cpu) == len(base.rounds_cpu) else None
 
 
-def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) -> str:
+def _server_of(variant_label: str) -> str:
+    return variant_label.partition("@")[2] or "gunicorn"
+
+
+def _times(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else ""
+
+
+def _table(
+    rows: list[Row], scenarios: list[Scenario], *, show_variant: bool, versus: dict[str, str] | None = None
+) -> str:
+    """One line per endpoint and variant. ``versus`` maps a variant to the one its rows are compared
+    with (req/s, CPU and instructions ratios, and whether the bytes are the same) instead of the first."""
+    versus = versus or {}
     header = ["endpoint", "req/s", "p50 ms", "p99 ms", "queries/request", "errors"]
     if show_variant:
         header.insert(1, "variant")
-        header += ["req/s vs first", "p50 delta ms"]
-    # A scenario with a bare view mirroring it is compared with that ceiling too.
+        header += (
+            ["req/s vs peer", "CPU vs peer", "instr vs peer", "bytes"] if versus else ["req/s vs first", "p50 delta ms"]
+        )
+    # A scenario with a bare view mirroring it is compared with that ceiling (of the same server) too.
     ceiling_of = {s.mirrors: s.name for s in scenarios if s.mirrors}
-    ceilings = {row.scenario: row for row in rows if row.scenario in ceiling_of.values()}
+    ceilings = {(_server_of(row.variant), row.scenario): row for row in rows if row.scenario in ceiling_of.values()}
+    by_key = {(row.variant, row.scenario): row for row in rows}
     show_ceiling = bool(ceilings)
+    show_instructions = any(row.instructions for row in rows)
+    if show_instructions:
+        header.insert(header.index("queries/request"), "M instr/req")
     show_cache = any(row.x_cache for row in rows)
     show_server = any(row.server for row in rows)
     if show_server:
@@ -470,6 +580,8 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
         header.append("req/s vs bare")
         if show_cpu:
             header.append("CPU vs bare")
+        if show_instructions:
+            header.append("instr vs bare")
     if show_cache:
         header.append("X-Cache")
     order = {s.name: i for i, s in enumerate(scenarios)}
@@ -488,21 +600,41 @@ def _table(rows: list[Row], scenarios: list[Scenario], *, show_variant: bool) ->
                 : 2 * show_server
             ],
             *([f"{row.cpu.app_ms:.2f}", f"{row.cpu.db_ms:.2f}"] if row.cpu else ["-", "-"])[: 2 * show_cpu],
+            *([f"{row.instructions / 1e6:.2f}" if row.instructions else "-"] if show_instructions else []),
             queries,
             f"{row.result.errors}",
         ]
-        if show_variant:
+        if show_variant and versus:
+            cells.insert(1, row.variant)
+            peer = by_key.get((versus.get(row.variant, ""), row.scenario))
+            cells.append(_times(_ratio(row, peer)) if peer else "")
+            cells.append(_times(_cpu_ratio(row, peer)) if peer else "")
+            instructions = (
+                peer.instructions / row.instructions if peer and peer.instructions and row.instructions else None
+            )
+            cells.append(_times(instructions))
+            mirrored = next((s.mirrors for s in scenarios if s.name == row.scenario and s.mirrors), None)
+            same_as = by_key.get((row.variant, mirrored)) if mirrored else peer
+            cells.append("" if same_as is None else ("same" if row.body == same_as.body else "DIFFERENT"))
+        elif show_variant:
             cells.insert(1, row.variant)
             base = first[row.scenario]
             ratio = _ratio(row, base)
             cells.append(f"{ratio:.3f}x" if ratio is not None else "-")
             cells.append(f"{row.result.p50_ms - base.result.p50_ms:+.2f}")
         if show_ceiling:
-            ceiling = ceilings.get(ceiling_of.get(row.scenario, ""))
+            ceiling = ceilings.get((_server_of(row.variant), ceiling_of.get(row.scenario, "")))
             ratio = _ratio(row, ceiling) if ceiling else None
             cells.append(f"{ratio:.0%}" if ratio is not None else "")
             if show_cpu:
                 ratio = _cpu_ratio(row, ceiling) if ceiling else None
+                cells.append(f"{ratio:.0%}" if ratio is not None else "")
+            if show_instructions:
+                ratio = (
+                    ceiling.instructions / row.instructions
+                    if ceiling and ceiling.instructions and row.instructions
+                    else None
+                )
                 cells.append(f"{ratio:.0%}" if ratio is not None else "")
         if show_cache:
             cells.append(row.x_cache or "-")
@@ -534,7 +666,8 @@ def _report(
     ).stdout.strip()
     rows = prepared["rows"]
     env = _base_env(args.size)
-    app_line = f"gunicorn (config/gunicorn.py), {args.workers} sync workers"
+    app_line = f"{' and '.join(args.server)}, {args.workers} workers"
+    app_line += " (gunicorn: config/gunicorn.py, sync; granian: WSGI, 1 blocking thread each)"
     if args.max_requests is not None:
         app_line += f", max_requests={args.max_requests}" + (" (no recycling)" if args.max_requests == 0 else "")
     app_line += ", DJANGO_ENV=development, DJANGO_DEBUG=0"

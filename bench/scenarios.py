@@ -36,6 +36,13 @@ class Variant:
     name: str
     # Environment for the app under test, on top of the harness defaults; settings are env-driven.
     env: dict[str, str] = field(default_factory=dict)
+    # The WSGI server that runs it: "gunicorn" (sync workers) or "granian" (its WSGI interface).
+    server: str = "gunicorn"
+
+    @property
+    def label(self) -> str:
+        """The name in tables: the server appended when it is not gunicorn."""
+        return self.name if self.server == "gunicorn" else f"{self.name}@{self.server}"
 
 
 SCENARIOS: list[Scenario] = [
@@ -44,6 +51,17 @@ SCENARIOS: list[Scenario] = [
     Scenario("booking_list", "GET", "/api/v1/bookings/", "guest", description="the guest's bookings"),
     Scenario("analytics_dashboard", "GET", "/api/v1/analytics/dashboard/", "host", description="host dashboard"),
     Scenario("auth_me", "GET", "/api/v1/auth/me/", "guest", description="floor: token auth + one small response"),
+]
+# Endpoints the peer suite loads besides the main ones.
+EXTRA_SCENARIOS: list[Scenario] = [
+    Scenario(
+        "property_availability",
+        "GET",
+        "/api/v1/properties/{property_id}/availability/",
+        "guest",
+        description="booked ranges of one listing, next 90 days",
+    ),
+    Scenario("property_reviews", "GET", "/api/v1/properties/{property_id}/reviews/", "guest", description="first page"),
 ]
 
 # Benchmark-only endpoints (bench/views.py), run only when a suite or --only names them.
@@ -72,6 +90,21 @@ BENCH_SCENARIOS: list[Scenario] = [
         description="ceiling: plain Django view, same bytes as analytics_dashboard, same middleware",
         mirrors="analytics_dashboard",
     ),
+    *(
+        Scenario(
+            f"bare_{name}",
+            "GET",
+            f"/bench/bare/{mirrored}/",
+            "guest",
+            description=f"ceiling: plain Django view, same bytes as {mirrored}, same middleware",
+            mirrors=mirrored,
+        )
+        for name, mirrored in (
+            ("availability", "property_availability"),
+            ("reviews", "property_reviews"),
+            ("me", "auth_me"),
+        )
+    ),
     Scenario(
         "stock_drf_list",
         "GET",
@@ -80,7 +113,7 @@ BENCH_SCENARIOS: list[Scenario] = [
         description="stock ModelViewSet + ModelSerializer, no select_related, no cache (N+1)",
     ),
 ]
-ALL_SCENARIOS: list[Scenario] = SCENARIOS + BENCH_SCENARIOS
+ALL_SCENARIOS: list[Scenario] = SCENARIOS + EXTRA_SCENARIOS + BENCH_SCENARIOS
 
 VARIANTS: list[Variant] = [Variant("baseline")]
 
@@ -111,6 +144,11 @@ class Suite:
     env: dict[str, str] = field(default_factory=dict)
     # gunicorn worker recycling for the suite (0: never); None keeps config/gunicorn.py's.
     max_requests: int | None = None
+
+    # Instructions per request (callgrind over this many requests in one process); 0: not counted.
+    instructions: int = 0
+    # Variant -> the variant its rows are compared with ("req/s vs peer"), e.g. Staybase -> the peer.
+    versus: dict[str, str] = field(default_factory=dict)
 
     def runs(self, scenario: str, variant: str) -> bool:
         return scenario not in self.only_under or variant in self.only_under[scenario]
@@ -170,6 +208,42 @@ SUITES: dict[str, Suite] = {
         description="response cache vs the bare-view ceiling and a stock DRF list (PostgreSQL + Redis)",
         env=BENCH_CACHE_ENV,
         max_requests=0,
+    ),
+    # Run with DATABASE_URL (PostgreSQL) and REDIS_URL; see bench/README.md.
+    "peer": Suite(
+        scenarios=[
+            "bare_search",
+            "bare_detail",
+            "bare_availability",
+            "bare_reviews",
+            "bare_me",
+            "property_search",
+            "property_detail",
+            "property_availability",
+            "property_reviews",
+            "auth_me",
+        ],
+        variants=[
+            Variant("staybase", {"CACHE_ENABLED": "1"}),
+            Variant("peer", {"CACHE_ENABLED": "1", "DJANGO_SETTINGS_MODULE": "bench.peer.settings"}),
+            Variant("staybase_uncached", {"CACHE_ENABLED": "0"}),
+            Variant("peer_uncached", {"CACHE_ENABLED": "0", "DJANGO_SETTINGS_MODULE": "bench.peer.settings"}),
+        ],
+        connections=32,
+        only_under={
+            **{
+                name: ["staybase"]
+                for name in ("bare_search", "bare_detail", "bare_availability", "bare_reviews", "bare_me")
+            },
+            "property_availability": ["staybase", "peer"],
+            "property_reviews": ["staybase", "peer"],
+        },
+        description="Staybase against a stock DRF peer (bench/peer/) and the bare-view ceiling, cached and "
+        "uncached (PostgreSQL + Redis)",
+        env=BENCH_CACHE_ENV,
+        max_requests=0,
+        versus={"staybase": "peer", "staybase_uncached": "peer_uncached"},
+        instructions=20,
     ),
     # One request at a time: the dashboard's own latency on the full demo set (100,000 bookings).
     "dashboard": Suite(

@@ -1,4 +1,5 @@
-"""Gunicorn under test: started on 127.0.0.1 in its own process group, always stopped."""
+"""The WSGI server under test (gunicorn, or granian): started on 127.0.0.1 in its own process group,
+always stopped."""
 
 import http.client
 import os
@@ -6,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,54 @@ def gunicorn_server(
         f"--error-logfile={log_path}",
         *([f"--max-requests={max_requests}", "--max-requests-jitter=0"] if max_requests is not None else []),
     ]
+    with _running(command, root=root, env=env, port=port, log_path=log_path, ready_timeout_s=ready_timeout_s) as server:
+        yield server
+
+
+@contextmanager
+def granian_server(
+    *, root: Path, env: dict[str, str], workers: int, port: int, log_path: Path, ready_timeout_s: float = 60
+) -> Iterator[Server]:
+    """The same app under granian's WSGI interface: ``workers`` processes of one blocking thread each,
+    i.e. one request at a time per worker, as a gunicorn sync worker. It has no gunicorn-style
+    hooks, so the harness gives it the Prometheus multiprocess directory gunicorn's config makes."""
+    command = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface=wsgi",
+        "config.wsgi:application",
+        f"--host={HOST}",
+        f"--port={port}",
+        f"--workers={workers}",
+        "--blocking-threads=1",
+        "--no-ws",
+        "--no-access-log",
+        "--log-level=warning",
+        "--workers-kill-timeout=5",
+    ]
+    with tempfile.TemporaryDirectory(prefix="staybase-metrics-") as metrics:
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}
+        with _running(
+            command, root=root, env=env, port=port, log_path=log_path, ready_timeout_s=ready_timeout_s
+        ) as server:
+            yield server
+
+
+def app_server(kind: str, **options) -> "AbstractContextManager[Server]":
+    """``gunicorn_server`` or ``granian_server`` by name (``max_requests`` is gunicorn's only)."""
+    if kind == "granian":
+        options.pop("max_requests", None)
+        return granian_server(**options)
+    if kind == "gunicorn":
+        return gunicorn_server(**options)
+    raise ValueError(f"unknown server {kind!r}: gunicorn or granian")
+
+
+@contextmanager
+def _running(
+    command: list[str], *, root: Path, env: dict[str, str], port: int, log_path: Path, ready_timeout_s: float
+) -> Iterator[Server]:
     # A new session: Ctrl-C in the terminal reaches the harness, which stops the whole group.
     with log_path.open("ab") as log:
         # Django's own log lines (stderr) go to the same file as gunicorn's.
@@ -95,7 +145,7 @@ def _wait_ready(process: subprocess.Popen, port: int, timeout_s: float, log_path
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{_tail(log_path)}")
+            raise RuntimeError(f"{process.args[2]} exited with {process.returncode}:\n{_tail(log_path)}")
         try:
             connection = http.client.HTTPConnection(HOST, port, timeout=2)
             connection.request("GET", "/api/v1/auth/me/")
@@ -104,7 +154,7 @@ def _wait_ready(process: subprocess.Popen, port: int, timeout_s: float, log_path
             return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"gunicorn was not ready after {timeout_s:.0f}s:\n{_tail(log_path)}")
+    raise RuntimeError(f"{process.args[2]} was not ready after {timeout_s:.0f}s:\n{_tail(log_path)}")
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -2,19 +2,12 @@ import datetime
 from collections import defaultdict
 from collections.abc import Sequence
 
-from django.db.models import Case, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, When
 
 from accounts.models import User
 from bookings.models import ACTIVE_BOOKING_STATUSES, Booking
 from bookings.selectors import booking_list_overlapping
 from properties.models import Amenity, Property, PropertyImage, Review
-
-
-def _with_listing_relations(queryset: QuerySet[Property]) -> QuerySet[Property]:
-    return queryset.prefetch_related(
-        Prefetch("amenities", queryset=Amenity.objects.only("id", "slug", "name")),
-        Prefetch("images", queryset=PropertyImage.objects.order_by("position")),
-    )
 
 
 def property_list_visible(*, user: User | None) -> QuerySet[Property]:
@@ -123,7 +116,18 @@ def property_image_list_visible(*, user: User | None) -> QuerySet[PropertyImage]
 
 
 def property_detail(*, user: User | None) -> QuerySet[Property]:
-    return _with_listing_relations(property_list_visible(user=user).select_related("host"))
+    """Listings with their host; pass the one shown to ``property_attach_relations``."""
+    return property_list_visible(user=user).select_related("host")
+
+
+def property_attach_relations(listing: Property) -> None:
+    """Set ``amenity_list`` (``{"slug", "name"}`` by name) and ``image_list`` (by position) on one listing.
+
+    Two plain queries: a prefetch builds Amenity instances and runs Django's prefetch machinery,
+    a third of the CPU of an uncached detail request.
+    """
+    listing.amenity_list = list(Amenity.objects.filter(properties=listing).order_by("name").values("slug", "name"))
+    listing.image_list = list(PropertyImage.objects.filter(property=listing).order_by("position"))
 
 
 def property_booked_ranges(*, property: Property, start: datetime.date, end: datetime.date) -> QuerySet[Booking]:

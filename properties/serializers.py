@@ -109,6 +109,9 @@ class PropertyListOutputSerializer(serializers.Serializer):
     def to_representation(self, instance: Property) -> dict:
         # Written out: the generic field loop was a fifth of an uncached search page's CPU. The
         # declared fields stay the schema; a test holds this equal to the generic rendering.
+        return self._listing(instance, amenities=list(instance.amenity_slugs))
+
+    def _listing(self, instance: Property, *, amenities: list) -> dict:
         return {
             "id": instance.pk,
             "title": instance.title,
@@ -125,7 +128,7 @@ class PropertyListOutputSerializer(serializers.Serializer):
             "bathrooms": instance.bathrooms,
             "rating_average": _decimal_text(instance.rating_average, MONEY_PLACES),
             "review_count": instance.review_count,
-            "amenities": list(instance.amenity_slugs),
+            "amenities": amenities,
             "cover_image": self.get_cover_image(instance),
             "is_active": instance.is_active,
             "host_id": instance.host_id,
@@ -148,19 +151,34 @@ class HostSummarySerializer(serializers.Serializer):
     first_name = serializers.CharField()
 
 
+# One listing, from selectors.property_detail plus property_attach_relations.
 class PropertyDetailOutputSerializer(PropertyListOutputSerializer):
-    amenities = AmenityOutputSerializer(many=True, read_only=True)
+    amenities = AmenityOutputSerializer(many=True, read_only=True, source="amenity_list")
     description = serializers.CharField(read_only=True)
     address = serializers.CharField(read_only=True)
-    images = PropertyImageOutputSerializer(many=True, read_only=True)
+    images = PropertyImageOutputSerializer(many=True, read_only=True, source="image_list")
     host = HostSummarySerializer(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
-    to_representation = serializers.Serializer.to_representation
+    def to_representation(self, instance: Property) -> dict:
+        # Written out as the search result's (a test holds it equal to the generic rendering);
+        # images are rare and few, so they keep the generic serializer.
+        fields = self.fields
+        return {
+            **self._listing(
+                instance, amenities=[{"slug": a["slug"], "name": a["name"]} for a in instance.amenity_list]
+            ),
+            "description": instance.description,
+            "address": instance.address,
+            "images": fields["images"].to_representation(instance.image_list),
+            "host": {"id": instance.host.pk, "first_name": instance.host.first_name},
+            "created_at": fields["created_at"].to_representation(instance.created_at),
+            "updated_at": fields["updated_at"].to_representation(instance.updated_at),
+        }
 
     def get_cover_image(self, obj: Property) -> str | None:
-        images = obj.images.all()  # prefetched, ordered by position
+        images = obj.image_list  # in position order
         return _url_of(images[0], self.context.get("request")) if images else None
 
 

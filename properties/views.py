@@ -96,6 +96,7 @@ class PropertyListCreateView(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         created = services.property_create(host=request.user, **data.validated_data)
         fresh = selectors.property_detail(user=request.user).get(pk=created.pk)
+        selectors.property_attach_relations(fresh)
         return Response(
             PropertyDetailOutputSerializer(fresh, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
@@ -108,16 +109,21 @@ class PropertyDetailView(generics.GenericAPIView):
     def get_queryset(self):
         return selectors.property_detail(user=self.request.user)
 
+    def get_shown(self) -> Property:
+        listing = self.get_object()
+        selectors.property_attach_relations(listing)
+        return listing
+
     @cache_response("property", detail_cache_spec)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(self.get_serializer(self.get_object()).data)
+        return Response(self.get_serializer(self.get_shown()).data)
 
     @extend_schema(request=PropertyUpdateInputSerializer, responses={200: PropertyDetailOutputSerializer})
     def patch(self, request: Request, pk: int) -> Response:
         data = PropertyUpdateInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         services.property_update(property=self.get_object(), actor=request.user, **data.validated_data)
-        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+        return Response(self.get_serializer(self.get_shown()).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:

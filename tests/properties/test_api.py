@@ -1,5 +1,6 @@
 import datetime
 import io
+import json
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,14 @@ from PIL import Image
 
 from bookings.models import BookingStatus
 from properties.models import Property, PropertyImage
-from tests.factories import AmenityFactory, BookingFactory, PropertyFactory, PropertyImageFactory, ReviewFactory
+from tests.factories import (
+    AmenityFactory,
+    BookingFactory,
+    HostFactory,
+    PropertyFactory,
+    PropertyImageFactory,
+    ReviewFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -381,3 +389,116 @@ def test_host_properties_shows_an_edit_at_once(host_client, host):
 
     row = host_client.get("/api/v1/host/properties/").json()["results"][0]
     assert (row["title"], row["is_active"]) == ("After", False)
+
+
+def _pinned_listing():
+    """One listing with every kind of value a listing shows, its timestamps fixed."""
+    host = HostFactory(first_name="Ana")
+    wifi, pool = AmenityFactory(slug="wifi", name="Wi-Fi"), AmenityFactory(slug="pool", name="Pool")
+    listing = PropertyFactory(
+        host=host,
+        title="Loft by the river",
+        description="Light all day.",
+        address="Rua Augusta 1",
+        property_type="loft",
+        latitude=Decimal("38.7"),
+        longitude=Decimal("-9.14"),
+        price_per_night=Decimal("80"),
+        cleaning_fee=Decimal("0"),
+        rating_average=Decimal("4.5"),
+        review_count=2,
+        amenities=[wifi, pool],
+    )
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=datetime.UTC)
+    Property.objects.filter(pk=listing.pk).update(created_at=stamp, updated_at=stamp + datetime.timedelta(days=1))
+    cover = PropertyImageFactory(property=listing, position=0, processed_at=stamp)
+    pending = PropertyImageFactory(property=listing, position=1)
+    PropertyImage.objects.update(created_at=stamp)
+    return listing, cover, pending
+
+
+def _bytes_of(document: dict) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_search_and_detail_answer_exactly_these_bytes(anon_client):
+    listing, cover, pending = _pinned_listing()
+    cover_url = f"http://testserver{cover.image.url}"
+    listed = {
+        "id": listing.pk,
+        "title": "Loft by the river",
+        "property_type": "loft",
+        "city": "Lisbon",
+        "country": "Portugal",
+        "latitude": "38.700000",
+        "longitude": "-9.140000",
+        "price_per_night": "80.00",
+        "cleaning_fee": "0.00",
+        "currency": "EUR",
+        "max_guests": 4,
+        "bedrooms": 2,
+        "bathrooms": 1,
+        "rating_average": "4.50",
+        "review_count": 2,
+    }
+    tail = {"cover_image": cover_url, "is_active": True, "host_id": listing.host_id}
+    stamp = "2026-01-02T03:04:05.600000Z"
+
+    def image(pk: int, url: str, *, processed_at: str | None, position: int) -> dict:
+        return {
+            "id": pk,
+            "url": url,
+            "thumbnail_small_url": None,
+            "thumbnail_medium_url": None,
+            "processed_at": processed_at,
+            "width": 64,
+            "height": 48,
+            "position": position,
+            "created_at": stamp,
+        }
+
+    search = anon_client.get("/api/v1/properties/?city=lisbon")
+    detail = anon_client.get(f"/api/v1/properties/{listing.pk}/")
+
+    assert search.status_code == detail.status_code == 200
+    assert search.content == _bytes_of(
+        {
+            "count": 1,
+            "count_is_exact": True,
+            "next": None,
+            "previous": None,
+            "results": [{**listed, "amenities": ["pool", "wifi"], **tail}],
+        }
+    )
+    assert detail.content == _bytes_of(
+        {
+            **listed,
+            "amenities": [{"slug": "pool", "name": "Pool"}, {"slug": "wifi", "name": "Wi-Fi"}],
+            **tail,
+            "description": "Light all day.",
+            "address": "Rua Augusta 1",
+            "images": [
+                image(cover.pk, cover_url, processed_at=stamp, position=0),
+                image(
+                    pending.pk,
+                    f"http://testserver/api/v1/properties/{listing.pk}/images/{pending.pk}/file/",
+                    processed_at=None,
+                    position=1,
+                ),
+            ],
+            "host": {"id": listing.host_id, "first_name": "Ana"},
+            "created_at": stamp,
+            "updated_at": "2026-01-03T03:04:05.600000Z",
+        }
+    )
+
+
+def test_detail_answers_in_four_queries_whatever_its_amenities_and_images(guest_client, django_assert_num_queries):
+    listing, _, _ = _pinned_listing()
+    PropertyImageFactory(property=listing, position=2)
+
+    with django_assert_num_queries(4):  # token, listing with host, amenities, images
+        response = guest_client.get(f"/api/v1/properties/{listing.pk}/")
+
+    assert response.status_code == 200
+    assert len(response.json()["images"]) == 3

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 
 from properties import selectors
-from properties.serializers import PropertyListOutputSerializer
+from properties.serializers import PropertyDetailOutputSerializer, PropertyListOutputSerializer
 from tests.factories import AmenityFactory, PropertyFactory, PropertyImageFactory
 
 pytestmark = pytest.mark.django_db
@@ -43,3 +43,20 @@ def test_search_result_rendering_matches_its_declared_fields():
     assert rendered["rating_average"] == "4.50"
     assert rendered["amenities"] == ["pool", "wifi"]
     assert rendered["cover_image"].startswith("http://testserver/")
+
+
+def test_detail_rendering_matches_its_declared_fields():
+    """The hand-written rendering of one listing must say what its schema (the declared fields) says."""
+    listing = PropertyFactory(amenities=[AmenityFactory(slug="wifi", name="Wi-Fi")], latitude=None)
+    PropertyImageFactory(property=listing, position=0)
+    shown = selectors.property_detail(user=None).get(pk=listing.pk)
+    selectors.property_attach_relations(shown)
+    serializer = PropertyDetailOutputSerializer(context={"request": APIRequestFactory().get("/")})
+
+    written_out = serializer.to_representation(shown)
+    generic = serializers.Serializer.to_representation(serializer, shown)
+
+    assert written_out == generic
+    assert list(written_out) == list(generic)
+    assert written_out["amenities"] == [{"slug": "wifi", "name": "Wi-Fi"}]
+    assert written_out["images"][0]["position"] == 0
