@@ -27,9 +27,12 @@ from django.db.models import Model
 
 @contextmanager
 def bookkeeping_transaction() -> Iterator[None]:
-    """``transaction.atomic()``; when it is the outermost block on PostgreSQL, committed asynchronously."""
+    """``transaction.atomic()``; when it is the outermost block on PostgreSQL, committed asynchronously.
+
+    Nested in a caller's transaction it adds no savepoint: the rows commit (or roll back) with the caller's.
+    """
     outermost = not connection.in_atomic_block
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")

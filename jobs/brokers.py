@@ -40,6 +40,20 @@ class JobMessage:
     request_id: str
     timeout: int | None
 
+    @classmethod
+    def of(cls, job: Any, *, timeout: int | None) -> "JobMessage":
+        """The message for ``job`` (a ``JobRecord``) at its current dispatch number."""
+        return cls(
+            job_id=job.pk,
+            dispatch=job.dispatch,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            task=job.task,
+            args=job.args,
+            request_id=job.request_id,
+            timeout=timeout,
+        )
+
     def package(self) -> str:
         task: dict[str, Any] = {
             "id": uuid.uuid4().hex,

@@ -56,34 +56,22 @@ def dispatch_due(*, priority: Priority, broker: TrackedJobsBroker | None = None)
     broker = broker or broker_for(priority)
     now = timezone.now()
     with bookkeeping_transaction():
-        rows = list(
+        jobs = list(
             JobRecord.objects.select_for_update(skip_locked=True)
             .filter(priority=priority, status__in=WAITING_STATUSES, dispatched_at__isnull=True)
             .filter(Q(eta__isnull=True) | Q(eta__lte=now))
             .order_by(F("eta").asc(nulls_first=True), "pk")
-            .values_list("pk", "dispatch", "attempts", "max_attempts", "task", "args", "request_id")[:DISPATCH_BATCH]
+            .only("dispatch", "attempts", "max_attempts", "task", "args", "request_id")[:DISPATCH_BATCH]
         )
-        if not rows:
+        if not jobs:
             return 0
         JobRecord.objects.filter(
-            pk__in=[row[0] for row in rows], status__in=WAITING_STATUSES, dispatched_at__isnull=True
+            pk__in=[job.pk for job in jobs], status__in=WAITING_STATUSES, dispatched_at__isnull=True
         ).update(status=JobStatus.QUEUED, dispatch=F("dispatch") + 1, dispatched_at=now)
-        broker.push_jobs(
-            [
-                JobMessage(
-                    job_id=pk,
-                    dispatch=dispatch + 1,
-                    attempts=attempts,
-                    max_attempts=max_attempts,
-                    task=task,
-                    args=args,
-                    request_id=request_id,
-                    timeout=task_timeout(task),
-                )
-                for pk, dispatch, attempts, max_attempts, task, args, request_id in rows
-            ]
-        )
-    return len(rows)
+        for job in jobs:
+            job.dispatch += 1
+        broker.push_jobs([JobMessage.of(job, timeout=task_timeout(job.task)) for job in jobs])
+    return len(jobs)
 
 
 def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None) -> tuple[int, int]:
