@@ -514,7 +514,7 @@ PROPERTY_IMAGE_MAX_PIXELS = env_int("PROPERTY_IMAGE_MAX_PIXELS", 40_000_000)
 # One django-q2 cluster per priority (critical, high, normal, low), each with its own queue
 # and workers, so critical work never waits behind a backlog: one worker process serves one
 # priority (Q_CLUSTER_NAME=staybase-critical manage.py qcluster); manage.py run_workers
-# starts all four. jobs.brokers adds job tracking, delays and retries to django-q2's broker.
+# starts all four. jobs.brokers and jobs.dispatcher add job tracking, delays and retries to its broker.
 Q_TIMEOUT_S = env_int("Q_TIMEOUT_S", 300)
 Q_CLUSTER = {
     "name": "staybase",
@@ -539,10 +539,10 @@ Q_CLUSTER = {
 }
 if REDIS_URL:
     Q_CLUSTER["django_redis"] = "default"
-    Q_CLUSTER["broker_class"] = "jobs.brokers.RedisBroker"
+    Q_CLUSTER["broker_class"] = "jobs.dispatcher.RedisBroker"
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["broker_class"] = "jobs.brokers.OrmBroker"
+    Q_CLUSTER["broker_class"] = "jobs.dispatcher.OrmBroker"
     # django-q2 keeps cluster heartbeats in a cache; the local-memory cache is private to each
     # process, so the job dashboard would never see a worker. A file cache is shared on the host.
     CACHES["jobs"] = {

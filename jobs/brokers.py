@@ -1,18 +1,12 @@
-"""django-q2 brokers that carry tracked jobs and run the dispatcher.
+"""django-q2 brokers that carry tracked jobs (the transport; ``jobs.dispatcher`` adds the dispatcher).
 
-``Q_CLUSTER["broker_class"]`` points at one of these (ORM on the embedded default, Redis
-when ``REDIS_URL`` is set). On top of django-q2's broker they
-
-* build the messages for tracked jobs themselves, one cheap signed package per job with
-  no log line per enqueue, and push many at once (one Redis ``RPUSH`` or one ``INSERT``);
-* run the dispatcher from the pusher loop of every cluster: about once a second the
-  cluster hands its priority's due jobs (delayed, backing off, or never pushed) to the
-  broker, and every half minute it recovers jobs whose worker died or whose message was
-  lost. A cluster therefore needs no scheduler tick (30 s in django-q2) to retry a job.
+On top of django-q2's broker they build the messages for tracked jobs themselves, one
+cheap signed package per job with no log line per enqueue, and push many at once (one
+Redis ``RPUSH`` or one ``INSERT``): ``enqueue_many`` hands over 500 jobs in one round trip.
+They also record which queue a cluster serves beside its heartbeat: django-q2's ``Stat``
+does not, and the dashboard counts workers per priority.
 """
 
-import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +21,10 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from caching.redis import client_with
-from jobs.priorities import Priority, priority_of_queue, queue_name
-
-logger = logging.getLogger(__name__)
+from jobs.priorities import queue_name
 
 RUNNER = "jobs.runner.execute"
 BLOCKING_POP_S = 1
-DISPATCH_INTERVAL_S = 1.0
-RECOVER_INTERVAL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +39,20 @@ class JobMessage:
     args: list[Any]
     request_id: str
     timeout: int | None
+
+    @classmethod
+    def of(cls, job: Any, *, timeout: int | None) -> "JobMessage":
+        """The message for ``job`` (a ``JobRecord``) at its current dispatch number."""
+        return cls(
+            job_id=job.pk,
+            dispatch=job.dispatch,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            task=job.task,
+            args=job.args,
+            request_id=job.request_id,
+            timeout=timeout,
+        )
 
     def package(self) -> str:
         task: dict[str, Any] = {
@@ -71,22 +75,13 @@ class JobMessage:
 class TrackedJobsBroker:
     """Mixed into a django-q2 broker class; see the module docstring."""
 
-    queue: str
-
-    def _init_dispatcher(self, queue: str) -> None:
-        self.queue = queue
-        self.priority: Priority | None = priority_of_queue(queue)
-        self._next_dispatch = 0.0
-        self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
-        self._dispatch_failing = False
-
-    def __setstate__(self, state: tuple) -> None:
-        super().__setstate__(state)  # type: ignore[misc]
-        self._init_dispatcher(self.queue_of(self.list_key))
-
     @staticmethod
     def queue_of(list_key: str) -> str:
         return list_key
+
+    @property
+    def queue(self) -> str:
+        return self.queue_of(self.list_key)  # type: ignore[attr-defined]
 
     def push_jobs(self, messages: list[JobMessage]) -> None:
         raise NotImplementedError
@@ -110,39 +105,8 @@ class TrackedJobsBroker:
     def queue_of_cluster(self, cluster_id: object) -> str:
         raise NotImplementedError
 
-    def dispatcher_tick(self) -> None:
-        """Called by the cluster's pusher before each pull; cheap unless a period elapsed."""
-        if self.priority is None:
-            return
-        now = time.monotonic()
-        if now < self._next_dispatch:
-            return
-        self._next_dispatch = now + DISPATCH_INTERVAL_S
-        from jobs import dispatcher
-
-        try:
-            while dispatcher.dispatch_due(priority=self.priority, broker=self) == dispatcher.DISPATCH_BATCH:
-                pass
-            if now >= self._next_recover:
-                self._next_recover = now + RECOVER_INTERVAL_S
-                dispatcher.recover_stuck(priority=self.priority, broker=self)
-        except Exception:
-            # The pusher must keep pulling even while the database hiccups; the next tick retries.
-            # An outage is logged once, when it starts, not once a second while it lasts.
-            if not self._dispatch_failing:
-                logger.exception("Job dispatcher for %s failed; retrying every %s s", self.queue, DISPATCH_INTERVAL_S)
-            self._dispatch_failing = True
-            return
-        if self._dispatch_failing:
-            logger.warning("Job dispatcher for %s works again", self.queue)
-            self._dispatch_failing = False
-
 
 class OrmBroker(TrackedJobsBroker, orm.ORM):
-    def __init__(self, list_key: str | None = None):
-        super().__init__(list_key=list_key)
-        self._init_dispatcher(self.list_key)
-
     @staticmethod
     def get_connection(list_key: str | None = None):
         # django-q2 closes stale connections on every call, which in a web process means a
@@ -152,7 +116,6 @@ class OrmBroker(TrackedJobsBroker, orm.ORM):
     def dequeue(self):
         if transaction.get_autocommit(using=Conf.ORM):
             db.close_old_connections()
-        self.dispatcher_tick()
         return super().dequeue()
 
     def _store_queue(self, key: str, timeout: int) -> None:
@@ -170,17 +133,12 @@ class OrmBroker(TrackedJobsBroker, orm.ORM):
 
 
 class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
-    def __init__(self, list_key: str | None = None):
-        super().__init__(list_key=list_key)
-        self._init_dispatcher(self.queue_of(self.list_key))
-
     @staticmethod
     def queue_of(list_key: str) -> str:
         # django-q2 stores queue "x" under the Redis key "django_q:x:q".
         return list_key.removeprefix("django_q:").removesuffix(":q")
 
     def dequeue(self):
-        self.dispatcher_tick()
         task = self._blocking_client().blpop(self.list_key, BLOCKING_POP_S)
         return [(None, task[1])] if task else None
 
@@ -222,6 +180,6 @@ def broker_for(priority: str) -> TrackedJobsBroker:
     if broker is None:
         broker = get_broker(name)
         if not isinstance(broker, TrackedJobsBroker):
-            raise TypeError(f'Q_CLUSTER["broker_class"] must be a jobs.brokers class, got {type(broker).__name__}.')
+            raise TypeError(f'Q_CLUSTER["broker_class"] must be a jobs.dispatcher broker, got {type(broker).__name__}.')
         _brokers[name] = broker
     return broker

@@ -1,6 +1,13 @@
 """Hands waiting jobs to the broker and recovers jobs that fell through the cracks.
 
-Runs inside every cluster's pusher (``jobs.brokers``), for that cluster's priority.
+Runs inside every cluster's pusher, for that cluster's priority: ``Q_CLUSTER["broker_class"]``
+is one of the brokers below, which run ``Dispatching.tick`` before each pull. About once a
+second the cluster hands its priority's due jobs (delayed, backing off, or never pushed) to
+the broker, and every half minute it recovers jobs whose worker died or whose message was
+lost, so a cluster needs no scheduler tick (30 s in django-q2) to retry a job. The pusher is
+the one loop every cluster runs and django-q2 offers no hook into it; overriding ``dequeue``
+of the documented ``broker_class`` extension point is the least intrusive place.
+
 Messages are pushed *before* the transaction that marks them dispatched commits: if the
 commit fails the rows stay waiting and are pushed again with a new dispatch number, and
 the first message no longer matches its job, so at-least-once delivery never becomes
@@ -9,16 +16,19 @@ at-least-twice execution.
 
 import datetime
 import logging
+import time
 
 from django.db.models import F, Q
 from django.utils import timezone
 
+from jobs import brokers
 from jobs.bookkeeping import bookkeeping_transaction
 from jobs.brokers import JobMessage, TrackedJobsBroker, broker_for
 from jobs.errors import TransientError, UnknownTask
 from jobs.models import WAITING_STATUSES, JobRecord, JobStatus
-from jobs.priorities import Priority
+from jobs.priorities import Priority, priority_of_queue
 from jobs.registry import get_spec
+from jobs.runner import job_attempt_failed
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +36,8 @@ DISPATCH_BATCH = 500
 # A queued job whose message is nowhere after this long (its queue is empty) is pushed again.
 LOST_AFTER = datetime.timedelta(minutes=10)
 RECOVER_BATCH = 100
+DISPATCH_INTERVAL_S = 1.0
+RECOVER_INTERVAL_S = 30.0
 
 
 class WorkerLost(TransientError):
@@ -44,34 +56,22 @@ def dispatch_due(*, priority: Priority, broker: TrackedJobsBroker | None = None)
     broker = broker or broker_for(priority)
     now = timezone.now()
     with bookkeeping_transaction():
-        rows = list(
+        jobs = list(
             JobRecord.objects.select_for_update(skip_locked=True)
             .filter(priority=priority, status__in=WAITING_STATUSES, dispatched_at__isnull=True)
             .filter(Q(eta__isnull=True) | Q(eta__lte=now))
             .order_by(F("eta").asc(nulls_first=True), "pk")
-            .values_list("pk", "dispatch", "attempts", "max_attempts", "task", "args", "request_id")[:DISPATCH_BATCH]
+            .only("dispatch", "attempts", "max_attempts", "task", "args", "request_id")[:DISPATCH_BATCH]
         )
-        if not rows:
+        if not jobs:
             return 0
         JobRecord.objects.filter(
-            pk__in=[row[0] for row in rows], status__in=WAITING_STATUSES, dispatched_at__isnull=True
+            pk__in=[job.pk for job in jobs], status__in=WAITING_STATUSES, dispatched_at__isnull=True
         ).update(status=JobStatus.QUEUED, dispatch=F("dispatch") + 1, dispatched_at=now)
-        broker.push_jobs(
-            [
-                JobMessage(
-                    job_id=pk,
-                    dispatch=dispatch + 1,
-                    attempts=attempts,
-                    max_attempts=max_attempts,
-                    task=task,
-                    args=args,
-                    request_id=request_id,
-                    timeout=task_timeout(task),
-                )
-                for pk, dispatch, attempts, max_attempts, task, args, request_id in rows
-            ]
-        )
-    return len(rows)
+        for job in jobs:
+            job.dispatch += 1
+        broker.push_jobs([JobMessage.of(job, timeout=task_timeout(job.task)) for job in jobs])
+    return len(jobs)
 
 
 def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None) -> tuple[int, int]:
@@ -89,8 +89,6 @@ def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None
     gives it a new dispatch number, so if the old message was merely slow it is dropped.
     Returns (attempts failed, jobs re-dispatched).
     """
-    from jobs.runner import job_attempt_failed
-
     broker = broker or broker_for(priority)
     now = timezone.now()
     stuck = list(
@@ -124,3 +122,60 @@ def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None
             redispatched,
         )
     return len(stuck), redispatched
+
+
+class Dispatching:
+    """Mixed into a tracked-jobs broker: runs the dispatcher of its priority from the pusher loop."""
+
+    queue: str
+
+    def __init__(self, list_key: str | None = None):
+        super().__init__(list_key=list_key)  # type: ignore[call-arg]
+        self._init_dispatcher()
+
+    def __setstate__(self, state: tuple) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        self._init_dispatcher()
+
+    def _init_dispatcher(self) -> None:
+        self.priority = priority_of_queue(self.queue)
+        self._next_dispatch = 0.0
+        self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
+        self._dispatch_failing = False
+
+    def dequeue(self):
+        self.dispatcher_tick()
+        return super().dequeue()  # type: ignore[misc]
+
+    def dispatcher_tick(self) -> None:
+        """Called by the cluster's pusher before each pull; cheap unless a period elapsed."""
+        if self.priority is None:
+            return
+        now = time.monotonic()
+        if now < self._next_dispatch:
+            return
+        self._next_dispatch = now + DISPATCH_INTERVAL_S
+        try:
+            while dispatch_due(priority=self.priority, broker=self) == DISPATCH_BATCH:  # type: ignore[arg-type]
+                pass
+            if now >= self._next_recover:
+                self._next_recover = now + RECOVER_INTERVAL_S
+                recover_stuck(priority=self.priority, broker=self)  # type: ignore[arg-type]
+        except Exception:
+            # The pusher must keep pulling even while the database hiccups; the next tick retries.
+            # An outage is logged once, when it starts, not once a second while it lasts.
+            if not self._dispatch_failing:
+                logger.exception("Job dispatcher for %s failed; retrying every %s s", self.queue, DISPATCH_INTERVAL_S)
+            self._dispatch_failing = True
+            return
+        if self._dispatch_failing:
+            logger.warning("Job dispatcher for %s works again", self.queue)
+            self._dispatch_failing = False
+
+
+class OrmBroker(Dispatching, brokers.OrmBroker):
+    pass
+
+
+class RedisBroker(Dispatching, brokers.RedisBroker):
+    pass

@@ -14,8 +14,8 @@ from django_q.models import Task
 from prometheus_client import Counter
 
 from accounts.models import User
-from caching.backend import STORE_ERRORS
 from caching.circuit import CircuitOpenError, breaker_for
+from caching.redis import STORE_ERRORS
 from core.exceptions import Conflict
 from jobs.bookkeeping import bookkeeping_insert, bookkeeping_transaction
 from jobs.brokers import JobMessage, RedisBroker, broker_for
@@ -26,7 +26,6 @@ from observability.context import current_request_id
 
 logger = logging.getLogger(__name__)
 
-JSON_SCALARS = (str, int, float, bool, type(None))
 # Rows per INSERT and messages per push in enqueue_many.
 PUSH_BATCH = 1000
 
@@ -37,35 +36,55 @@ pushes_deferred_total = Counter(
 )
 
 
-def _json_args(args: tuple[Any, ...]) -> list[Any]:
+def _job_args(args: Sequence[Any]) -> list[Any]:
     """Task arguments are stored as JSON: primary keys and plain values, never model instances."""
-
-    def check(value: Any) -> None:
-        if isinstance(value, JSON_SCALARS):
-            return
-        if isinstance(value, list | tuple):
-            for item in value:
-                check(item)
-            return
-        if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-            for item in value.values():
-                check(item)
-            return
-        raise TypeError(f"Job arguments must be JSON values (pass primary keys); got {type(value).__name__}.")
-
-    for arg in args:
-        check(arg)
-    return json.loads(json.dumps(list(args)))
+    try:
+        return json.loads(json.dumps(list(args)))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Job arguments must be JSON values (pass primary keys): {exc}") from None
 
 
-def _as_delay(delay: datetime.timedelta | float | None) -> datetime.timedelta | None:
-    if delay is None:
-        return None
-    if not isinstance(delay, datetime.timedelta):
+def _new_jobs(
+    task: str | Callable[..., object],
+    args_list: Iterable[Sequence[Any]],
+    priority: Priority | str | None,
+    delay: datetime.timedelta | float | None,
+    dedupe_key: str = "",
+) -> tuple[JobSpec, list[JobRecord]]:
+    spec = get_spec(task)
+    if delay is not None and not isinstance(delay, datetime.timedelta):
         delay = datetime.timedelta(seconds=delay)
-    if delay < datetime.timedelta(0):
+    if delay is not None and delay < datetime.timedelta(0):
         raise ValueError("delay cannot be negative.")
-    return delay or None
+    if len(dedupe_key) > JobRecord._meta.get_field("dedupe_key").max_length:
+        raise ValueError("dedupe_key is too long.")
+    now, request_id = timezone.now(), current_request_id() or ""
+    records = []
+    for args in args_list:
+        job_args = _job_args(args)
+        records.append(
+            JobRecord(
+                task=spec.name,
+                priority=Priority(priority) if priority else spec.priority,
+                args=job_args,
+                max_attempts=spec.max_attempts,
+                dispatch=0 if delay else 1,
+                dedupe_key=dedupe_key,
+                subject=spec.subject_of(job_args)[:100],
+                request_id=request_id,
+                enqueued_at=now,
+                eta=now + delay if delay else None,
+                dispatched_at=None if delay else now,
+            )
+        )
+    return spec, records
+
+
+def _push_on_commit(spec: JobSpec, records: list[JobRecord]) -> None:
+    """Hand jobs due at once to the broker: at once outside a transaction, after the outermost commit inside one."""
+    if records and records[0].dispatched_at is not None:
+        messages = [JobMessage.of(record, timeout=spec.timeout) for record in records]
+        transaction.on_commit(partial(_push, Priority(records[0].priority), messages))
 
 
 def enqueue(
@@ -85,57 +104,20 @@ def enqueue(
     holds the job back; ``dedupe_key`` returns the existing job instead while one with
     the same key is queued, running or waiting to retry.
     """
-    spec = get_spec(task)
-    priority = Priority(priority) if priority else spec.priority
-    job_args = _json_args(args)
-    wait = _as_delay(delay)
-    if len(dedupe_key) > JobRecord._meta.get_field("dedupe_key").max_length:
-        raise ValueError("dedupe_key is too long.")
-    now = timezone.now()
-    record = JobRecord(
-        task=spec.name,
-        priority=priority,
-        args=job_args,
-        max_attempts=spec.max_attempts,
-        dispatch=0 if wait else 1,
-        dedupe_key=dedupe_key,
-        subject=spec.subject_of(job_args)[:100],
-        request_id=current_request_id() or "",
-        enqueued_at=now,
-        eta=now + wait if wait else None,
-        dispatched_at=None if wait else now,
-    )
-    if transaction.get_connection().in_atomic_block:
-        existing = _insert(record)  # commits with the caller's rows, as durably
-    elif dedupe_key:
-        with bookkeeping_transaction():
-            existing = _insert(record)
+    spec, (record,) = _new_jobs(task, [args], priority, delay, dedupe_key)
+    if not dedupe_key:
+        bookkeeping_insert(record)  # inside a transaction: commits with the caller's rows, as durably
     else:
-        existing = None
-        bookkeeping_insert(record)
-    if existing is not None:
-        return existing
-    if not wait:
-        message = JobMessage(
-            job_id=record.pk,
-            dispatch=record.dispatch,
-            attempts=0,
-            max_attempts=record.max_attempts,
-            task=spec.name,
-            args=job_args,
-            request_id=record.request_id,
-            timeout=spec.timeout,
-        )
-        # Runs at once outside a transaction, after the outermost commit inside one.
-        transaction.on_commit(partial(_push, priority, [message]))
+        with bookkeeping_transaction():
+            existing = _insert_deduped(record)
+        if existing is not None:
+            return existing
+    _push_on_commit(spec, [record])
     return record
 
 
-def _insert(record: JobRecord) -> JobRecord | None:
+def _insert_deduped(record: JobRecord) -> JobRecord | None:
     """Insert ``record``, or return the pending job that already holds its dedupe key."""
-    if not record.dedupe_key:
-        record.save(force_insert=True)
-        return None
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -159,18 +141,16 @@ def _push(priority: Priority, messages: list[JobMessage]) -> None:
     ``staybase_job_pushes_deferred_total`` counts the jobs left to the dispatcher.
     """
     broker = broker_for(priority)
+    redis = isinstance(broker, RedisBroker)
 
     def push() -> None:
         for start in range(0, len(messages), PUSH_BATCH):
             broker.push_jobs(messages[start : start + PUSH_BATCH])
 
     try:
-        if isinstance(broker, RedisBroker):
-            breaker_for("redis").call(push, errors=STORE_ERRORS)
-        else:
-            push()
+        breaker_for("redis").call(push, errors=STORE_ERRORS) if redis else push()
     except Exception as exc:
-        redis_down = isinstance(exc, (CircuitOpenError, *STORE_ERRORS)) and isinstance(broker, RedisBroker)
+        redis_down = redis and isinstance(exc, (CircuitOpenError, *STORE_ERRORS))
         if not redis_down:
             logger.warning("Could not push %s %s job(s); the dispatcher will", len(messages), priority, exc_info=True)
         pushes_deferred_total.labels(priority.value, "redis_down" if redis_down else "error").inc(len(messages))
@@ -193,50 +173,10 @@ def enqueue_many(
     The same jobs as that many ``enqueue`` calls (after commit, outbox, priority, delay),
     for fan-outs and bulk work. No dedupe keys: call ``enqueue`` for jobs that need one.
     """
-    spec = get_spec(task)
-    priority = Priority(priority) if priority else spec.priority
-    wait = _as_delay(delay)
-    now = timezone.now()
-    request_id = current_request_id() or ""
-    records = []
-    for args in args_list:
-        job_args = _json_args(tuple(args))
-        records.append(
-            JobRecord(
-                task=spec.name,
-                priority=priority,
-                args=job_args,
-                max_attempts=spec.max_attempts,
-                dispatch=0 if wait else 1,
-                subject=spec.subject_of(job_args)[:100],
-                request_id=request_id,
-                enqueued_at=now,
-                eta=now + wait if wait else None,
-                dispatched_at=None if wait else now,
-            )
-        )
-    if not records:
-        return []
-    if transaction.get_connection().in_atomic_block:
+    spec, records = _new_jobs(task, args_list, priority, delay)
+    with bookkeeping_transaction():
         JobRecord.objects.bulk_create(records, batch_size=PUSH_BATCH)
-    else:
-        with bookkeeping_transaction():
-            JobRecord.objects.bulk_create(records, batch_size=PUSH_BATCH)
-    if not wait:
-        messages = [
-            JobMessage(
-                job_id=record.pk,
-                dispatch=1,
-                attempts=0,
-                max_attempts=record.max_attempts,
-                task=spec.name,
-                args=record.args,
-                request_id=request_id,
-                timeout=spec.timeout,
-            )
-            for record in records
-        ]
-        transaction.on_commit(partial(_push, priority, messages))
+    _push_on_commit(spec, records)
     return records
 
 

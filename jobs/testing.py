@@ -2,23 +2,20 @@
 
 Jobs go through the configured broker (ORM or Redis) and the real runner, so claims,
 retries and dead letters behave as in production. Inside a test's transaction nothing
-commits, so on-commit pushes a task makes are run right after it, as they would be.
+commits, so the on-commit pushes a task makes are run right after it, as they would be
+(Django's ``captureOnCommitCallbacks(execute=True)``).
 """
 
 import pydoc
+from contextlib import nullcontext
 
 from django.db import connection
+from django.test import TestCase
 from django_q.signing import SignedPackage
 
 from jobs.brokers import broker_for
 from jobs.dispatcher import dispatch_due
 from jobs.priorities import Priority
-
-
-def _run_on_commit_callbacks_since(start: int) -> None:
-    while len(connection.run_on_commit) > start:
-        _, callback, _ = connection.run_on_commit.pop(start)
-        callback()
 
 
 def run_jobs(*, priorities: list[Priority] | None = None, limit: int = 1000) -> int:
@@ -27,7 +24,6 @@ def run_jobs(*, priorities: list[Priority] | None = None, limit: int = 1000) -> 
     Jobs whose ``eta`` is in the future stay waiting: move time (or the eta) to run them.
     """
     ran = 0
-    in_transaction = connection.in_atomic_block
     while ran < limit:
         progressed = False
         for priority in priorities or list(Priority):
@@ -36,10 +32,9 @@ def run_jobs(*, priorities: list[Priority] | None = None, limit: int = 1000) -> 
             while ran < limit and broker.queue_size():
                 for ack_id, payload in broker.dequeue() or []:
                     package = SignedPackage.loads(payload)
-                    start = len(connection.run_on_commit) if in_transaction else 0
-                    pydoc.locate(package["func"])(*package["args"], **package["kwargs"])
-                    if in_transaction:
-                        _run_on_commit_callbacks_since(start)
+                    in_transaction = connection.in_atomic_block
+                    with TestCase.captureOnCommitCallbacks(execute=True) if in_transaction else nullcontext():
+                        pydoc.locate(package["func"])(*package["args"], **package["kwargs"])
                     if ack_id is not None:
                         broker.acknowledge(ack_id)
                     ran += 1

@@ -221,7 +221,7 @@ def test_a_database_outage_is_logged_once_by_the_dispatcher_not_once_a_tick(monk
         return 0
 
     monkeypatch.setattr("jobs.dispatcher.dispatch_due", dispatch_due)
-    caplog.set_level("DEBUG", logger="jobs.brokers")
+    caplog.set_level("DEBUG", logger="jobs.dispatcher")
     for _ in range(5):
         monkeypatch.setattr(broker, "_next_dispatch", 0.0)
         broker.dispatcher_tick()
@@ -230,7 +230,7 @@ def test_a_database_outage_is_logged_once_by_the_dispatcher_not_once_a_tick(monk
         monkeypatch.setattr(broker, "_next_dispatch", 0.0)
         broker.dispatcher_tick()
 
-    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "jobs.brokers"]
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "jobs.dispatcher"]
     assert lines == [
         ("ERROR", "Job dispatcher for staybase-low failed; retrying every 1.0 s"),
         ("WARNING", "Job dispatcher for staybase-low works again"),
