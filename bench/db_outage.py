@@ -71,9 +71,13 @@ class OutageRun:
     writes: list[tuple[str, list[Sample]]] = field(default_factory=list)
 
     def phase(self, sample: Sample) -> str:
-        """By when the answer came: a request in flight when the database went is the outage's."""
+        """By when the answer came: a request still in flight once the database is gone is the outage's.
+
+        The outage starts when ``pg_ctl stop`` has returned, not when it was called: a write that
+        commits while the server is still shutting down was rightly answered 201.
+        """
         answered = sample.sent_at + sample.latency_s
-        if self.timeline.stopped_at is None or answered < self.timeline.stopped_at:
+        if self.timeline.stopped_at is None or answered < self.timeline.stopped_at + self.timeline.stop_took_s:
             return "before"
         if self.timeline.restarted_at is None or answered < self.timeline.restarted_at:
             return "outage"
