@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 from bench import faults_checks as checks  # noqa: E402
 from bench.faults_infra import Clusters, Ports, Postgres, Processes, Redis, descendants, wait_until  # noqa: E402
 from bench.faults_load import Load, Sample, Slots, call  # noqa: E402
-from bench.faults_report import Check, LogCount, ScenarioResult, format_table  # noqa: E402
+from bench.faults_report import HANG_SOCKET_TIMEOUT_S, Check, LogCount, ScenarioResult, format_table  # noqa: E402
 from bench.load import Request  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
 from bench.server import gunicorn_server  # noqa: E402
@@ -130,6 +130,7 @@ class Suite:
             # 60 s keeps the worker scenarios within minutes; the booking emails' own timeout is 60 s.
             "Q_TIMEOUT_S": "60",
             "SENTRY_DSN": "",
+            "REDIS_SOCKET_TIMEOUT_S": str(HANG_SOCKET_TIMEOUT_S),
         }
         self.clusters = Clusters(processes=processes, root=ROOT, env=self.env, log=self.logs / "workers.log")
         self.high_env: dict[str, str] = {}

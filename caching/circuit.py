@@ -1,10 +1,12 @@
 """A small circuit breaker so a dead dependency costs one timeout, not one per request.
 
-Closed: calls go through. After ``failure_threshold`` consecutive failures it opens:
-calls are refused at once for ``reset_timeout`` seconds, then one trial call is let
-through (half-open); its success closes the circuit, its failure re-opens it. A caller
-may pass a cheap ``probe`` that is the trial instead of its call (the database's is a
-bare connect): a dependency still down then costs the probe, not a full call.
+Closed: calls go through. After ``failure_threshold`` consecutive failures it opens, and
+at the first timeout: a dependency that answers nothing for a whole socket timeout is hung,
+and every further call would cost the same wait. Open, calls are refused at once for
+``reset_timeout`` seconds, then one trial call is let through (half-open); its success
+closes the circuit, its failure re-opens it. A cheap ``probe`` (the breaker's own, or the
+caller's) is the trial instead of the call (the database's is a bare connect, Redis's a
+PING with a short timeout): a dependency still down then costs the probe, not a full call.
 State is per process, which is what matters: each process stops waiting on its own.
 Redis (cache, rate limits, metrics stores) and the database (core.db) each have one.
 
@@ -24,6 +26,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
+import redis.exceptions
+from django.utils.module_loading import import_string
+
 from observability.counters import circuit_events_total, circuit_open
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,15 @@ class CircuitOpenError(ConnectionError):
     """Raised instead of calling a dependency the breaker considers down."""
 
 
+def is_timeout(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised from, is a timeout (a hung dependency)."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError | redis.exceptions.TimeoutError):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 class CircuitBreaker:
     def __init__(
         self,
@@ -42,11 +56,13 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 3,
         reset_timeout: float = 5.0,
+        probe: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
+        self.probe = probe
         self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0
@@ -105,7 +121,7 @@ class CircuitBreaker:
             self._trial_in_flight = False
             if was_half_open:
                 self._opened_at = self._clock()  # still down: wait another reset_timeout
-            elif self._opened_at is None and self._failures >= self.failure_threshold:
+            elif self._opened_at is None and (self._failures >= self.failure_threshold or is_timeout(exc)):
                 self._opened_at = self._clock()
                 self._lost_writes += 1
                 self._count("opened")
@@ -122,9 +138,11 @@ class CircuitBreaker:
     ) -> T:
         """Run ``func``; ``errors`` count as dependency failures, anything else propagates untouched.
 
-        With ``probe``, the half-open trial is the probe: its failure re-opens the circuit
-        and refuses this call (CircuitOpenError), its success closes it and ``func`` runs.
+        With a probe (``probe``, else the breaker's own), the half-open trial is the probe: its
+        failure re-opens the circuit and refuses this call (CircuitOpenError), its success
+        closes it and ``func`` runs.
         """
+        probe = probe or self.probe
         if self._before_call() and probe is not None:
             try:
                 self._guarded(probe, errors)
@@ -180,7 +198,8 @@ _breakers_lock = threading.Lock()
 
 def breaker_for(name: str) -> CircuitBreaker:
     """The process's breaker for ``name``: CIRCUIT_BREAKER_FAILURES / CIRCUIT_BREAKER_RESET_S,
-    or the dependency's own entry in CIRCUIT_BREAKERS (the database trips faster)."""
+    or the dependency's own entry in CIRCUIT_BREAKERS (the database trips faster; a "probe"
+    there is the dotted path of the dependency's half-open trial)."""
     from django.conf import settings
 
     with _breakers_lock:
@@ -190,5 +209,7 @@ def breaker_for(name: str) -> CircuitBreaker:
                 "reset_timeout": getattr(settings, "CIRCUIT_BREAKER_RESET_S", 5.0),
                 **getattr(settings, "CIRCUIT_BREAKERS", {}).get(name, {}),
             }
+            if isinstance(options.get("probe"), str):
+                options["probe"] = import_string(options["probe"])
             _breakers[name] = CircuitBreaker(name, **options)
         return _breakers[name]

@@ -31,13 +31,25 @@ def shared_client() -> redis.Redis:
     return get_redis_connection("default")
 
 
-def client_with(**options) -> redis.Redis:
-    """A client for REDIS_URL (or the master Sentinel names) with these redis-py options."""
+def client_with(url: str | None = None, **options) -> redis.Redis:
+    """A client for ``url`` (REDIS_URL by default; with Sentinel, the master it names) with
+    these redis-py options."""
+    url = url or settings.REDIS_URL
     if settings.REDIS_SENTINELS:
-        parts = urlsplit(settings.REDIS_URL)
+        parts = urlsplit(url)
         sentinel = Sentinel(
             settings.REDIS_SENTINELS,
             sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S},
         )
         return sentinel.master_for(parts.hostname, db=int(parts.path.strip("/") or 0), **options)
-    return redis.Redis.from_url(settings.REDIS_URL, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def ping() -> None:
+    """The Redis breaker's half-open trial: one PING that gives up after REDIS_PROBE_TIMEOUT_S,
+    so while Redis is still hung the request that runs the trial waits that long, not a full
+    socket timeout."""
+    timeout = settings.REDIS_PROBE_TIMEOUT_S
+    location = settings.CACHES["default"]["LOCATION"]  # the Redis the breaker guards
+    with client_with(location, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
+        client.ping()

@@ -113,3 +113,55 @@ def test_each_dependency_takes_its_own_settings(settings):
 
     assert (breaker.failure_threshold, breaker.reset_timeout) == (7, 0.25)
     assert breaker_for("redis").failure_threshold == settings.CIRCUIT_BREAKER_FAILURES
+
+
+class Hung(Exception):
+    pass
+
+
+def test_a_timeout_opens_the_circuit_at_once_whatever_the_threshold(clock):
+    breaker = CircuitBreaker("dep", failure_threshold=3, reset_timeout=1.0, clock=clock)
+
+    def hang() -> None:
+        try:
+            raise TimeoutError("no answer within the socket timeout")
+        except TimeoutError as exc:
+            raise Hung("wrapped, as django-redis wraps it") from exc
+
+    with pytest.raises(Hung):
+        breaker.call(hang, errors=(Hung,))
+
+    assert breaker.state == "open"
+    assert breaker.events["opened"] == 1
+
+
+def test_a_refused_connection_still_needs_the_threshold(clock):
+    breaker = CircuitBreaker("dep", failure_threshold=3, reset_timeout=1.0, clock=clock)
+
+    for _ in range(2):
+        with pytest.raises(Down):
+            breaker.call(fail, errors=(Down,))
+
+    assert breaker.state == "closed"
+
+
+def test_the_breakers_own_probe_is_the_half_open_trial(clock):
+    probes = []
+    breaker = CircuitBreaker("dep", failure_threshold=1, reset_timeout=1.0, probe=lambda: probes.append(1), clock=clock)
+    with pytest.raises(Down):
+        breaker.call(fail, errors=(Down,))
+    clock.now = 1.0
+
+    assert breaker.call(lambda: "answer", errors=(Down,)) == "answer"
+    assert probes == [1]
+    assert breaker.state == "closed"
+
+
+def test_the_redis_breaker_probes_with_a_short_ping(settings):
+    from caching.redis import ping
+
+    breaker_for("redis")  # built from settings, probe included
+
+    assert settings.CIRCUIT_BREAKERS["redis"]["probe"] == "caching.redis.ping"
+    assert breaker_for("redis").probe is ping
+    assert settings.REDIS_PROBE_TIMEOUT_S <= 0.1

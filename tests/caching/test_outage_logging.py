@@ -39,6 +39,7 @@ def test_one_redis_outage_logs_one_down_and_one_back_line(anon_client, host_clie
         lines[0][1],
         "redis is reachable again: circuit closed",
     ]
-    assert lines[0][1].startswith("redis is unreachable: circuit opened after 3 failure(s)")
+    # A hang is a timeout: the first one opens the circuit.
+    assert lines[0][1].startswith("redis is unreachable: circuit opened after 1 failure(s)")
     resyncs = [message for _, message in lines if message.startswith("Cache resynchronised")]
     assert len(resyncs) == 1

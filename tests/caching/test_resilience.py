@@ -92,6 +92,32 @@ def test_a_process_that_saw_redis_unreachable_trusts_nothing_cached_before(on_pr
     assert cached_value("newer") == ("new", "HIT")
 
 
+def test_a_hung_redis_costs_one_socket_timeout_then_nothing_and_the_trial_costs_a_short_ping(
+    settings, on_private_redis
+):
+    cached_value("old")
+    on_private_redis.hang()
+
+    started = time.monotonic()
+    assert cached_value("during") == ("during", "MISS")  # waited one socket timeout (0.5 s)
+    first = time.monotonic() - started
+    started = time.monotonic()
+    for _ in range(20):
+        cached_value("during")
+    next_twenty = time.monotonic() - started
+    wait_until_breaker_tries_again()
+    started = time.monotonic()
+    cached_value("during")  # the half-open trial: the probe's PING, not the 0.5 s read
+    trial = time.monotonic() - started
+
+    assert first >= 0.5
+    assert breaker_for("redis").events["opened"] == 1  # at the first timeout, not the third
+    assert next_twenty < 0.25
+    assert trial < 0.5
+    assert breaker_for("redis").state == "open"  # the probe failed: still hung
+    on_private_redis.resume()
+
+
 PEER = textwrap.dedent(
     """
     import os, sys

@@ -264,7 +264,7 @@ def test_failing_pushes_open_the_breaker_quietly_and_later_jobs_skip_redis(monke
     with TestCase.captureOnCommitCallbacks(execute=True):
         jobs = [enqueue(sample_tasks.record_call, i) for i in range(threshold + 2)]
 
-    assert len(pushes) == threshold  # then the breaker opened: no more waiting on Redis
+    assert len(pushes) == 1  # a timeout (Redis hung) opens the breaker at once: no more waiting on Redis
     assert breaker_for("redis").state == "open"
     assert set(JobRecord.objects.values_list("dispatched_at", flat=True)) == {None}
     assert [r for r in caplog.records if r.name == "jobs.services"] == []
