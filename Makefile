@@ -12,12 +12,13 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint check bench schemathesis faults cluster cluster-status cluster-down clean distclean
+.PHONY: help venv run test lint lines check bench schemathesis faults cluster cluster-status cluster-down clean distclean
 
 help:
 	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
 	@echo "make test       run the test suite (ARGS='...' for pytest options; honours DATABASE_URL/REDIS_URL)"
 	@echo "make lint       ruff check + ruff format --check"
+	@echo "make lines      non-blank lines per app, infrastructure against domain, and their ratio"
 	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
 	@echo "make bench      run the benchmark harness in bench/"
 	@echo "make cluster    start the local scaled-out cluster (API=N instances, CLUSTER_PORT=8080); cluster-status, cluster-down"
@@ -53,6 +54,9 @@ test: $(DEPS_STAMP)
 lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+lines: $(DEPS_STAMP)
+	$(BIN)/python bench/lines.py $(ARGS)
 
 check: $(DEPS_STAMP)
 	$(MANAGE) check --fail-level WARNING
