@@ -151,7 +151,7 @@ def test_readiness_names_only_the_error_type_in_production(anon_client, settings
 def test_readiness_logs_a_change_once_not_every_probe(anon_client, monkeypatch, caplog):
     from observability import views
 
-    monkeypatch.setattr(views, "_last_readiness", "ok")
+    monkeypatch.setattr(views.readiness_log, "last_status", "ok")
     with (
         caplog.at_level(logging.INFO, logger="staybase.health"),
         mock.patch("observability.health.database_ping", side_effect=OperationalError("down")),
