@@ -36,9 +36,6 @@ def platform_kpi_snapshot() -> dict[str, Any]:
     }
 
 
-JOB_STATES = ("ready", "delayed", "running", "retrying")
-
-
 def job_queue_snapshot() -> dict[str, Any]:
     """Per priority: jobs waiting (ready to run, delayed, retrying after a failure) and
     running, broker messages, outcomes of the last hour, open dead letters.
@@ -47,39 +44,24 @@ def job_queue_snapshot() -> dict[str, Any]:
     priority (LLEN on Redis, a count on the ORM queue).
     """
     now = timezone.now()
-    depth = {p.value: dict.fromkeys(JOB_STATES, 0) for p in Priority}
-    pending = (
-        JobRecord.objects.filter(status__in=PENDING_STATUSES)
-        .order_by()
-        .values("priority", "status")
-        .annotate(n=Count("id"), delayed=Count("id", filter=Q(eta__gt=now)))
-    )
-    for row in pending:
+    depth = {p.value: dict.fromkeys(("ready", "delayed", "running", "retrying"), 0) for p in Priority}
+    pending = JobRecord.objects.filter(status__in=PENDING_STATUSES).order_by().values("priority", "status")
+    for row in pending.annotate(n=Count("id"), delayed=Count("id", filter=Q(eta__gt=now))):
         states = depth[row["priority"]]
         if row["status"] == JobStatus.QUEUED:
             states["delayed"] += row["delayed"]
             states["ready"] += row["n"] - row["delayed"]
-        elif row["status"] == JobStatus.RUNNING:
-            states["running"] += row["n"]
         else:
-            states["retrying"] += row["n"]
+            states["running" if row["status"] == JobStatus.RUNNING else "retrying"] += row["n"]
     finished = {p.value: {"succeeded": 0, "dead": 0} for p in Priority}
-    outcomes = (
-        JobRecord.objects.filter(status__in=TERMINAL_STATUSES, finished_at__gte=now - datetime.timedelta(hours=1))
-        .order_by()
-        .values("priority", "status")
-        .annotate(n=Count("id"))
-    )
-    for row in outcomes:
+    recent = JobRecord.objects.filter(status__in=TERMINAL_STATUSES, finished_at__gte=now - datetime.timedelta(hours=1))
+    for row in recent.order_by().values("priority", "status").annotate(n=Count("id")):
         finished[row["priority"]][row["status"]] = row["n"]
-    dead_letters = dict.fromkeys(Priority.values, 0)
-    dead_letters.update(
-        DeadLetter.objects.filter(state=DeadLetterState.OPEN).order_by().values_list("priority").annotate(n=Count("id"))
-    )
+    open_letters = DeadLetter.objects.filter(state=DeadLetterState.OPEN).order_by().values_list("priority")
     return {
         "computed_at": time.time(),
         "depth": depth,
         "broker_depth": {p.value: broker_for(p).queue_size() for p in Priority},
         "finished_last_hour": finished,
-        "dead_letters_open": dead_letters,
+        "dead_letters_open": dict.fromkeys(Priority.values, 0) | dict(open_letters.annotate(n=Count("id"))),
     }
