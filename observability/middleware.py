@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 
 from observability import counters, views
 from observability.context import QueryStats, accept_request_id, current_request_var, query_stats_var, request_id_var
+from observability.logging import authenticated_user_id
 from observability.perfstats import perf_store
 
 access_logger = logging.getLogger("staybase.request")
@@ -105,10 +106,8 @@ class RequestObservabilityMiddleware:
                 *(endpoint, duration_ms, stats.count, db_time_ms),
                 extra={**fields, "endpoint": endpoint},
             )
-        user = request.__dict__.get("user")
-        resolved = getattr(user, "_wrapped", user)
-        if getattr(resolved, "is_authenticated", False) is True:
-            store.user_seen(resolved.pk)
+        if (user_id := authenticated_user_id(request)) is not None:
+            store.user_seen(user_id)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         view = endpoint_of(request)[1]

@@ -213,3 +213,18 @@ def test_readiness_with_a_wrong_token_gets_only_the_status(anon_client, metrics_
     response = anon_client.get("/health/ready/", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer wrong-token")
 
     assert response.json() == {"status": "ok"}
+
+
+def test_a_failing_probe_is_not_logged_by_django_request_nor_sent_to_sentry(anon_client):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("django.request")  # the logger Sentry's logging integration hooks
+    logger.addHandler(handler)
+    try:
+        with mock.patch("observability.health.database_ping", side_effect=OperationalError("down")):
+            assert anon_client.get("/health/ready/").status_code == 503
+    finally:
+        logger.removeHandler(handler)
+
+    assert records == []
