@@ -83,14 +83,11 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
     scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode()):
         return True
-    networks = _networks(tuple(settings.METRICS_ALLOWED_NETWORKS))
-    if not networks:
-        return False
     try:
         address = ipaddress.ip_address(client_ip(request))
     except ValueError:
         return False
-    return any(address in network for network in networks)
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
 
 
 @_probe
