@@ -1,6 +1,5 @@
 """The admin's Performance page, beside the other operational pages in the index."""
 
-import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -24,45 +23,27 @@ def timeline_chart(timeline: list[dict[str, Any]], *, width: int = 720, height: 
     """
     left, right, top, bottom = 44, 52, 12, 26
     plot_w, plot_h = width - left - right, height - top - bottom
-    slot = plot_w / max(1, len(timeline))
+    baseline, slot = top + plot_h, plot_w / max(1, len(timeline))
     max_count = max((row["count"] for row in timeline), default=0) or 1
     max_p95 = max((row["p95_ms"] or 0 for row in timeline), default=0) or 1
     bars, points, ticks = [], [], []
     for i, row in enumerate(timeline):
-        x = left + i * slot
-        bar_h = plot_h * row["count"] / max_count
-        error_h = plot_h * row["errors"] / max_count
-        minute: datetime.datetime = row["minute"]
+        x, minute = left + i * slot, row["minute"]
+        bar_h, error_h = plot_h * row["count"] / max_count, plot_h * row["errors"] / max_count
         label = f"{minute:%H:%M} UTC: {row['count']} requests, {row['errors']} errors"
         if row["p95_ms"] is not None:
             label += f", p95 {row['p95_ms']} ms"
-            points.append(f"{x + slot / 2:.1f},{top + plot_h - plot_h * row['p95_ms'] / max_p95:.1f}")
-        bars.append(
-            {
-                "x": f"{x + slot * 0.15:.1f}",
-                "w": f"{max(1.0, slot * 0.7):.1f}",
-                "y": f"{top + plot_h - bar_h:.1f}",
-                "h": f"{bar_h:.1f}",
-                "error_y": f"{top + plot_h - error_h:.1f}",
-                "error_h": f"{error_h:.1f}",
-                "label": label,
-            }
-        )
+            points.append(f"{x + slot / 2:.1f},{baseline - plot_h * row['p95_ms'] / max_p95:.1f}")
+        geometry = {"x": x + slot * 0.15, "w": max(1.0, slot * 0.7), "y": baseline - bar_h, "h": bar_h}
+        geometry |= {"error_y": baseline - error_h, "error_h": error_h}
+        bars.append({**{name: f"{value:.1f}" for name, value in geometry.items()}, "label": label})
         if i in {0, len(timeline) // 2, len(timeline) - 1}:
             ticks.append({"x": f"{x + slot / 2:.1f}", "label": f"{minute:%H:%M}"})
     return {
-        "width": width,
-        "height": height,
-        "left": left,
-        "right_x": width - right,
-        "top": top,
-        "baseline": top + plot_h,
-        "label_y": height - 8,
-        "bars": bars,
-        "p95_points": " ".join(points),
+        **{"width": width, "height": height, "left": left, "right_x": width - right, "top": top},
+        **{"baseline": baseline, "label_y": height - 8, "bars": bars, "ticks": ticks, "p95_points": " ".join(points)},
         "max_count": max_count if any(row["count"] for row in timeline) else 0,
         "max_p95": max_p95 if points else 0,
-        "ticks": ticks,
     }
 
 
@@ -71,12 +52,8 @@ class PerformancePageAdmin(StaffPageAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        try:
-            minutes = int(request.GET.get("minutes", DEFAULT_WINDOW))
-        except ValueError:
-            minutes = DEFAULT_WINDOW
-        if minutes not in WINDOW_CHOICES:
-            minutes = DEFAULT_WINDOW
+        asked = request.GET.get("minutes", "")
+        minutes = int(asked) if asked in {str(choice) for choice in WINDOW_CHOICES} else DEFAULT_WINDOW
         report = performance_report(minutes=minutes, limit=SLOWEST_QUERIES)
         for row in [report["totals"], *report["endpoints"]]:
             row["error_percent"] = round(row["error_rate"] * 100, 2)

@@ -13,7 +13,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from load balancers and tracing systems (UUIDs, AWS "Root=1-…", W3C-ish hex) fit;
 # anything longer or with spaces, quotes or newlines could forge log lines or bloat them.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/+-]{0,127}$")

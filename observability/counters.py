@@ -10,10 +10,31 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from django_prometheus.conf import PROMETHEUS_LATENCY_BUCKETS
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from observability.multiprocess import directory_lock
+
+# django-prometheus's request metrics (its names, help and PROMETHEUS_LATENCY_BUCKETS), only the
+# six the alerts and the dashboard read: its middleware pair updates about a dozen series per
+# request, each a locked write to a shared file in multiprocess mode, which the observability
+# benchmark showed costing more than the view it measured. Recorded by observability.middleware.
+requests_by_method = Counter("django_http_requests_total_by_method", "Count of requests by method.", ["method"])
+responses_by_status = Counter("django_http_responses_total_by_status", "Count of responses by status.", ["status"])
+responses_by_status_view_method = Counter(
+    "django_http_responses_total_by_status_view_method",
+    "Count of responses by status, view, method.",
+    ["status", "view", "method"],
+)
+requests_latency_by_view_method = Histogram(
+    "django_http_requests_latency_seconds_by_view_method",
+    "Histogram of request processing time labelled by view.",
+    ["view", "method"],
+    buckets=PROMETHEUS_LATENCY_BUCKETS,
+)
+exceptions_by_type = Counter("django_http_exceptions_total_by_type", "Count of exceptions by object type.", ["type"])
+exceptions_by_view = Counter("django_http_exceptions_total_by_view", "Count of exceptions by view.", ["view"])
 
 slow_requests_total = Counter(
     "staybase_http_slow_requests_total", "Requests slower than SLOW_REQUEST_MS, by view.", ["view"]

@@ -48,16 +48,11 @@ def fingerprint(sql: str) -> str:
     return _SPACE.sub(" ", text).strip()[:FINGERPRINT_MAX_CHARS]
 
 
-def fingerprint_id(text: str) -> str:
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
-
-
 class QueryInstrument:
     """``connection.execute_wrapper`` callable; one per connection, label children bound once."""
 
     def __init__(self, alias: str, vendor: str):
-        self.alias = alias
-        self.vendor = vendor
+        self.alias, self.vendor = alias, vendor
         self._executed = execute_total.labels(alias, vendor)
         self._executed_many = execute_many_total.labels(alias, vendor)
         self._duration = query_duration.labels(alias, vendor)
@@ -76,32 +71,20 @@ class QueryInstrument:
             if many:
                 self._executed_many.inc(rows)
             self._duration.observe(elapsed)
-            stats = query_stats_var.get()
-            if stats is not None:
+            if (stats := query_stats_var.get()) is not None:
                 stats.count += 1
                 stats.seconds += elapsed
             if elapsed * 1000 >= settings.SLOW_QUERY_MS:
-                self._slow(sql, elapsed)
+                self._slow(sql, round(elapsed * 1000, 1))
 
-    def _slow(self, sql: str, elapsed: float) -> None:
+    def _slow(self, sql: str, duration_ms: float) -> None:
         text = fingerprint(sql)
-        fid = fingerprint_id(text)
+        fid = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
         request = current_request_var.get()
         path = request.path if request is not None else None
-        duration_ms = round(elapsed * 1000, 1)
         slow_queries_total.labels(self.alias, self.vendor).inc()
-        logger.warning(
-            "slow query %.1f ms: %s",
-            duration_ms,
-            text,
-            extra={
-                "query_ms": duration_ms,
-                "fingerprint": text,
-                "fingerprint_id": fid,
-                "db_alias": self.alias,
-                "path": path,
-            },
-        )
+        extra = {"query_ms": duration_ms, "fingerprint": text, "fingerprint_id": fid, "db_alias": self.alias}
+        logger.warning("slow query %.1f ms: %s", duration_ms, text, extra={**extra, "path": path})
         perf_store().record_slow_query(fid=fid, text=text, duration_ms=duration_ms, path=path)
 
 

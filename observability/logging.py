@@ -14,28 +14,22 @@ from django.utils.functional import empty
 
 from observability.context import current_request_var, request_id_var
 
+PROBE_PATHS = frozenset({"/health/", "/health/ready/", "/metrics"})
 # Fields every JSON line has, null when the record is not about a request.
 CORE_FIELDS = ("request_id", "user_id", "method", "path", "status", "duration_ms")
+# Django's request logger passes the request object itself; method and path already say it.
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-    # Django's request logger passes the request object itself; method and path already say it.
-    "request",
-    "status_code",
+    *("message", "asctime", "taskName", "request", "status_code")
 }
 
 
-def _user_id(request: Any) -> int | None:
-    # Read what authentication already resolved; evaluating a lazy user here would run a
-    # session query from inside a log call.
+def authenticated_user_id(request: Any) -> int | None:
+    """The user authentication already resolved, if any. Evaluating Django's lazy user here
+    would run a session query from inside a log call; no public API tells whether it has
+    been evaluated, hence its ``_wrapped``."""
     user = request.__dict__.get("user")
-    if user is None:
-        return None
     resolved = getattr(user, "_wrapped", user)
-    if resolved is empty or not getattr(resolved, "is_authenticated", False):
-        return None
-    return resolved.pk
+    return resolved.pk if resolved is not empty and getattr(resolved, "is_authenticated", False) is True else None
 
 
 class RequestContextFilter(logging.Filter):
@@ -54,24 +48,30 @@ class RequestContextFilter(logging.Filter):
             values.setdefault("method", request.method)
             values.setdefault("path", request.path)
             if values.get("user_id") is None:
-                values["user_id"] = _user_id(request)
+                values["user_id"] = authenticated_user_id(request)
         return True
+
+
+class ProbeAnswerFilter(logging.Filter):
+    """Keeps probe answers out of django.request, and so out of Sentry: a readiness 503 every
+    few seconds while the database is down is one incident, which readiness logs itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record.__dict__.get("request"), "path_info", None) not in PROBE_PATHS
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; extra= fields are kept, exceptions become structured fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
         payload: dict[str, Any] = {
-            "timestamp": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "timestamp": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **{name: record.__dict__.get(name) for name in CORE_FIELDS},
         }
-        for name in CORE_FIELDS:
-            payload[name] = record.__dict__.get(name)
         for name, value in record.__dict__.items():
             if name not in _STANDARD_ATTRIBUTES and name not in payload and not name.startswith("_"):
                 payload[name] = value
@@ -103,7 +103,10 @@ def logging_config(*, log_format: str, level: str = "INFO") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_context": {"()": "observability.logging.RequestContextFilter"}},
+        "filters": {
+            "request_context": {"()": "observability.logging.RequestContextFilter"},
+            "probe_answers": {"()": "observability.logging.ProbeAnswerFilter"},
+        },
         "formatters": {
             "json": {"()": "observability.logging.JsonFormatter"},
             "text": {"()": "observability.logging.TextFormatter"},
@@ -123,7 +126,12 @@ def logging_config(*, log_format: str, level: str = "INFO") -> dict[str, Any]:
             # One line per request: the access log (staybase.request). Django's request logger would
             # add a warning per 4xx ("Bad Request: /path") and runserver another; both keep their
             # errors (5xx, with the traceback only django.request has).
-            "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+            "django.request": {
+                "handlers": ["console"],
+                "level": "ERROR",
+                "propagate": False,
+                "filters": ["probe_answers"],
+            },
             "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
             # gunicorn's own lines (worker boots, timeouts) in the same format as the app's. No
             # level: gunicorn's --log-level (default info) stays in charge.

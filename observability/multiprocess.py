@@ -11,7 +11,10 @@ are removed; live gauges of the dead worker are dropped as prometheus_client doe
 A scrape holds a shared lock on the directory while it reads and the compaction an
 exclusive one, so a scrape never sees a worker's values twice (archive and own file) or not
 at all (between the two). Only stdlib and prometheus_client: the gunicorn master imports it
-without Django.
+without Django. prometheus_client documents no API for merging a dead process's files, so this
+reads and writes them with ``MmapedDict``, the class its multiprocess mode writes them with
+(the tests pin the round trip against ``MultiProcessCollector``, so an upgrade that changes the
+format fails there, not in production).
 """
 
 import fcntl

@@ -6,7 +6,6 @@ negotiation in the way of a probe); they answer in the one JSON error shape when
 
 import hmac
 import ipaddress
-import logging
 from collections.abc import Callable
 from functools import lru_cache, wraps
 
@@ -27,7 +26,6 @@ from observability.perfstats import performance_report
 from observability.serializers import PerformanceQuerySerializer, PerformanceReportSerializer
 
 View = Callable[[HttpRequest], HttpResponse]
-logger = logging.getLogger("staybase.health")
 
 
 def _probe(view: View) -> View:
@@ -42,10 +40,7 @@ def _probe(view: View) -> View:
             response["Allow"] = "GET, HEAD"
         else:
             response = view(request)
-        response["Cache-Control"] = "no-store"
-        # Django would log every 403/503 probe answer at WARNING/ERROR (and Sentry would turn
-        # those into events); readiness logs its changes itself.
-        response._has_been_logged = True
+        response["Cache-Control"] = "no-store"  # Django logs none of them: logging.ProbeAnswerFilter
         return response
 
     return wrapper
@@ -58,19 +53,13 @@ def liveness(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
-_last_readiness: str | None = None
+readiness_log = health.ReadinessLog()
 
 
 @_probe
 def readiness(request: HttpRequest) -> HttpResponse:
-    global _last_readiness
     status, checks = health.readiness()
-    if status != _last_readiness:
-        # Once per change rather than once per probe: a load balancer asks every few seconds.
-        unhealthy = {name: check for name, check in checks.items() if check["status"] not in (health.OK, "skipped")}
-        level = logging.INFO if status == health.OK else logging.WARNING
-        logger.log(level, "readiness %s -> %s", _last_readiness or "start", status, extra={"checks": unhealthy})
-        _last_readiness = status
+    readiness_log.record(status, checks)
     # What is degraded and why (queue depths, free disk, error types) is for operators: the
     # same audience as /metrics. Anyone else (a load balancer) only needs the status.
     body = {"status": status, "checks": checks} if metrics_access_allowed(request) else {"status": status}
@@ -94,14 +83,11 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
     scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode()):
         return True
-    networks = _networks(tuple(settings.METRICS_ALLOWED_NETWORKS))
-    if not networks:
-        return False
     try:
         address = ipaddress.ip_address(client_ip(request))
     except ValueError:
         return False
-    return any(address in network for network in networks)
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
 
 
 @_probe

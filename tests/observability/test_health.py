@@ -151,7 +151,7 @@ def test_readiness_names_only_the_error_type_in_production(anon_client, settings
 def test_readiness_logs_a_change_once_not_every_probe(anon_client, monkeypatch, caplog):
     from observability import views
 
-    monkeypatch.setattr(views, "_last_readiness", "ok")
+    monkeypatch.setattr(views.readiness_log, "last_status", "ok")
     with (
         caplog.at_level(logging.INFO, logger="staybase.health"),
         mock.patch("observability.health.database_ping", side_effect=OperationalError("down")),
@@ -213,3 +213,18 @@ def test_readiness_with_a_wrong_token_gets_only_the_status(anon_client, metrics_
     response = anon_client.get("/health/ready/", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer wrong-token")
 
     assert response.json() == {"status": "ok"}
+
+
+def test_a_failing_probe_is_not_logged_by_django_request_nor_sent_to_sentry(anon_client):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("django.request")  # the logger Sentry's logging integration hooks
+    logger.addHandler(handler)
+    try:
+        with mock.patch("observability.health.database_ping", side_effect=OperationalError("down")):
+            assert anon_client.get("/health/ready/").status_code == 503
+    finally:
+        logger.removeHandler(handler)
+
+    assert records == []

@@ -182,7 +182,7 @@ def test_business_gauges_are_recomputed_after_the_interval(anon_client, settings
 
 
 def test_a_failing_source_reports_up_zero_and_the_rest_is_still_served(anon_client):
-    with mock.patch("observability.selectors.bookings_by_status", side_effect=RuntimeError("boom")):
+    with mock.patch("analytics.platform.bookings_by_status", side_effect=RuntimeError("boom")):
         samples = scrape(anon_client)
 
     assert value(samples, "staybase_metrics_source_up", source="kpis") == 0

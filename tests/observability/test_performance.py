@@ -9,14 +9,7 @@ from django.urls import reverse
 
 from caching.redis import is_redis as uses_redis
 from observability.admin import timeline_chart
-from observability.perfstats import (
-    LocalPerfStore,
-    RedisPerfStore,
-    _percentile,
-    bucket_index,
-    bucket_upper_ms,
-    perf_store,
-)
+from observability.perfstats import PerfStore, _percentile, bucket_index, bucket_upper_ms, perf_store
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.observability.sample")]
 
@@ -137,14 +130,14 @@ def test_redis_store_adds_up_what_several_processes_recorded():
     from django_redis import get_redis_connection
 
     # Two stores on one Redis stand in for two gunicorn workers.
-    first, second = RedisPerfStore(get_redis_connection("default")), RedisPerfStore(get_redis_connection("default"))
+    first, second = PerfStore(get_redis_connection("default")), PerfStore(get_redis_connection("default"))
     first.record_request("GET /two-workers/", 10.0, False)
     second.record_request("GET /two-workers/", 20.0, True)
     first.flush()
     second.flush()
 
     minute = int(time.time() // 60)
-    requests, _ = perf_store().minutes(minute - 1, minute)
+    requests = perf_store().minutes(minute - 1, minute)
     fields = Counter()
     for minute in requests.values():
         fields.update({k: v for k, v in minute.items() if k.startswith("GET /two-workers/")})
@@ -154,7 +147,7 @@ def test_redis_store_adds_up_what_several_processes_recorded():
 
 
 def test_local_store_is_thread_safe():
-    store = LocalPerfStore()
+    store = PerfStore()
 
     def hammer():
         for _ in range(500):
@@ -167,7 +160,7 @@ def test_local_store_is_thread_safe():
         thread.join()
 
     minute = int(time.time() // 60)
-    requests, _ = store.minutes(minute - 1, minute)
+    requests = store.minutes(minute - 1, minute)
     assert sum(fields.get("GET /threads/\tc", 0) for fields in requests.values()) == 2000
 
 
