@@ -237,7 +237,13 @@ class Cluster:
         port = self.state["api_ports"][number - 1]
         self.spawn(
             name,
-            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"{HOST}:{port}", WSGI_APP],
+            [
+                *(sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"{HOST}:{port}"),
+                # Its own control socket: gunicorn's default path (~/.gunicorn/gunicorn.ctl) is shared
+                # by every instance on the machine, so a starting one would take over another's.
+                *("--control-socket", str(STATE_DIR / f"{name}.ctl")),
+                WSGI_APP,
+            ],
             env={**self.app_env(), "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
             cgroup_quota=self.state["cpus_per_api"],
         )
