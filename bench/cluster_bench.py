@@ -26,6 +26,7 @@ already up (make cluster API=3) and leaves it running.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import csv
 import datetime
@@ -560,6 +561,97 @@ def measure_restart(cluster, world: World, args) -> list[str]:
     ]
 
 
+class ResumingClient:
+    """One socket through nginx that reconnects whenever it is closed and resumes the broadcast room
+    from the last offset it saw (auth's ``since``), as the README's protocol asks clients to."""
+
+    def __init__(self, port: int, token: str):
+        self.port, self.token = port, token
+        self.seen: list[int] = []
+        self.position: dict | None = None
+        self.reconnects = self.resyncs = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import websockets
+
+        while not stop.is_set():
+            try:
+                async with websockets.connect(
+                    f"ws://{HOST}:{self.port}/api/v1/ws/", compression=None, open_timeout=10, ping_interval=None
+                ) as ws:
+                    auth = {"type": "auth", "token": self.token}
+                    if self.position is not None:
+                        auth["since"] = {"broadcast": self.position}
+                    await ws.send(json.dumps(auth))
+                    while not stop.is_set():
+                        try:
+                            message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                        except TimeoutError:
+                            continue
+                        if message["type"] == "event" and message["room"] == "broadcast":
+                            self.seen.append(message["data"]["n"])
+                            self.position = {"offset": message["offset"], "epoch": message["epoch"]}
+                        elif message["type"] == "resync":
+                            self.resyncs += 1
+                        elif (
+                            message["type"] == "subscribed" and message["room"] == "broadcast" and self.position is None
+                        ):
+                            self.position = {"offset": message["offset"], "epoch": message["epoch"]}
+            except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake, TimeoutError):
+                pass
+            if not stop.is_set():
+                self.reconnects += 1
+                await asyncio.sleep(0.2)
+
+
+def measure_sockets(cluster, world: World, args) -> list[str]:
+    port = cluster.state["port"]
+    guests = demo_tokens(f"http://{HOST}:{port}", path=tokens_file(cluster))["guest"][:10]
+    clients = [ResumingClient(port, token) for token in guests for _ in range(2)]
+    events, rate = args.socket_events, 20
+    run_id = time.monotonic_ns()
+    script = (
+        "import time; from realtime.services import event_emit\n"
+        f"for n in range({events}):\n"
+        f"    event_emit(room='broadcast', event='broadcast', data={{'n': n, 'run': {run_id}}})\n"
+        f"    time.sleep({1 / rate})\n"
+    )
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(client.run(stop)) for client in clients]
+        deadline = time.monotonic() + 30
+        while any(client.position is None for client in clients):  # all subscribed before the first event
+            if time.monotonic() > deadline:
+                raise RuntimeError("sockets did not all subscribe within 30 s")
+            await asyncio.sleep(0.1)
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, "manage.py", "shell", "-c", script, cwd=ROOT, env=cluster.app_env()
+        )
+        await asyncio.sleep(5)
+        away_s = await asyncio.to_thread(cluster.restart_sockets)
+        await producer.wait()
+        deadline = time.monotonic() + 30
+        while any(len(set(client.seen)) < events for client in clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return away_s
+
+    away_s = asyncio.run(scenario())
+    lost = sum(events - len(set(client.seen)) for client in clients)
+    duplicates = sum(len(client.seen) - len(set(client.seen)) for client in clients)
+    return [
+        f"### e2. Socket process restarted while {events} events went out at {rate}/s to {len(clients)} sockets "
+        "(clients reconnect through nginx and resume with since)",
+        "",
+        "| sockets | events each | lost | duplicates | resyncs | reconnects | ws-1 away s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {len(clients)} | {events} | {lost} | {duplicates} | {sum(c.resyncs for c in clients)} "
+        f"| {sum(c.reconnects for c in clients)} | {away_s:.1f} |",
+    ]
+
+
 def locust_run(cluster, port: int, users: int, duration_s: int, prefix: Path) -> dict[str, float]:
     env = {**os.environ, "STAYBASE_TOKENS_FILE": str(tokens_file(cluster))}
     subprocess.run(
@@ -617,6 +709,7 @@ PARTS = {
     "scale": measure_scale,
     "connections": measure_connections,
     "restart": measure_restart,
+    "sockets": measure_sockets,
     "locust": measure_locust,
     "ryw": measure_ryw,
     "redis": measure_redis_failover,  # last: the first master is gone afterwards
@@ -641,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         help="users per API instance of each step (x 1, 2, 3)",
     )
     parser.add_argument("--locust-cpus", type=float, default=0.5, help="CPU quota per API instance during locust")
+    parser.add_argument("--socket-events", type=int, default=400, help="events sent during the socket restart")
     parser.add_argument("--locust-duration", type=int, default=30)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
     parser.add_argument("--reuse", action="store_true", help="measure the running cluster and leave it up")
@@ -669,7 +763,8 @@ def main(argv: list[str] | None = None) -> int:
                 section = PARTS[name](cluster, world, args)
             except Exception as exc:  # one broken part must not hide the others' figures
                 section = [f"### {name}: FAILED: {exc.__class__.__name__}: {exc}"]
-            report += ["", *section, "", f"({name}: {time.monotonic() - started:.0f} s)"]
+            load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+            report += ["", *section, "", f"({name}: {time.monotonic() - started:.0f} s; load average after: {load})"]
             print("\n".join(report[-len(section) - 3 :]), flush=True)
             output.write_text("\n".join(report) + "\n")  # each part's figures kept as soon as they exist
     finally:

@@ -211,14 +211,8 @@ class Cluster:
         self.state["api_ports"] = api_ports
         for number in range(1, len(api_ports) + 1):
             self.start_api(number)
-        ws_port = self.ports(1)[0]
-        self.state["ws_port"] = ws_port
-        self.spawn(
-            "ws-1",
-            [sys.executable, "manage.py", "runsockets", "--host", HOST, "--port", str(ws_port)],
-            env={**env, "STAYBASE_INSTANCE": "ws-1"},
-            cgroup_quota=self.state["cpus_per_api"],
-        )
+        self.state["ws_port"] = self.ports(1)[0]
+        self.start_sockets()
         for priority in PRIORITIES:
             self.spawn(
                 f"worker-{priority}",
@@ -247,6 +241,28 @@ class Cluster:
             env={**self.app_env(), "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
             cgroup_quota=self.state["cpus_per_api"],
         )
+
+    def start_sockets(self) -> None:
+        """The socket process (manage.py runsockets, uvicorn), in its own CPU-limited cgroup."""
+        self.spawn(
+            "ws-1",
+            [sys.executable, "manage.py", "runsockets", "--host", HOST, "--port", str(self.state["ws_port"])],
+            env={**self.app_env(), "STAYBASE_INSTANCE": "ws-1"},
+            cgroup_quota=self.state["cpus_per_api"],
+        )
+
+    def restart_sockets(self, *, ready_timeout_s: float = 60) -> float:
+        """SIGTERM (every client is told to reconnect, then 1012), start again, wait for /health/ready/.
+        Returns the seconds no socket process answered."""
+        started = time.monotonic()
+        _stop_group(self.state["processes"]["ws-1"]["pid"])
+        self.start_sockets()
+        deadline = time.monotonic() + ready_timeout_s
+        while _http_status(self.state["ws_port"], "/health/ready/") != "200":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ws-1 did not answer /health/ready/ within {ready_timeout_s}s")
+            time.sleep(0.2)
+        return time.monotonic() - started
 
     def restart_api(self, number: int, *, ready_timeout_s: float = 60) -> float:
         """SIGTERM (gunicorn's graceful stop: in-flight requests finish), wait for the exit, start it
