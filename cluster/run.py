@@ -38,19 +38,20 @@ HOST = "127.0.0.1"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 DEBIAN_PACKAGES = {"nginx": "nginx", "pgbouncer": "pgbouncer", "redis-sentinel": "redis-sentinel"}
 SENTINEL_MASTER = "staybase"
+WSGI_APP = "config.wsgi:application"
 PRIORITIES = ("critical", "high", "normal", "low")
 
 
-def free_ports(count: int) -> list[int]:
-    sockets, ports = [], []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind((HOST, 0))
-        sockets.append(sock)
-        ports.append(sock.getsockname()[1])
-    for sock in sockets:
-        sock.close()
-    return ports
+PORT_RANGE_SIZE = 1000
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def ensure_packages() -> None:
@@ -80,6 +81,22 @@ class Cluster:
     def save(self) -> None:
         STATE_FILE.write_text(json.dumps(self.state, indent=2))
 
+    def ports(self, count: int) -> list[int]:
+        """The next ``count`` free ports of the cluster's range (--base-port, 1,000 ports): every port
+        the cluster opens comes from it, so several clusters (or CI jobs) on one machine never meet."""
+        base = self.state["base_port"]
+        chosen: list[int] = []
+        candidate = self.state.get("next_port", base)
+        while len(chosen) < count:
+            if candidate >= base + PORT_RANGE_SIZE:
+                raise RuntimeError(f"no free port left in {base}-{base + PORT_RANGE_SIZE - 1}")
+            if candidate != self.state["port"] and _port_free(candidate):
+                chosen.append(candidate)
+            candidate += 1
+        self.state["next_port"] = candidate
+        self.save()
+        return chosen
+
     def record(self, name: str, pid: int, **details) -> None:
         self.state["processes"][name] = {"pid": pid, **details}
         self.save()
@@ -101,12 +118,13 @@ class Cluster:
         (group / "cpu.cfs_period_us").write_text("100000")
         (group / "cpu.cfs_quota_us").write_text(str(int(cpus * 100000)))
         (group / "cgroup.procs").write_text(str(pid))
-        self.state.setdefault("cgroups", []).append(str(group))
+        if str(group) not in self.state.setdefault("cgroups", []):
+            self.state["cgroups"].append(str(group))
         self.save()
 
     # --- parts ------------------------------------------------------------------------
     def start_postgres(self) -> None:
-        primary_port, replica_port, bouncer_port = free_ports(3)
+        primary_port, replica_port, bouncer_port = self.ports(3)
         primary = init_primary(STATE_DIR / "pg-primary", primary_port)
         self.state["postgres"] = {"primary": primary_port, "replica": None, "pgbouncer": bouncer_port}
         self.save()
@@ -136,7 +154,7 @@ class Cluster:
         self.spawn("pgbouncer", command)
 
     def start_redis(self) -> None:
-        master, replica, *sentinels = free_ports(5)
+        master, replica, *sentinels = self.ports(5)
         self.state["redis"] = {"master": master, "replica": replica, "sentinels": sentinels}
         self.save()
         common = ["--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(STATE_DIR)]
@@ -189,33 +207,12 @@ class Cluster:
         self.manage("seed_demo", "--small", "--if-empty")
         self.manage("create_demo_staff")
         self.manage("setup_schedules")
-        api_ports = free_ports(self.state["api"])
+        api_ports = self.ports(self.state["api"])
         self.state["api_ports"] = api_ports
-        for number, port in enumerate(api_ports, start=1):
-            name = f"api-{number}"
-            self.spawn(
-                name,
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "config/gunicorn.py",
-                    "--bind",
-                    f"{HOST}:{port}",
-                    "config.wsgi:application",
-                ],
-                env={**env, "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
-                cgroup_quota=self.state["cpus_per_api"],
-            )
-        ws_port = free_ports(1)[0]
-        self.state["ws_port"] = ws_port
-        self.spawn(
-            "ws-1",
-            [sys.executable, "manage.py", "runsockets", "--host", HOST, "--port", str(ws_port)],
-            env={**env, "STAYBASE_INSTANCE": "ws-1"},
-            cgroup_quota=self.state["cpus_per_api"],
-        )
+        for number in range(1, len(api_ports) + 1):
+            self.start_api(number)
+        self.state["ws_port"] = self.ports(1)[0]
+        self.start_sockets()
         for priority in PRIORITIES:
             self.spawn(
                 f"worker-{priority}",
@@ -228,10 +225,80 @@ class Cluster:
                 },
             )
 
-    def start_nginx(self) -> None:
-        api = "\n".join(
-            f"        server {HOST}:{port} max_fails=1 fail_timeout=5s;" for port in self.state["api_ports"]
+    def start_api(self, number: int) -> None:
+        """API instance ``number`` (gunicorn, sync workers) on its port, in its own CPU-limited cgroup."""
+        name = f"api-{number}"
+        port = self.state["api_ports"][number - 1]
+        self.spawn(
+            name,
+            [
+                *(sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"{HOST}:{port}"),
+                # Its own control socket: gunicorn's default path (~/.gunicorn/gunicorn.ctl) is shared
+                # by every instance on the machine, so a starting one would take over another's.
+                *("--control-socket", str(STATE_DIR / f"{name}.ctl")),
+                WSGI_APP,
+            ],
+            env={**self.app_env(), "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
+            cgroup_quota=self.state["cpus_per_api"],
         )
+
+    def start_sockets(self) -> None:
+        """The socket process (manage.py runsockets, uvicorn), in its own CPU-limited cgroup."""
+        self.spawn(
+            "ws-1",
+            [sys.executable, "manage.py", "runsockets", "--host", HOST, "--port", str(self.state["ws_port"])],
+            env={**self.app_env(), "STAYBASE_INSTANCE": "ws-1"},
+            cgroup_quota=self.state["cpus_per_api"],
+        )
+
+    def restart_sockets(self, *, ready_timeout_s: float = 60) -> float:
+        """SIGTERM (every client is told to reconnect, then 1012), start again, wait for /health/ready/.
+        Returns the seconds no socket process answered."""
+        started = time.monotonic()
+        _stop_group(self.state["processes"]["ws-1"]["pid"])
+        self.start_sockets()
+        deadline = time.monotonic() + ready_timeout_s
+        while _http_status(self.state["ws_port"], "/health/ready/") != "200":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ws-1 did not answer /health/ready/ within {ready_timeout_s}s")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def restart_api(self, number: int, *, ready_timeout_s: float = 60) -> float:
+        """SIGTERM (gunicorn's graceful stop: in-flight requests finish), wait for the exit, start it
+        again and wait until it answers /health/ready/. Returns the seconds it was out of the upstream."""
+        name = f"api-{number}"
+        started = time.monotonic()
+        _stop_group(self.state["processes"][name]["pid"])
+        self.start_api(number)
+        port = self.state["api_ports"][number - 1]
+        deadline = time.monotonic() + ready_timeout_s
+        while _http_status(port, "/health/ready/") != "200":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not answer /health/ready/ within {ready_timeout_s}s")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def start_nginx(self) -> None:
+        self.write_nginx_conf(self.state["api_ports"])
+        conf = STATE_DIR / "nginx.conf"
+        (STATE_DIR / "nginx-tmp").mkdir(exist_ok=True)
+        subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
+        self.spawn("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
+
+    def use_api_instances(self, count: int) -> None:
+        """nginx balances over the first ``count`` API instances only (a reload: the others stay up,
+        idle). Lets bench/cluster_bench.py compare 1, 2 and 3 instances without restarting anything."""
+        ports = self.state["api_ports"][:count]
+        self.write_nginx_conf(ports)
+        conf = STATE_DIR / "nginx.conf"
+        subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
+        os.kill(self.state["processes"]["nginx"]["pid"], signal.SIGHUP)
+        self.state["upstream"] = ports
+        self.save()
+
+    def write_nginx_conf(self, api_ports: list[int]) -> None:
+        api = "\n".join(f"        server {HOST}:{port} max_fails=1 fail_timeout=5s;" for port in api_ports)
         ws_location = """
         location /api/v1/ws/ {
             proxy_pass http://ws;
@@ -286,9 +353,6 @@ http {{
 }}
 """
         )
-        (STATE_DIR / "nginx-tmp").mkdir(exist_ok=True)
-        subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
-        self.spawn("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
 
     # --- health -----------------------------------------------------------------------
     def health(self) -> dict[str, str]:
@@ -388,6 +452,7 @@ def up(args: argparse.Namespace) -> int:
         {
             "id": str(os.getpid()),
             "port": args.port,
+            "base_port": args.base_port if args.base_port is not None else args.port + 1,
             "api": args.api,
             "workers_per_api": args.workers,
             "cpus_per_api": args.cpus,
@@ -442,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("up", help="start the cluster and wait until every part is healthy")
     start.add_argument("--api", type=int, default=2, help="API instances (default 2)")
     start.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "8080")))
+    start.add_argument(
+        "--base-port",
+        type=int,
+        default=int(os.environ["CLUSTER_BASE_PORT"]) if os.environ.get("CLUSTER_BASE_PORT") else None,
+        help="first of the 1,000 ports the other parts use (CLUSTER_BASE_PORT; default --port + 1)",
+    )
     start.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per API instance")
     start.add_argument("--cpus", type=float, default=0.5, help="CPU quota per API instance, in cores")
     start.add_argument("--db-pool", type=int, default=4, help="psycopg pool size per API instance")
