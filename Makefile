@@ -17,7 +17,7 @@ ARGS ?=
 help:
 	@echo "make run        set up, migrate, seed demo data, serve http://$(HOST):$(PORT)/ with the job worker"
 	@echo "make test       run the test suite (ARGS='...' for pytest options; honours DATABASE_URL/REDIS_URL)"
-	@echo "make lint       ruff check + ruff format --check"
+	@echo "make lint       ruff check + ruff format --check + mypy (domain apps strict, core/)"
 	@echo "make lines      non-blank lines per app, infrastructure against domain, and their ratio"
 	@echo "make check      migrations are up to date, OpenAPI schema validates without warnings"
 	@echo "make bench      run the benchmark harness in bench/"
@@ -54,6 +54,7 @@ test: $(DEPS_STAMP)
 lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 lines: $(DEPS_STAMP)
 	$(BIN)/python bench/lines.py $(ARGS)
@@ -87,7 +88,7 @@ faults: $(DEPS_STAMP)
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
-	rm -rf .pytest_cache .ruff_cache staticfiles .test-db-*
+	rm -rf .pytest_cache .ruff_cache .mypy_cache staticfiles .test-db-*
 
 distclean: clean
 	rm -rf $(VENV) media db.sqlite3 db.sqlite3-wal db.sqlite3-shm

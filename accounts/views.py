@@ -1,11 +1,14 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.models import User
+from accounts.permissions import request_user
 from accounts.serializers import (
     DetailOutputSerializer,
     LoginInputSerializer,
@@ -20,9 +23,9 @@ from caching.responses import cache_response
 from caching.specs import per_user
 
 
-def _token_response(user, token, *, status: int) -> Response:
+def _token_response(user: User, token: Token, *, status: int) -> Response:
     response = Response(TokenOutputSerializer({"token": token.key, "user": user}).data, status=status)
-    response.contains_secrets = True  # never compressed: see config.middleware.SelectiveGZipMiddleware
+    response.contains_secrets = True  # type: ignore[attr-defined]  # never compressed: see config.middleware.SelectiveGZipMiddleware
     return response
 
 
@@ -55,7 +58,7 @@ class LogoutView(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        services.user_logout(user=request.user)
+        services.user_logout(user=request_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -77,7 +80,7 @@ class PasswordChangeView(APIView):
     def post(self, request: Request) -> Response:
         data = PasswordChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        token = services.user_password_change(user=request.user, **data.validated_data)
+        token = services.user_password_change(user=request_user(request), **data.validated_data)
         return _token_response(token.user, token, status=status.HTTP_200_OK)
 
 

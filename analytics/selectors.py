@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import NotSupportedError
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     Count,
     DateField,
@@ -34,6 +35,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Greatest, Least, TruncMonth
+from django.db.models.sql.compiler import SQLCompiler
 
 from accounts.models import User
 from analytics.models import MarketSnapshot
@@ -51,26 +53,34 @@ RATE_QUANTUM = Decimal("0.0001")
 MONEY_SUM = DecimalField(max_digits=20, decimal_places=2)
 
 
+# What an expression's as_sql() returns: SQL and its parameters.
+_AsSql = tuple[str, tuple[Any, ...]]
+
+
 class DaysBetween(Func):
     """Whole days from ``start`` to ``end`` (``end - start``) for two date expressions."""
 
     arity = 2
     output_field = IntegerField()
 
-    def _compile_pair(self, compiler, connection) -> tuple[str, str, list[Any], list[Any]]:
+    def _compile_pair(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, str, list[Any], list[Any]]:
         start, end = self.get_source_expressions()
         start_sql, start_params = compiler.compile(start)
         end_sql, end_params = compiler.compile(end)
         return start_sql, end_sql, list(start_params), list(end_params)
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(  # type: ignore[override]  # the stubs list Func.as_sql's optional template arguments
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> _AsSql:
         raise NotSupportedError(f"DaysBetween is not implemented for {connection.vendor}.")
 
-    def as_sqlite(self, compiler, connection, **extra_context):
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> _AsSql:
         start_sql, end_sql, start_params, end_params = self._compile_pair(compiler, connection)
         return f"CAST(julianday({end_sql}) - julianday({start_sql}) AS INTEGER)", (*end_params, *start_params)
 
-    def as_postgresql(self, compiler, connection, **extra_context):
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> _AsSql:
         start_sql, end_sql, start_params, end_params = self._compile_pair(compiler, connection)
         return f"({end_sql} - {start_sql})", (*end_params, *start_params)
 

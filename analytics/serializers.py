@@ -112,7 +112,7 @@ class MarketOutputSerializer(serializers.Serializer):
     occupancy = AnalyticsOccupancyWindowSerializer()
     average_daily_rate = MarketDailyRateSerializer(many=True)
     bookings_last_30_days = serializers.IntegerField()
-    source = serializers.ChoiceField(
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # an output field named "source"
         choices=["precomputed", "live"],
         help_text="precomputed: from the hourly refresh job; live: computed for this request "
         "(the city has no fresh precomputed figures yet).",

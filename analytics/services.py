@@ -19,7 +19,8 @@ from jobs.effects import effect_once
 
 def _as_json(data: dict[str, Any]) -> dict[str, Any]:
     """Decimals become strings and dates ISO strings, exactly as the API renders them."""
-    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    rendered: dict[str, Any] = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    return rendered
 
 
 def host_report_generate(*, host: User, day: datetime.date, force: bool = False) -> tuple[HostReport, bool]:

@@ -5,6 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import request_user
 from analytics import selectors
 from analytics.cache import dashboard_cache_spec, market_cache_spec
 from analytics.serializers import (
@@ -32,7 +33,7 @@ class DashboardView(APIView):
     def get(self, request: Request) -> Response:
         params = DashboardQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        host = selectors.dashboard_host_get(viewer=request.user, host_id=params.validated_data.get("host_id"))
+        host = selectors.dashboard_host_get(viewer=request_user(request), host_id=params.validated_data.get("host_id"))
         dashboard = selectors.host_dashboard(
             host=host, today=timezone.localdate(), months=params.validated_data["months"]
         )

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.permissions import request_user
 from bookings.models import Booking, Payout, PayoutItem
 from bookings.services.bookings import booking_cancel, booking_confirm
 from bookings.services.payouts import payout_mark_failed, payout_mark_paid
@@ -98,7 +99,7 @@ class BookingAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda booking: booking_cancel(booking=booking, actor=request.user),
+            lambda booking: booking_cancel(booking=booking, actor=request_user(request)),
             done="cancelled",
         )
 
@@ -108,7 +109,7 @@ class BookingAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda booking: booking_confirm(booking=booking, actor=request.user),
+            lambda booking: booking_confirm(booking=booking, actor=request_user(request)),
             done="confirmed",
         )
 
@@ -179,7 +180,7 @@ class PayoutAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark selected payouts failed", permissions=["change"])
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
-        reason = f"Marked failed by {request.user.email}"
+        reason = f"Marked failed by {request_user(request).email}"
         admin_run_service(
             self,
             request,

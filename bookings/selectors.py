@@ -1,5 +1,7 @@
 import datetime
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
@@ -84,7 +86,7 @@ def financial_summary_for_host(*, host: User) -> list[dict]:
     payout_totals = {row["currency"]: row for row in payouts}
     summary = []
     for row in bookings:
-        totals = payout_totals.get(row["currency"], {})
+        totals: Mapping[str, Any] = payout_totals.get(row["currency"], {})
         summary.append(
             {
                 **row,

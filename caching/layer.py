@@ -76,8 +76,9 @@ def get_or_compute(
     ttl: int | None = None,
     l1_allowed: bool = False,
     prefetched: Prefetched | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[T, str]:
-    """Return ``(value, how)``; how is "HIT", "L1", "STALE" or "MISS"."""
+    """Return ``(value, how)``; how is "HIT", "L1", "STALE" or "MISS"; ``clock`` says when now is."""
     if not enabled():
         return compute(), "BYPASS"
     ttl = ttl or ttl_for(kind)
@@ -89,7 +90,7 @@ def get_or_compute(
             return value, "L1"
 
     entry, generations = _read(kind, key, spaces, prefetched)
-    now = time.time()
+    now = clock()
     if entry is not None and generations is not None and entry.generations == _tags(spaces, generations):
         if now < entry.fresh_until:
             cache_stats_counter.add(kind, "hits")

@@ -26,7 +26,7 @@ class DomainError(Exception):
     """A business rule said no. Subclasses set the code and HTTP status."""
 
     code = "domain_error"
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_message = "The request could not be completed."
 
     def __init__(
@@ -95,7 +95,7 @@ def _validation_response(exc: drf_exceptions.ValidationError) -> Response:
 
 
 # --- Request bodies over Django's upload limits: 413 naming the limit --------------------------------
-def request_too_large_body(exc: Exception) -> dict[str, Any] | None:
+def request_too_large_body(exc: Exception | None) -> dict[str, Any] | None:
     """The error body for Django's upload-limit exceptions, or None for any other exception."""
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -6,6 +8,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from core.exceptions import InvalidInput
 
@@ -13,33 +16,29 @@ from core.exceptions import InvalidInput
 class StrictPageSizeMixin:
     """Rejects a bad ``page_size`` with a 400 instead of silently clamping it."""
 
-    page_size: int
-    page_size_query_param = "page_size"
+    page_size: int | None
+    page_size_query_param: str | None = "page_size"
 
-    @property
-    def max_page_size(self) -> int:
-        return settings.API_MAX_PAGE_SIZE
-
-    def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
+    def get_page_size(self, request: Request) -> int | None:
+        raw = request.query_params.get("page_size")
         if raw is None:
             return self.page_size
         try:
             size = int(raw)
         except ValueError:
             raise InvalidInput("page_size must be an integer.", fields={"page_size": ["Must be an integer."]}) from None
-        if not 1 <= size <= self.max_page_size:
+        most = settings.API_MAX_PAGE_SIZE
+        if not 1 <= size <= most:
             raise InvalidInput(
-                f"page_size must be between 1 and {self.max_page_size}.",
-                fields={"page_size": [f"Must be between 1 and {self.max_page_size}."]},
+                f"page_size must be between 1 and {most}.", fields={"page_size": [f"Must be between 1 and {most}."]}
             )
         return size
 
-    def get_schema_operation_parameters(self, view) -> list[dict]:
-        parameters = super().get_schema_operation_parameters(view)
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)  # type: ignore[misc]
         for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"].update(minimum=1, maximum=self.max_page_size, default=self.page_size)
+            if parameter["name"] == "page_size":
+                parameter["schema"].update(minimum=1, maximum=settings.API_MAX_PAGE_SIZE, default=self.page_size)
             elif parameter["name"] == getattr(self, "page_query_param", None):
                 parameter["schema"].update(minimum=1)
         return parameters
@@ -99,11 +98,13 @@ class CappedCountPagination(StrictPageNumberPagination):
                 fields={"page": [f"At most {paginator.num_pages} for this search."]},
             ) from None
 
-    def get_paginated_response(self, data) -> Response:
+    def get_paginated_response(self, data: Any) -> Response:
+        assert self.page is not None  # paginate_queryset() ran
+        paginator = cast(CappedCountPaginator, self.page.paginator)
         return Response(
             {
-                "count": self.page.paginator.count,
-                "count_is_exact": self.page.paginator.count_is_exact,
+                "count": paginator.count,
+                "count_is_exact": paginator.count_is_exact,
                 "next": self.get_next_link(),
                 "previous": self.get_previous_link(),
                 "results": data,
@@ -138,7 +139,7 @@ class NewestFirstCursorPagination(StrictPageSizeMixin, CursorPagination):
         except NotFound:
             raise invalid from None
         # DRF hands the position to the queryset unchecked: "p=abc" would reach the database.
-        position = cursor.position if cursor is not None else None
+        position = None if cursor is None or cursor.position is None else str(cursor.position)
         if position is not None and not (position.isascii() and position.isdigit() and int(position) < 2**63):
             raise invalid
         return cursor

@@ -1,6 +1,6 @@
 """Request parsers: DRF's JSON parser with a bound on how deeply a body may nest."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +13,7 @@ def json_depth_exceeds(data: Any, limit: int) -> bool:
     pending = [(data, 1)]
     while pending:
         value, depth = pending.pop()
+        children: Iterable[Any]
         if isinstance(value, Mapping):
             children = value.values()
         elif isinstance(value, list):

@@ -117,7 +117,7 @@ class ReplicaSet:
                     replica.connection = psycopg.connect(
                         replica.conninfo, connect_timeout=self.connect_timeout_s, autocommit=True
                     )
-                lsn, lag_s = replica.connection.execute(PROBE_SQL).fetchone()
+                lsn, lag_s = replica.connection.execute(PROBE_SQL).fetchone() or (None, None)
             except psycopg.Error as exc:
                 if replica.usable:
                     logger.warning("Replica %s is unreachable, reading from the primary: %s", replica.alias, exc)

@@ -14,6 +14,7 @@ from django.urls import Resolver404, resolve
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.generics import GenericAPIView
 from rest_framework.mixins import ListModelMixin
 
 from caching.auth import CachedTokenAuthentication
@@ -52,7 +53,7 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable, machine-readable: not_found, invalid, booking_conflict...")
     message = serializers.CharField(help_text="For people; may change.")
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # the error body's "fields", not Serializer.fields
         child=serializers.JSONField(),
         help_text="Field or parameter name -> list of messages (nested for nested input); empty if none.",
     )
@@ -94,7 +95,13 @@ class StaybaseAutoSchema(AutoSchema):
         return sorted(set(statuses))
 
     def _lists_pages(self) -> bool:
-        return self.method == "GET" and isinstance(self.view, ListModelMixin) and self.view.pagination_class is not None
+        view = self.view
+        return (
+            self.method == "GET"
+            and isinstance(view, ListModelMixin)
+            and isinstance(view, GenericAPIView)
+            and view.pagination_class is not None
+        )
 
     def _segments(self) -> list[str]:
         relative = self.path.removeprefix("/api/v1/")
@@ -146,7 +153,8 @@ def _is_staff(request: HttpRequest) -> bool:
     if request.user.is_authenticated:  # the admin's session
         return request.user.is_staff
     try:
-        authenticated = CachedTokenAuthentication().authenticate(request)
+        # TokenAuthentication reads only the Authorization header, which a plain HttpRequest has.
+        authenticated = CachedTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
     except AuthenticationFailed:
         return False
     return authenticated is not None and authenticated[0].is_staff

@@ -3,9 +3,11 @@ from django.contrib import admin
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.permissions import request_user
 from bookings.models import Booking
 from core.admin import admin_run_service
 from core.exceptions import InvalidInput
@@ -36,7 +38,7 @@ class PropertyImageForm(forms.ModelForm):
         model = PropertyImage
         fields = ("property", "image", "position")
 
-    def clean_image(self):
+    def clean_image(self) -> object:
         image = self.cleaned_data.get("image")
         if isinstance(image, UploadedFile):
             try:
@@ -103,18 +105,20 @@ class PropertyAdmin(admin.ModelAdmin):
             .annotate(n=Count("pk"))
             .values("n")
         )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(booking_total=Coalesce(Subquery(bookings, output_field=IntegerField()), 0))
+        queryset: QuerySet[Property] = super().get_queryset(request)
+        # Property declares booking_total for booking_total() below; the plugin would add it again.
+        return queryset.annotate(  # type: ignore[no-redef]
+            booking_total=Coalesce(Subquery(bookings, output_field=IntegerField()), 0)
         )
 
-    def save_model(self, request: HttpRequest, obj: Property, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Property, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if change:
             property_updated_emit(property=obj, fields=form.changed_data)
 
-    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: list[BaseInlineFormSet], change: bool
+    ) -> None:
         super().save_related(request, form, formsets, change)  # amenities and images inline
         for formset in formsets:
             for image_form in formset.forms:
@@ -137,7 +141,7 @@ class PropertyAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda property: property_deactivate(property=property, actor=request.user),
+            lambda property: property_deactivate(property=property, actor=request_user(request)),
             done="deactivated",
         )
 
@@ -147,7 +151,7 @@ class PropertyAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda property: property_update(property=property, actor=request.user, is_active=True),
+            lambda property: property_update(property=property, actor=request_user(request), is_active=True),
             done="activated",
         )
 
@@ -168,7 +172,7 @@ class PropertyImageAdmin(admin.ModelAdmin):
     def preview(self, obj: PropertyImage) -> str:
         return _image_preview(obj)
 
-    def save_model(self, request: HttpRequest, obj: PropertyImage, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: PropertyImage, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if "image" in form.changed_data:
             property_image_process_later(image=obj)

@@ -1,8 +1,10 @@
 """What property data the cache holds, and which namespaces a change to it touches."""
 
 import datetime
+from typing import Any
 
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from bookings.cache import availability_month_namespaces
 from caching import namespaces as ns
@@ -14,14 +16,14 @@ from caching.tracking import Row, Tracked
 from properties.filters import MAX_SEARCH_STAY_NIGHTS
 
 
-def search_cache_spec(view, request: Request, *args, **kwargs) -> CacheSpec | None:
+def search_cache_spec(view: APIView, request: Request, *args: Any, **kwargs: Any) -> CacheSpec | None:
     """Search results are the same for every visitor; equal searches share one entry."""
     params = request.query_params.copy()
-    if params.get("city"):
-        params["city"] = city_token(params["city"])
-    if params.get("amenities"):
-        params["amenities"] = ",".join(sorted({a.strip() for a in params["amenities"].split(",") if a.strip()}))
-    namespaces = [ns.search(params.get("city"))]
+    if city := params.get("city"):
+        params["city"] = city_token(city)
+    if amenities := params.get("amenities"):
+        params["amenities"] = ",".join(sorted({a.strip() for a in amenities.split(",") if a.strip()}))
+    namespaces: list[str] = [ns.search(params.get("city"))]
     check_in, check_out = _dates(params.get("check_in")), _dates(params.get("check_out"))
     if check_in or check_out:
         if not (check_in and check_out and 0 < (check_out - check_in).days <= MAX_SEARCH_STAY_NIGHTS):
@@ -42,13 +44,13 @@ def _dates(value: str | None) -> datetime.date | None:
         return None
 
 
-def detail_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
+def detail_cache_spec(view: APIView, request: Request, pk: int) -> CacheSpec | None:
     if may_see_unpublished(request):
         return None
     return CacheSpec(key_parts=[origin(request), pk], namespaces=[ns.listing(pk)], l1=True)
 
 
-def availability_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
+def availability_cache_spec(view: APIView, request: Request, pk: int) -> CacheSpec | None:
     if may_see_unpublished(request):
         return None
     return CacheSpec(
@@ -58,7 +60,7 @@ def availability_cache_spec(view, request: Request, pk: int) -> CacheSpec | None
     )
 
 
-def reviews_cache_spec(view, request: Request, pk: int) -> CacheSpec | None:
+def reviews_cache_spec(view: APIView, request: Request, pk: int) -> CacheSpec | None:
     if may_see_unpublished(request):
         return None
     return CacheSpec(key_parts=[origin(request), pk, params_digest(request.query_params)], namespaces=[ns.listing(pk)])
@@ -82,7 +84,7 @@ def _listing_of_row(row: Row) -> list[Namespace]:
     )
 
 
-def amenities_cache_spec(view, request: Request) -> CacheSpec:
+def amenities_cache_spec(view: APIView, request: Request) -> CacheSpec:
     """One list for everyone (names only, no links)."""
     return CacheSpec(key_parts=[params_digest(request.query_params)], namespaces=[AMENITIES], l1=True)
 

@@ -1,7 +1,9 @@
 import datetime
+from typing import Any
 
 import django_filters
 from django import forms
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from properties.models import Property, PropertyType
@@ -17,8 +19,9 @@ MAX_BULK_IDS = 100
 class CommaSeparatedField(forms.CharField):
     max_items = MAX_AMENITY_FILTERS
 
-    def to_python(self, value: str | None) -> list[str]:
-        value = super().to_python(value)
+    # A list where CharField gives a string: the field's whole point.
+    def to_python(self, value: str | None) -> list[str]:  # type: ignore[override]
+        value = super().to_python(value) or ""
         if "\x00" in value:  # checked here: the list this returns hides NULs from CharField's validator
             raise forms.ValidationError("Null characters are not allowed.")
         return [item.strip() for item in value.split(",") if item.strip()] if value else []
@@ -49,25 +52,25 @@ class CommaSeparatedIdsFilter(django_filters.Filter):
 class StableOrderingFilter(django_filters.OrderingFilter):
     """Adds the primary key as a tie-breaker so equal prices never shuffle between pages."""
 
-    def filter(self, qs, value):
+    def filter(self, qs: QuerySet[Property], value: list[str] | None) -> QuerySet[Property]:
         qs = super().filter(qs, value)
         return qs.order_by(*qs.query.order_by, "-id") if value else qs
 
 
 class PropertySearchForm(forms.Form):
     def clean_amenities(self) -> list[str]:
-        slugs = self.cleaned_data["amenities"]
+        slugs: list[str] = self.cleaned_data["amenities"]
         unknown = amenity_slugs_unknown(slugs) if slugs else []
         if unknown:
             raise forms.ValidationError(f"Unknown amenity: {', '.join(unknown)}.")
         return slugs
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         # An empty number, date or choice is not what the schema allows; only text may be blank.
         for name, field in self.fields.items():
             if self.data.get(name) == "" and not isinstance(field, forms.CharField):
                 self.add_error(name, "May not be empty.")
-        data = super().clean()
+        data = super().clean() or {}
         check_in, check_out = data.get("check_in"), data.get("check_out")
         if (check_in is None) != (check_out is None) and not self.errors:
             missing = "check_out" if check_out is None else "check_in"
@@ -118,22 +121,22 @@ class PropertySearchFilter(django_filters.FilterSet):
         # django-filter builds a form class (and every filter's form field) per request, about
         # a tenth of an uncached search. The filters are static and a form deep-copies its
         # class's fields, so one class serves every request.
-        form_class = type(self).__dict__.get("_form_class")
+        form_class: type[forms.Form] | None = type(self).__dict__.get("_form_class")
         if form_class is None:
             form_class = super().get_form_class()
             type(self)._form_class = form_class
         return form_class
 
-    def filter_amenities(self, queryset, name, value: list[str]):
+    def filter_amenities(self, queryset: QuerySet[Property], name: str, value: list[str]) -> QuerySet[Property]:
         return property_with_all_amenities(queryset, slugs=value) if value else queryset
 
-    def filter_ids(self, queryset, name, value: list[int]):
+    def filter_ids(self, queryset: QuerySet[Property], name: str, value: list[int]) -> QuerySet[Property]:
         return queryset.filter(pk__in=value) if value else queryset
 
-    def filter_noop(self, queryset, name, value):
+    def filter_noop(self, queryset: QuerySet[Property], name: str, value: object) -> QuerySet[Property]:
         return queryset  # applied together in filter_queryset, once both dates are validated
 
-    def filter_queryset(self, queryset):
+    def filter_queryset(self, queryset: QuerySet[Property]) -> QuerySet[Property]:
         queryset = super().filter_queryset(queryset)
         check_in: datetime.date | None = self.form.cleaned_data.get("check_in")
         check_out: datetime.date | None = self.form.cleaned_data.get("check_out")

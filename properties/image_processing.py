@@ -106,6 +106,8 @@ def property_image_process(*, image_id: int) -> str:
         return "already processed"
     storage = image.image.storage
     original_name = image.image.name
+    if not original_name:
+        raise PermanentError(f"Image {image_id} has no file.")
     try:
         with storage.open(original_name, "rb") as file:
             data = file.read()

@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -59,6 +61,15 @@ class Property(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = InvalidatingManager()
+
+    # Set by the selectors on the rows they return (annotations or attached lists); declared, not
+    # stored, so the serializers that read them type-check.
+    amenity_slugs: list[str]
+    amenity_list: list[Mapping[str, object]]
+    image_list: list["PropertyImage"]
+    cover_image_name: str | None
+    cover_image_pending_id: int | None
+    booking_total: int
 
     class Meta:
         verbose_name_plural = "properties"

@@ -2,6 +2,7 @@ import datetime
 from collections import defaultdict
 from collections.abc import Sequence
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, When
 
 from accounts.models import User
@@ -10,7 +11,7 @@ from bookings.selectors import booking_list_overlapping
 from properties.models import Amenity, Property, PropertyImage, Review
 
 
-def property_list_visible(*, user: User | None) -> QuerySet[Property]:
+def property_list_visible(*, user: User | AnonymousUser | None) -> QuerySet[Property]:
     """Active listings for everyone; hosts also see their own inactive ones, staff see all."""
     queryset = Property.objects.all()
     if user is None or not user.is_authenticated:
@@ -42,7 +43,7 @@ PROPERTY_LIST_FIELDS = (
 )
 
 
-def property_search(*, user: User | None) -> QuerySet[Property]:
+def property_search(*, user: User | AnonymousUser | None) -> QuerySet[Property]:
     """Active listings with their cover image; pass the page to ``property_list_attach_amenities``.
 
     ``cover_image_name`` is its file; ``cover_image_pending_id`` its id while it awaits processing
@@ -59,7 +60,10 @@ def property_list_for_host(*, host: User) -> QuerySet[Property]:
 def _as_list_rows(queryset: QuerySet[Property]) -> QuerySet[Property]:
     cover = PropertyImage.objects.filter(property=OuterRef("pk")).order_by("position", "id")
     pending_id = Case(When(processed_at__isnull=True, then=F("id")))
-    return queryset.only(*PROPERTY_LIST_FIELDS).annotate(
+    # Property declares both names for the serializers; mypy's Django plugin would add them again.
+    return queryset.only(
+        *PROPERTY_LIST_FIELDS
+    ).annotate(  # type: ignore[no-redef]
         cover_image_name=Subquery(cover.values("image")[:1]),
         cover_image_pending_id=Subquery(cover.annotate(pending_id=pending_id).values("pending_id")[:1]),
     )
@@ -103,19 +107,19 @@ def property_with_all_amenities(queryset: QuerySet[Property], *, slugs: list[str
         Property.amenities.through.objects.filter(amenity__slug__in=wanted)
         .values("property_id")
         .annotate(matched=Count("amenity_id"))
-        .filter(matched=len(wanted))
+        .filter(matched=len(wanted))  # type: ignore[misc]  # the plugin does not see `matched` from annotate()
         .values("property_id")
     )
     return queryset.filter(pk__in=having_all)
 
 
-def property_image_list_visible(*, user: User | None) -> QuerySet[PropertyImage]:
+def property_image_list_visible(*, user: User | AnonymousUser | None) -> QuerySet[PropertyImage]:
     return PropertyImage.objects.filter(property__in=property_list_visible(user=user)).only(
         "id", "property_id", "image"
     )
 
 
-def property_detail(*, user: User | None) -> QuerySet[Property]:
+def property_detail(*, user: User | AnonymousUser | None) -> QuerySet[Property]:
     """Listings with their host; pass the one shown to ``property_attach_relations``."""
     return property_list_visible(user=user).select_related("host")
 

@@ -1,5 +1,6 @@
 import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
@@ -7,6 +8,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.request import Request
 
 from core.serializers import IdField, QueryParamsSerializer
 from properties.models import Amenity, Currency, Property, PropertyImage, PropertyType, Review
@@ -28,7 +30,9 @@ class AmenityOutputSerializer(serializers.ModelSerializer):
         fields = ["slug", "name"]
 
 
-def property_image_url(*, property_id: int, image_id: int, name: str, processed: bool, request) -> str:
+def property_image_url(
+    *, property_id: int, image_id: int | None, name: str, processed: bool, request: Request | None
+) -> str:
     """Where a client finds an image, valid for as long as the image exists.
 
     Until the processing job has run, the file is about to be replaced under a new name (the
@@ -42,11 +46,11 @@ def property_image_url(*, property_id: int, image_id: int, name: str, processed:
     return request.build_absolute_uri(path) if request else path
 
 
-def _url_of(image: PropertyImage, request) -> str:
+def _url_of(image: PropertyImage, request: Request | None) -> str:
     return property_image_url(
         property_id=image.property_id,
         image_id=image.pk,
-        name=image.image.name,
+        name=image.image.name or "",
         processed=image.processed_at is not None,
         request=request,
     )
@@ -153,7 +157,8 @@ class HostSummarySerializer(serializers.Serializer):
 
 # One listing, from selectors.property_detail plus property_attach_relations.
 class PropertyDetailOutputSerializer(PropertyListOutputSerializer):
-    amenities = AmenityOutputSerializer(many=True, read_only=True, source="amenity_list")
+    # The detail shows amenities as objects where the list shows slugs.
+    amenities = AmenityOutputSerializer(many=True, read_only=True, source="amenity_list")  # type: ignore[assignment]
     description = serializers.CharField(read_only=True)
     address = serializers.CharField(read_only=True)
     images = PropertyImageOutputSerializer(many=True, read_only=True, source="image_list")
@@ -209,7 +214,7 @@ class PropertyInputSerializer(serializers.Serializer):
 class PropertyUpdateInputSerializer(PropertyInputSerializer):
     is_active = serializers.BooleanField(required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
             field.required = False

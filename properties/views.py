@@ -1,3 +1,6 @@
+from typing import Any
+
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -5,7 +8,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from accounts.permissions import request_user
 from caching.responses import cache_response
 from caching.specs import per_user
 from core.pagination import CappedCountPagination
@@ -18,7 +23,7 @@ from properties.cache import (
     search_cache_spec,
 )
 from properties.filters import PropertySearchFilter
-from properties.models import Property, Review
+from properties.models import Amenity, Property, PropertyImage, Review
 from properties.serializers import (
     AmenityOutputSerializer,
     AvailabilityOutputSerializer,
@@ -38,7 +43,7 @@ class IsHost(BasePermission):
     message = "This endpoint is for hosts."
     code = "not_a_host"
 
-    def has_permission(self, request: Request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return bool(request.user.is_authenticated and request.user.is_host)
 
 
@@ -49,11 +54,11 @@ class AmenityListView(generics.ListAPIView):
     serializer_class = AmenityOutputSerializer
     pagination_class = None  # a short, fixed vocabulary
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Amenity]:
         return selectors.amenity_list()
 
     @cache_response("amenities", amenities_cache_spec)
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
@@ -63,14 +68,14 @@ class HostPropertyListView(generics.ListAPIView):
     permission_classes = [IsHost]
     serializer_class = PropertyListOutputSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Property]:
         if getattr(self, "swagger_fake_view", False):
             return Property.objects.none()
-        return selectors.property_list_for_host(host=self.request.user)
+        return selectors.property_list_for_host(host=request_user(self.request))
 
     @cache_response("user", lambda view, request, *a, **k: per_user(request, "host-properties"))
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset()) or []
         selectors.property_list_attach_amenities(page)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
@@ -81,12 +86,12 @@ class PropertyListCreateView(generics.ListAPIView):
     filterset_class = PropertySearchFilter
     pagination_class = CappedCountPagination
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Property]:
         return selectors.property_search(user=self.request.user)
 
     @cache_response("search", search_cache_spec)
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset())) or []
         selectors.property_list_attach_amenities(page)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
@@ -94,7 +99,7 @@ class PropertyListCreateView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = PropertyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        created = services.property_create(host=request.user, **data.validated_data)
+        created = services.property_create(host=request_user(request), **data.validated_data)
         fresh = selectors.property_detail(user=request.user).get(pk=created.pk)
         selectors.property_attach_relations(fresh)
         return Response(
@@ -106,11 +111,11 @@ class PropertyDetailView(generics.GenericAPIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     serializer_class = PropertyDetailOutputSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Property]:
         return selectors.property_detail(user=self.request.user)
 
     def get_shown(self) -> Property:
-        listing = self.get_object()
+        listing: Property = self.get_object()
         selectors.property_attach_relations(listing)
         return listing
 
@@ -122,12 +127,12 @@ class PropertyDetailView(generics.GenericAPIView):
     def patch(self, request: Request, pk: int) -> Response:
         data = PropertyUpdateInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        services.property_update(property=self.get_object(), actor=request.user, **data.validated_data)
+        services.property_update(property=self.get_object(), actor=request_user(request), **data.validated_data)
         return Response(self.get_serializer(self.get_shown()).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.property_deactivate(property=self.get_object(), actor=request.user)
+        services.property_deactivate(property=self.get_object(), actor=request_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -136,14 +141,16 @@ class PropertyImageUploadView(generics.GenericAPIView):
     parser_classes = [MultiPartParser]
     serializer_class = PropertyImageOutputSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Property]:
         return selectors.property_list_visible(user=self.request.user)
 
     @extend_schema(request=PropertyImageInputSerializer, responses={201: PropertyImageOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
         data = PropertyImageInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        image = services.property_image_add(property=self.get_object(), actor=request.user, **data.validated_data)
+        image = services.property_image_add(
+            property=self.get_object(), actor=request_user(request), **data.validated_data
+        )
         return Response(self.get_serializer(image).data, status=status.HTTP_201_CREATED)
 
 
@@ -152,7 +159,7 @@ class PropertyImageFileView(generics.GenericAPIView):
 
     permission_classes = [AllowAny]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[PropertyImage]:
         return selectors.property_image_list_visible(user=self.request.user)
 
     @extend_schema(
@@ -172,7 +179,7 @@ class PropertyAvailabilityView(generics.GenericAPIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     serializer_class = AvailabilityOutputSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Property]:
         return selectors.property_list_visible(user=self.request.user).only("id")
 
     @extend_schema(parameters=[AvailabilityQuerySerializer])
@@ -196,7 +203,7 @@ class PropertyReviewListCreateView(generics.ListAPIView):
         visible = selectors.property_list_visible(user=self.request.user)
         return get_object_or_404(visible, pk=self.kwargs["pk"])
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Review]:
         if getattr(self, "swagger_fake_view", False):
             return Review.objects.none()
         return selectors.review_list_for_property(property=self.get_property())
@@ -209,5 +216,7 @@ class PropertyReviewListCreateView(generics.ListAPIView):
     def post(self, request: Request, pk: int) -> Response:
         data = ReviewInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        review = services.review_create(property=self.get_property(), author=request.user, **data.validated_data)
+        review = services.review_create(
+            property=self.get_property(), author=request_user(request), **data.validated_data
+        )
         return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)

@@ -9,6 +9,7 @@ the graph and must find none either.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +180,18 @@ KNOWN_FUNCTION_LEVEL_CYCLES = [["caching.backend", "caching.l1", "caching.backen
 def test_imports_including_function_level_have_no_cycle() -> None:
     found = [cycle for cycle in cycles(import_graph(function_level=True)) if cycle not in KNOWN_FUNCTION_LEVEL_CYCLES]
     assert not found, "import cycles (module-level and function-level imports):\n" + describe(found)
+
+
+# What starts a process in this suite: the modules, helpers and fixtures that do it.
+STARTS_A_PROCESS = re.compile(
+    r"\bsubprocess\.|\bos\.fork\(|\brun_python\(|\bstorage_for\(|\bSocketProcess\(|\bprivate_redis\b|\bgunicorn\("
+)
+
+
+def test_test_modules_that_start_processes_are_marked() -> None:
+    unmarked = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "tests").rglob("test_*.py"))
+        if STARTS_A_PROCESS.search(text := path.read_text(encoding="utf-8")) and "pytest.mark.subprocess" not in text
+    ]
+    assert not unmarked, f"start a process but mark no test @pytest.mark.subprocess: {unmarked}"

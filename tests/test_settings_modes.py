@@ -65,6 +65,7 @@ def production_env(**extra: str) -> dict[str, str]:
 # --- Production -----------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_production_passes_check_deploy_without_warnings(tmp_path):
     result = run_python(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env(), tmp_path)
 
@@ -73,6 +74,7 @@ def test_production_passes_check_deploy_without_warnings(tmp_path):
     assert "WARNINGS" not in output, output
 
 
+@pytest.mark.subprocess
 def test_production_without_secret_key_refuses_to_start(tmp_path):
     env = production_env()
     del env["DJANGO_SECRET_KEY"]
@@ -83,6 +85,7 @@ def test_production_without_secret_key_refuses_to_start(tmp_path):
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.subprocess
 def test_production_without_allowed_hosts_refuses_to_start(tmp_path):
     env = production_env()
     del env["DJANGO_ALLOWED_HOSTS"]
@@ -93,6 +96,7 @@ def test_production_without_allowed_hosts_refuses_to_start(tmp_path):
     assert "DJANGO_ALLOWED_HOSTS" in result.stderr
 
 
+@pytest.mark.subprocess
 def test_production_turns_debug_off(tmp_path):
     assert load_settings(production_env(), tmp_path)["DEBUG"] is False
 
@@ -100,6 +104,7 @@ def test_production_turns_debug_off(tmp_path):
 # --- Embedded default: SQLite + local memory ------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_embedded_default_configures_sqlite_wal_immediate_and_locmem(tmp_path):
     loaded = load_settings({}, tmp_path)
 
@@ -134,6 +139,7 @@ def test_live_cache_is_locmem_without_redis_url():
 # --- Services: PostgreSQL pool and Redis --------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_database_url_uses_psycopg_pool_sized_from_env(tmp_path):
     env = {
         "DATABASE_URL": "postgres://staybase:secret@db.example.com:5432/staybase",
@@ -157,6 +163,7 @@ def test_database_url_uses_psycopg_pool_sized_from_env(tmp_path):
     assert db["CONN_MAX_AGE"] == 0
 
 
+@pytest.mark.subprocess
 def test_database_url_without_pool_uses_persistent_connections(tmp_path):
     env = {"DATABASE_URL": "postgres://staybase@db.example.com/staybase", "DB_POOL": "0", "DB_CONN_MAX_AGE": "120"}
 
@@ -176,6 +183,7 @@ def test_live_postgresql_connection_uses_the_pool():
     assert connection.pool is not None
 
 
+@pytest.mark.subprocess
 def test_redis_url_uses_django_redis_with_fail_fast_timeouts(tmp_path):
     loaded = load_settings({"REDIS_URL": "redis://cache.example.com:6379/2"}, tmp_path)
 

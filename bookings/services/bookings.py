@@ -29,7 +29,13 @@ def _notify(booking: Booking, event: str) -> None:
 
 
 def _validate_stay(
-    *, property: Property, guest: User, check_in: datetime.date, check_out: datetime.date, guests: int, today
+    *,
+    property: Property,
+    guest: User,
+    check_in: datetime.date,
+    check_out: datetime.date,
+    guests: int,
+    today: datetime.date,
 ) -> None:
     if check_out <= check_in:
         raise InvalidInput("check_out must be after check_in.", fields={"check_out": ["Must be after check_in."]})

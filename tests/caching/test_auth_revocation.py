@@ -68,6 +68,7 @@ def delete_the_token_in_the_admin(client, user, staff) -> None:
     assert not Token.objects.filter(user=user).exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("revoke", [logout, deactivate, deactivate_in_the_admin, delete_the_token_in_the_admin])
 def test_a_token_revoked_while_redis_hangs_is_refused_when_redis_is_back(guest, staff, on_private_redis, revoke):
     client = cached_login(guest)
@@ -82,6 +83,7 @@ def test_a_token_revoked_while_redis_hangs_is_refused_when_redis_is_back(guest, 
     assert client.post(BOOKINGS, {}, format="json").status_code == 401
 
 
+@pytest.mark.subprocess
 def test_a_logout_is_refused_too_when_redis_hung_on_the_logout_itself(guest, on_private_redis):
     client = cached_login(guest)
 
@@ -94,6 +96,7 @@ def test_a_logout_is_refused_too_when_redis_hung_on_the_logout_itself(guest, on_
     assert client.post(BOOKINGS, {}, format="json").status_code == 401
 
 
+@pytest.mark.subprocess
 def test_a_password_changed_while_redis_hangs_drops_the_cached_context(guest, on_private_redis):
     client = cached_login(guest)
 

@@ -146,10 +146,11 @@ def test_twenty_concurrent_misses_on_one_key_run_the_expensive_selector_once(set
 def test_an_expired_entry_is_refreshed_by_one_worker_while_others_get_the_previous_value(monkeypatch):
     layer.get_or_compute(kind="t", key="swr", namespaces=["market:x"], compute=lambda: "v1", ttl=60)
     later = time.time() + 61
-    monkeypatch.setattr(layer.time, "time", lambda: later)
     assert backend.add("t", "swr:lock", 1, 10)  # another worker is already refreshing it
 
-    value, how = layer.get_or_compute(kind="t", key="swr", namespaces=["market:x"], compute=lambda: "v2", ttl=60)
+    value, how = layer.get_or_compute(
+        kind="t", key="swr", namespaces=["market:x"], compute=lambda: "v2", ttl=60, clock=lambda: later
+    )
 
     assert (value, how) == ("v1", "STALE")
 

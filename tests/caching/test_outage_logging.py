@@ -8,7 +8,7 @@ from caching.circuit import breaker_for
 from tests.caching.conftest import wait_until_breaker_tries_again
 from tests.factories import PropertyFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.subprocess, pytest.mark.django_db]
 
 
 def test_one_redis_outage_logs_one_down_and_one_back_line(anon_client, host_client, host, on_private_redis, caplog):

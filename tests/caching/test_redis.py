@@ -15,6 +15,7 @@ from caching.redis import client_with
 from cluster.redis import start_redis
 
 pytestmark = [
+    pytest.mark.subprocess,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="needs redis-sentinel (Debian package)"),
 ]

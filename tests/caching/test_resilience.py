@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from caching import backend, layer
 from caching.circuit import breaker_for
 from tests.caching.conftest import free_port, redis_cache_at, wait_until_breaker_tries_again
 from tests.factories import PropertyFactory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +45,7 @@ def test_with_redis_at_a_closed_port_every_endpoint_answers_from_the_database(
     assert fresh_breaker.events["short_circuited"] > 0
 
 
+@pytest.mark.subprocess
 def test_redis_dying_mid_run_changes_nothing_for_clients(anon_client, host_client, host, on_private_redis):
     listing = PropertyFactory(host=host, title="Before")
     url = f"/api/v1/properties/{listing.pk}/"
@@ -65,6 +66,7 @@ def cached_value(compute_value: str) -> tuple[str, str]:
     return layer.get_or_compute(kind="t", key="k", namespaces=["property:7"], compute=lambda: compute_value)
 
 
+@pytest.mark.subprocess
 def test_an_invalidation_lost_on_a_failed_call_is_repaired_when_redis_answers_again(settings, on_private_redis):
     cached_value("old")
     assert cached_value("unused") == ("old", "HIT")
@@ -78,6 +80,7 @@ def test_an_invalidation_lost_on_a_failed_call_is_repaired_when_redis_answers_ag
     assert cached_value("newer") == ("new", "HIT")
 
 
+@pytest.mark.subprocess
 def test_a_process_that_saw_redis_unreachable_trusts_nothing_cached_before(on_private_redis):
     """Another process may have lost an invalidation meanwhile: this one cannot know, so it resyncs."""
     cached_value("old")
@@ -125,10 +128,13 @@ PEER = textwrap.dedent(
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     django.setup()
-    from caching import layer
+    from caching import l1, layer
     from caching.backend import redis_client
     truth = lambda: redis_client().get("l1-test-truth").decode()
     for line in sys.stdin:
+        if line.strip() == "connected?":
+            print(l1.info()["listener_connected"], flush=True)
+            continue
         value, how = layer.get_or_compute(kind="t", key="l1-two-processes", namespaces=["property:99"],
                                           compute=truth, l1_allowed=True)
         print(value, how, flush=True)
@@ -136,6 +142,7 @@ PEER = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not REDIS_MODE, reason="the in-process tier exists only in front of Redis (REDIS_URL)")
 def test_a_write_in_one_process_is_not_served_stale_by_another_processes_l1(settings):
     settings.CACHE_L1_ENABLED = True
@@ -152,27 +159,30 @@ def test_a_write_in_one_process_is_not_served_stale_by_another_processes_l1(sett
         cwd=ROOT,
     )
 
-    def ask() -> tuple[str, str]:
-        peer.stdin.write("get\n")
+    def ask(question: str = "get") -> list[str]:
+        peer.stdin.write(f"{question}\n")
         peer.stdin.flush()
-        value, how = peer.stdout.readline().split()
-        return value, how
+        return peer.stdout.readline().split()
 
     try:
-        assert ask() == ("v1", "MISS")
-        time.sleep(0.3)  # the peer's listener subscribes in the background
+        assert ask() == ["v1", "MISS"]
+        # The peer's listener subscribes in the background; until it has, a write is not heard.
+        wait_until(lambda: ask("connected?") == ["True"], message="the peer's L1 listener never subscribed")
         ask()
-        assert ask() == ("v1", "L1")
+        assert ask() == ["v1", "L1"]
 
         client.set("l1-test-truth", "v2")
         layer.invalidate(["property:99"])  # the write, through this process
 
-        deadline = time.monotonic() + 5  # far below the peer's 60 s L1 lifetime
-        seen = ask()
-        while seen[0] != "v2" and time.monotonic() < deadline:
-            time.sleep(0.01)
-            seen = ask()
-        assert seen == ("v2", "MISS")
+        seen: list[str] = []
+
+        def fresh() -> bool:
+            seen[:] = ask()
+            return seen[0] == "v2"
+
+        # Far below the peer's 60 s L1 lifetime: only the invalidation message explains it.
+        wait_until(fresh, timeout=5, message="the peer kept serving v1")
+        assert seen == ["v2", "MISS"]
     finally:
         peer.stdin.close()
         peer.terminate()

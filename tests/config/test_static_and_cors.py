@@ -42,6 +42,7 @@ def production_static(tmp_path_factory) -> dict:
     return json.loads(fetched.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 def test_production_serves_admin_css_under_its_hashed_name(production_static):
     assert production_static["url"].startswith("/static/admin/css/base.")
     assert production_static["url"] != "/static/admin/css/base.css"  # a content hash in the name
@@ -51,14 +52,17 @@ def test_production_serves_admin_css_under_its_hashed_name(production_static):
     assert "{" in production_static["body_start"]
 
 
+@pytest.mark.subprocess
 def test_production_serves_static_files_precompressed(production_static):
     assert production_static["gzip_encoding"] == "gzip"
 
 
+@pytest.mark.subprocess
 def test_production_unknown_static_file_is_404(production_static):
     assert production_static["missing_status"] == 404
 
 
+@pytest.mark.subprocess
 def test_collectstatic_is_quiet_at_verbosity_zero(tmp_path):
     result = run_python(
         ["manage.py", "collectstatic", "--noinput", "-v", "0"],
@@ -116,6 +120,7 @@ def test_cors_allows_no_origin_by_default(anon_client, db):
     assert "Access-Control-Allow-Origin" not in response
 
 
+@pytest.mark.subprocess
 def test_cors_origins_come_from_the_environment(tmp_path):
     result = run_python(
         ["-c", "from django.conf import settings; print(settings.CORS_ALLOWED_ORIGINS)"],

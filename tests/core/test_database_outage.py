@@ -18,6 +18,7 @@ from bench.postgres import postgres_available, temporary_postgres
 from bench.server import free_port, gunicorn
 
 pytestmark = [
+    pytest.mark.subprocess,
     pytest.mark.slow,
     pytest.mark.skipif(not postgres_available(), reason="needs PostgreSQL server binaries (initdb, pg_ctl)"),
 ]

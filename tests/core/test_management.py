@@ -28,6 +28,7 @@ DAYS = datetime.timedelta
     ],
     ids=" ".join,
 )
+@pytest.mark.subprocess
 def test_an_argument_argparse_rejects_exits_2(args, tmp_path):
     result = run_python(["manage.py", *args], {}, tmp_path)
 
@@ -35,6 +36,7 @@ def test_an_argument_argparse_rejects_exits_2(args, tmp_path):
     assert "error: argument" in result.stderr
 
 
+@pytest.mark.subprocess
 def test_a_day_that_is_not_over_exits_2_from_the_shell(tmp_path):
     future = (timezone.localdate() + DAYS(365 * 4)).isoformat()
 

@@ -23,6 +23,7 @@ from cluster.postgres import init_primary, init_replica, wait_replayed
 from cluster.redis import start_redis
 
 pytestmark = [
+    pytest.mark.subprocess,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
     pytest.mark.skipif(os.geteuid() != 0, reason="starts PostgreSQL as the postgres user (needs root)"),

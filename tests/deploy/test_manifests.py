@@ -272,6 +272,7 @@ def test_nginx_balances_least_conn_upgrades_websockets_and_passes_request_ids():
     assert compose_app_services()["api"]["environment"]["TRUSTED_PROXIES"] == f"{nginx_ip}/32"
 
 
+@pytest.mark.subprocess
 def test_nginx_accepts_the_configuration(tmp_path):
     # Debian installs it in /usr/sbin, which is not on every user's PATH.
     nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")

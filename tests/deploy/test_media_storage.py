@@ -5,7 +5,11 @@ Settings are read once per process, so each environment is loaded in a subproces
 
 import json
 
+import pytest
+
 from tests.test_settings_modes import run_python
+
+pytestmark = pytest.mark.subprocess
 
 PRINT_STORAGE = (
     "import json; from django.conf import settings; from django.core.files.storage import storages; "

@@ -6,6 +6,8 @@ from django.db import connection
 from accounts.models import User
 from tests.factories import UserFactory
 
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone():

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -28,6 +29,8 @@ from jobs.services import enqueue
 from jobs.testing import run_jobs
 from tests.factories import BookingFactory
 from tests.jobs import sample_tasks
+
+pytestmark = pytest.mark.subprocess
 
 BACKLOG = 500
 WORKER_ARGS = ("run_workers", "--priority=low", "--priority=critical")

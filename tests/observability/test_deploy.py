@@ -74,6 +74,7 @@ def test_dashboard_panels_all_query_prometheus_and_have_unique_ids():
             assert panel["targets"], panel["title"]
 
 
+@pytest.mark.subprocess
 def test_dashboard_queries_are_valid_promql(tmp_path):
     promtool = shutil.which("promtool")
     if promtool is None:

@@ -22,6 +22,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.observability.conftest import parse_metrics
 
+pytestmark = pytest.mark.subprocess
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 REQUESTS = 80
 NOT_FOUND = ("django_http_responses_total_by_status_total", (("status", "404"),))

@@ -16,10 +16,13 @@ from tests.realtime.processes import SocketProcess
 
 CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM) and os.environ.get("CI") != "true",
-    reason="chromium is not installed (Debian: apt-get install chromium); CI installs it and runs this test",
-)
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.skipif(
+        not shutil.which(CHROMIUM) and os.environ.get("CI") != "true",
+        reason="chromium is not installed (Debian: apt-get install chromium); CI installs it and runs this test",
+    ),
+]
 
 
 def _book(client, listing, days: int):

@@ -13,7 +13,7 @@ from properties.services import property_update, review_create
 from realtime.models import Event
 from realtime.services import event_emit
 from tests.factories import BookingFactory, HostFactory, PropertyFactory, StaffFactory, UserFactory
-from tests.realtime.conftest import db
+from tests.realtime.conftest import db, until
 
 GUEST_FIELDS = {"guest_id", "guest", "email", "guest_email", "host_payout_amount"}
 
@@ -271,15 +271,10 @@ def test_host_losing_host_status_stops_receiving_the_host_room(realtime):
         await socket.subscribe(f"host:{host.pk}")
         host.is_host = False
         await db(host.save)(update_fields=["is_host"])
-        await rt_wait_revalidated(rt)
+        # The hub's revalidation tick refreshes the socket's viewer from the database.
+        await until(lambda: not any(c.viewer.is_host for c in rt.hub.sockets if c.viewer.user_id == host.pk))
         await db(_book)(guest, listing)
         answer = await socket.receive()
         assert (answer["type"], answer["code"], answer["room"]) == ("error", "forbidden", f"host:{host.pk}")
 
     realtime.run(scenario)
-
-
-async def rt_wait_revalidated(rt):
-    import asyncio
-
-    await asyncio.sleep(rt.hub.revalidate_interval_s * 3)

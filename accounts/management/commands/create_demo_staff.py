@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -13,7 +15,7 @@ DEMO_STAFF_PASSWORD = "staybase-admin"  # noqa: S105
 class Command(StaybaseCommand):
     help = f"Create the demo staff superuser {DEMO_STAFF_EMAIL}, or reset its password. Refused in production."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if settings.IS_PRODUCTION:
             raise CommandError("Refused when DJANGO_ENV=production: the demo staff password is public.")
         with transaction.atomic():
