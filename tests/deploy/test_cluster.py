@@ -41,6 +41,7 @@ def test_a_full_range_is_an_error_not_a_port_outside_it(state_dir):
         cluster.ports(2)
 
 
+@pytest.mark.subprocess
 def test_nginx_balances_over_the_instances_it_is_given(state_dir):
     cluster = cluster_run.Cluster({"id": "t", "port": 22080, "ws_port": 22090, "processes": {}})
     cluster.write_nginx_conf([22101, 22102])
