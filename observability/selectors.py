@@ -4,11 +4,11 @@ import datetime
 import time
 from typing import Any
 
-from analytics.platform import platform_kpis
 from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from analytics.platform import platform_kpis
 from jobs.brokers import broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
