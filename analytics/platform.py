@@ -37,20 +37,36 @@ def revenue_by_currency(*, now: datetime.datetime) -> list[dict[str, Any]]:
             platform_24h=Sum(platform, filter=Q(created_at__gte=day_ago)),
         )
     )
-    return [
-        {"window": window, "currency": row["currency"], **{k: row[f"{k}_{window}"] or 0 for k in ("gross", "platform")}}
-        for row in rows
-        for window in ("24h", "30d")
-    ]
+    figures = []
+    for row in rows:
+        currency = row["currency"]
+        figures.append(
+            {
+                "window": "24h",
+                "currency": currency,
+                "gross": row["gross_24h"] or 0,
+                "platform": row["platform_24h"] or 0,
+            }
+        )
+        figures.append(
+            {
+                "window": "30d",
+                "currency": currency,
+                "gross": row["gross_30d"] or 0,
+                "platform": row["platform_30d"] or 0,
+            }
+        )
+    return figures
 
 
 def payouts_pending() -> list[dict[str, Any]]:
-    return list(
+    rows = (
         Payout.objects.filter(status__in=(PayoutStatus.PENDING, PayoutStatus.PROCESSING))
         .order_by()
         .values("status", "currency")
         .annotate(count=Count("id"), amount=Sum("amount"))
     )
+    return [dict(row) for row in rows]
 
 
 def platform_kpis(*, now: datetime.datetime) -> dict[str, Any]:
