@@ -38,6 +38,8 @@ from bench.realtime import PYTHON, bench_env, manage, manage_user_id, prepare, r
 
 FDS = 65536
 PROPERTY_ROOM = "property:900001"
+# Booking events go to their hosts' rooms: many rooms, as many as the writer has threads.
+BOOKING_ROOMS = [f"property:{910000 + i}" for i in range(40)]
 LOSS_ROOM = "property:900002"
 
 
@@ -323,24 +325,49 @@ class SocketProcess:
         return self.process.pid
 
 
-WRITER = (
-    "import sys, time;"
-    "from realtime.services import event_emit;"
-    "room, event, count, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]);"
-    "start = time.monotonic();"
-    "[(time.sleep(max(0.0, start + i / rate - time.monotonic())),"
-    " event_emit(room=room, event=event, data={'sent': time.time()})) for i in range(count)];"
-    "print(count / (time.monotonic() - start))"
-)
+WRITER = """
+import sys, threading, time
+from django.db import connection
+from realtime.services import event_emit
+
+rooms, event = sys.argv[1].split(","), sys.argv[2]
+count, rate, threads = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+start = time.monotonic()
 
 
-def writers(env: dict[str, str], room: str, event: str, count: int, rate: float, processes: int) -> list:
-    """``count`` events at ``rate``/s in total, from ``processes`` writers (open loop: on a schedule)."""
-    script = f"import django, sys; django.setup(); exec({WRITER!r})"
-    env = {**env, "DJANGO_SETTINGS_MODULE": "config.settings"}
+def write(first):
+    # Thread i writes events i, i + threads, ... on the shared schedule: one emit takes tens of
+    # ms on the shared PostgreSQL, so one thread alone could not keep 100/s. Writes to one room
+    # queue on its counter row (offsets are in commit order), so many rooms for many events/s.
+    for i in range(first, count, threads):
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
+    connection.close()
+
+
+workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+print(count / (time.monotonic() - start))
+"""
+
+
+def writers(
+    env: dict[str, str], room: str, event: str, count: int, rate: float, processes: int, threads: int = 1
+) -> list:
+    """``count`` events at ``rate``/s in total, from ``processes`` writers of ``threads`` threads,
+    one transaction per event (open loop: on a schedule, not after the previous one)."""
+    script = f"import django; django.setup(); exec({WRITER!r})"
+    env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DB_POOL_MAX_SIZE": str(max(threads, 2)),
+        "DB_POOL_MIN_SIZE": str(max(threads, 2)),
+        "DB_POOL_TIMEOUT_S": "30",
+    }
     return [
         subprocess.Popen(
-            [PYTHON, "-c", script, room, event, str(n), str(rate / processes)],
+            [PYTHON, "-c", script, room, event, str(n), str(rate / processes), str(threads)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -460,7 +487,11 @@ class Bench:
         count = int(rate * seconds)
         clients.call("reset")
         mark = self.mark(servers, clients)
-        achieved = wait_writers(writers(self.env, self.host_room, "booking.created", count, rate, self.args.writers))
+        achieved = wait_writers(
+            writers(
+                self.env, self.host_room, "booking.created", count, rate, self.args.writers, self.args.writer_threads
+            )
+        )
         await self.settle(clients, count * len(clients.pipes))
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
         lat = state["latencies"]
@@ -485,7 +516,7 @@ class Bench:
         clients.call("reset")
         mark = self.mark(servers, clients)
         rate = self.args.fanout_rate
-        achieved = wait_writers(writers(self.env, room, "broadcast", events, rate, 1))
+        achieved = wait_writers(writers(self.env, room, "broadcast", events, rate, 1, self.args.writer_threads))
         await self.settle(clients, events * members, timeout_s=60)
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
         lat = state["latencies"]
@@ -504,11 +535,13 @@ class Bench:
         await servers[0].ready()
         await asyncio.sleep(1.0)
         # Rooms must exist before they are subscribed to.
-        wait_writers(writers(self.env, PROPERTY_ROOM, "created", 1, 10, 1))
+        rooms = [PROPERTY_ROOM, *BOOKING_ROOMS]
+        wait_writers(writers(self.env, ",".join(rooms), "created", len(rooms), 1000, 1, 8))
         clients = Clients(self.args.clients, self.token, [])
         try:
             await self.connect_all(servers, clients, "one socket process")
-            clients.call("subscribe", room=self.host_room, count=1)
+            for room in BOOKING_ROOMS:
+                clients.call("subscribe", room=room, count=1)
             for rate in (100, 500):
                 await self.latency(servers, clients, rate, self.args.latency_seconds)
             clients.call("subscribe", room=PROPERTY_ROOM, count=-(-1000 // self.args.clients))
@@ -558,7 +591,9 @@ class Bench:
                 clients.call("subscribe", room=LOSS_ROOM, count=-(-1000 // self.args.clients))
                 clients.call("reset")
                 seconds, rate = self.args.loss_seconds, self.args.loss_rate
-                procs = writers(env, LOSS_ROOM, "booking.created", int(seconds * rate), rate, 1)
+                procs = writers(
+                    env, LOSS_ROOM, "booking.created", int(seconds * rate), rate, 1, self.args.writer_threads
+                )
                 await asyncio.sleep(seconds * 0.25)
                 servers[1].stop(signal.SIGKILL)
                 await asyncio.sleep(seconds * 0.15)
@@ -630,10 +665,11 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=4, help="load-generator processes")
     parser.add_argument("--writers", type=int, default=2, help="event-writer processes for the latency rows")
+    parser.add_argument("--writer-threads", type=int, default=20, help="threads (database connections) per writer")
     parser.add_argument("--base-port", type=int, default=21000)
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--fanout-events", type=int, default=100)
-    parser.add_argument("--fanout-rate", type=float, default=100)
+    parser.add_argument("--fanout-rate", type=float, default=20, help="one room: its writes queue on one row")
     parser.add_argument("--broadcast-events", type=int, default=10)
     parser.add_argument("--loss-seconds", type=float, default=20)
     parser.add_argument("--loss-rate", type=float, default=10)
