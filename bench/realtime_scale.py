@@ -1,0 +1,692 @@
+"""Real-time at scale (issue 11, Benchmark): 10,000 sockets, restart-and-resume, latency, fan-out, loss.
+
+    flock /work/wt/_brief/bench.lock .venv/bin/python bench/realtime_scale.py [--sockets 10000]
+        [--clients 4] [--base-port 21000]
+
+Uses DATABASE_URL / REDIS_URL as set (the README's table: the machine's PostgreSQL and Redis db 2).
+Socket processes (``manage.py runsockets``) listen on ports from --base-port; the load generator is
+--clients processes with one asyncio loop each, all on the same cores as the servers, so every row
+also says how much CPU the socket processes and the clients used (/proc/<pid>/stat). The loss row
+starts its own ``redis-server`` on --base-port + 379 (never the machine's) and restarts it.
+Events are written by separate processes through ``realtime.services.events_emit``, one
+transaction per event, as a booking would; latency runs from just before that transaction to the
+client's receive.
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.realtime import PYTHON, bench_env, manage, manage_user_id, prepare, rss_kib  # noqa: E402
+
+FDS = 65536
+PROPERTY_ROOM = "property:900001"
+# Booking events go to their hosts' rooms: many rooms, as many as the writer has threads.
+BOOKING_ROOMS = [f"property:{910000 + i}" for i in range(40)]
+LOSS_ROOM = "property:900002"
+
+
+def raise_fd_limit() -> None:
+    """10,000 sockets need 10,000 descriptors in the server and across the clients. Raising the
+    hard limit needs CAP_SYS_RESOURCE (not in this container: hard limit 20,000), so up to it."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FDS, FDS))
+    except ValueError:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(FDS, hard), hard))
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+# --- the load generator: one asyncio loop per client process -------------------------------
+
+
+class Client:
+    """One authenticated socket that counts what it receives and resumes after a disconnect."""
+
+    __slots__ = ("extra_rooms", "port_index", "ports", "positions", "resumed_at", "resyncs", "seen", "waiting", "ws")
+
+    def __init__(self, ports: list[int], port_index: int) -> None:
+        self.ports, self.port_index = ports, port_index
+        self.ws = None
+        self.positions: dict[str, dict] = {}  # room -> {"epoch", "offset"}: what to resume from
+        self.extra_rooms: list[str] = []
+        self.seen: dict[str, list[int]] = {}
+        self.resyncs: set[str] = set()
+        self.resumed_at: float | None = None
+        self.waiting: asyncio.Future | None = None
+
+
+class Worker:
+    def __init__(self, token: str, tracked: set[str]) -> None:
+        self.token = token
+        self.tracked = tracked
+        self.clients: list[Client] = []
+        self.latencies: list[float] = []
+        self.first_sent = self.last_received = None
+        self.errors: dict[str, int] = {}
+        self.recording = False
+        self.tasks: set[asyncio.Task] = set()
+
+    def error(self, exc: BaseException) -> None:
+        name = type(exc).__name__ + (f": {str(exc)[:60]}" if str(exc) else "")
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    async def open(self, client: Client) -> None:
+        """Connect (rotating over the socket processes until one answers), authenticate, resume."""
+        for attempt in range(400):
+            port = client.ports[client.port_index % len(client.ports)]
+            try:
+                ws = await websockets.connect(
+                    f"ws://127.0.0.1:{port}/api/v1/ws/",
+                    compression=None,
+                    open_timeout=60,
+                    ping_interval=None,
+                    max_queue=None,
+                )
+                since = {room: position for room, position in client.positions.items() if "epoch" in position}
+                expected = {"broadcast", *client.extra_rooms}
+                await ws.send(json.dumps({"type": "auth", "token": self.token, "since": since}))
+                for room in client.extra_rooms:
+                    await ws.send(json.dumps({"type": "subscribe", "room": room, "since": since.get(room)}))
+                while expected:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    if message["type"] == "subscribed":
+                        expected.discard(message["room"])
+                    self.handle(client, message)
+                client.ws = ws
+                return
+            except Exception as exc:
+                self.error(exc)
+                client.port_index += 1
+                await asyncio.sleep(min(2.0, 0.05 * (attempt + 1)) * random.random())
+        raise RuntimeError("gave up reconnecting")
+
+    def handle(self, client: Client, message: dict) -> None:
+        kind = message["type"]
+        room = message.get("room")
+        if kind == "event":
+            position = client.positions.setdefault(room, {})
+            position.update(epoch=message["epoch"], offset=message["offset"])
+            if room in self.tracked:
+                client.seen.setdefault(room, []).append(message["offset"])
+            sent = message["data"].get("sent")
+            if sent is not None and self.recording:
+                now = time.time()
+                self.latencies.append(now - sent)
+                self.first_sent = sent if self.first_sent is None else min(self.first_sent, sent)
+                self.last_received = now
+        elif kind in ("subscribed", "resync"):
+            position = client.positions.setdefault(room, {})
+            if kind == "resync" or position.get("epoch") != message["epoch"]:
+                if kind == "resync":
+                    client.resyncs.add(room)
+                position.update(epoch=message["epoch"], offset=message["offset"])
+
+    async def run_client(self, client: Client) -> None:
+        while True:
+            try:
+                async for raw in client.ws:
+                    self.handle(client, json.loads(raw))
+            except Exception as exc:
+                self.error(exc)
+            client.ws = None
+            client.resumed_at = None
+            await self.open(client)
+            client.resumed_at = time.time()
+
+    async def connect(self, ports: list[int], count: int, first: int) -> dict:
+        started = time.perf_counter()
+        new = [Client(ports, first + i) for i in range(count)]
+        limit = asyncio.Semaphore(100)
+
+        async def one(client: Client) -> None:
+            async with limit:
+                await self.open(client)
+            task = asyncio.get_running_loop().create_task(self.run_client(client))
+            self.tasks.add(task)
+
+        await asyncio.gather(*(one(c) for c in new))
+        self.clients += new
+        return {"seconds": time.perf_counter() - started}
+
+    async def subscribe(self, room: str, count: int) -> dict:
+        chosen = [c for c in self.clients if room not in c.extra_rooms][:count]
+        for client in chosen:
+            client.extra_rooms.append(room)
+            await client.ws.send(json.dumps({"type": "subscribe", "room": room}))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any("epoch" not in c.positions.get(room, {}) for c in chosen):
+            await asyncio.sleep(0.05)
+        return {"subscribed": sum("epoch" in c.positions.get(room, {}) for c in chosen)}
+
+    def reset(self) -> dict:
+        self.latencies, self.first_sent, self.last_received, self.errors = [], None, None, {}
+        for client in self.clients:
+            client.seen, client.resyncs = {}, set()
+        self.recording = True
+        return {}
+
+    def progress(self) -> dict:
+        return {
+            "received": len(self.latencies),
+            "resumed": sum(c.resumed_at is not None for c in self.clients),
+            "open": sum(c.ws is not None for c in self.clients),
+        }
+
+    def stats(self, room: str | None, last_offset: int, first_offset: int) -> dict:
+        exact = resynced = short = duplicated = 0
+        if room is not None:
+            for client in self.clients:
+                if room not in client.extra_rooms and room != "broadcast":
+                    continue
+                offsets = client.seen.get(room, [])
+                if room in client.resyncs:
+                    resynced += 1
+                elif len(offsets) != len(set(offsets)):
+                    duplicated += 1
+                elif sorted(offsets) == list(range(first_offset, last_offset + 1)):
+                    exact += 1
+                else:
+                    short += 1
+        return {
+            "latencies": self.latencies,
+            "first_sent": self.first_sent,
+            "last_received": self.last_received,
+            "open": sum(c.ws is not None for c in self.clients),
+            "resumed_at": [c.resumed_at for c in self.clients if c.resumed_at is not None],
+            "errors": self.errors,
+            "exact": exact,
+            "resynced": resynced,
+            "short": short,
+            "duplicated": duplicated,
+        }
+
+
+def worker_main(conn, token: str, tracked: list[str]) -> None:
+    raise_fd_limit()
+
+    async def serve() -> None:
+        worker = Worker(token, set(tracked))
+        loop = asyncio.get_running_loop()
+        while True:
+            command, kwargs = await loop.run_in_executor(None, conn.recv)
+            if command == "exit":
+                return
+            method = getattr(worker, command)
+            result = method(**kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            conn.send(result)
+
+    asyncio.run(serve())
+
+
+class Clients:
+    def __init__(self, count: int, token: str, tracked: list[str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes, self.processes = [], []
+        for _ in range(count):
+            parent, child = context.Pipe()
+            process = context.Process(target=worker_main, args=(child, token, tracked), daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def call(self, command: str, per_worker: list[dict] | None = None, **kwargs) -> list[dict]:
+        for index, pipe in enumerate(self.pipes):
+            pipe.send((command, {**kwargs, **(per_worker[index] if per_worker else {})}))
+        return [pipe.recv() for pipe in self.pipes]
+
+    def cpu_s(self) -> float:
+        return sum(cpu_s(p.pid) for p in self.processes)
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(("exit", {}))
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+# --- servers, writers ---------------------------------------------------------------------
+
+
+class SocketProcess:
+    def __init__(self, port: int, env: dict[str, str]) -> None:
+        self.port, self.env = port, env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, "manage.py", "runsockets", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(ROOT / "bench" / "results" / f"runsockets-{self.port}.log", "ab"),  # noqa: SIM115
+            preexec_fn=raise_fd_limit,
+        )
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                async with websockets.connect(f"ws://127.0.0.1:{self.port}/api/v1/ws/public/", compression=None):
+                    return
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"socket process on {self.port} did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+WRITER = """
+import sys, threading, time
+from django.db import connection
+from realtime.services import event_emit
+
+rooms, event = sys.argv[1].split(","), sys.argv[2]
+count, rate, threads = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+start = time.monotonic()
+
+
+def write(first):
+    # Thread i writes events i, i + threads, ... on the shared schedule: one emit takes tens of
+    # ms on the shared PostgreSQL, so one thread alone could not keep 100/s. Writes to one room
+    # queue on its counter row (offsets are in commit order), so many rooms for many events/s.
+    for i in range(first, count, threads):
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
+    connection.close()
+
+
+workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+print(count / (time.monotonic() - start))
+"""
+
+
+def writers(
+    env: dict[str, str], room: str, event: str, count: int, rate: float, processes: int, threads: int = 1
+) -> list:
+    """``count`` events at ``rate``/s in total, from ``processes`` writers of ``threads`` threads,
+    one transaction per event (open loop: on a schedule, not after the previous one)."""
+    script = f"import django; django.setup(); exec({WRITER!r})"
+    env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DB_POOL_MAX_SIZE": str(max(threads, 2)),
+        "DB_POOL_MIN_SIZE": str(max(threads, 2)),
+        "DB_POOL_TIMEOUT_S": "30",
+    }
+    return [
+        subprocess.Popen(
+            [PYTHON, "-c", script, room, event, str(n), str(rate / processes), str(threads)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in split(count, processes)
+    ]
+
+
+def wait_writers(procs: list) -> float:
+    """The achieved rate, events/s."""
+    return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+
+
+def room_last_offset(env: dict[str, str], room: str) -> int:
+    script = (
+        "from realtime.services import events_emit; from realtime.models import Room;"
+        f"r = Room.objects.filter(name={room!r}).first(); print(r.last_offset if r else 0)"
+    )
+    return int(manage(env, "shell", "-c", script).strip().splitlines()[-1])
+
+
+def merged(results: list[dict]) -> dict:
+    out = {
+        "latencies": [x for r in results for x in r["latencies"]],
+        "first_sent": min((r["first_sent"] for r in results if r["first_sent"]), default=None),
+        "last_received": max((r["last_received"] for r in results if r["last_received"]), default=None),
+        "open": sum(r["open"] for r in results),
+        "resumed_at": [x for r in results for x in r["resumed_at"]],
+        "errors": {},
+    }
+    for key in ("exact", "resynced", "short", "duplicated"):
+        out[key] = sum(r[key] for r in results)
+    for r in results:
+        for name, n in r["errors"].items():
+            out["errors"][name] = out["errors"].get(name, 0) + n
+    return out
+
+
+def errors_text(errors: dict[str, int]) -> str:
+    return "; ".join(f"{n} x {name}" for name, n in sorted(errors.items(), key=lambda kv: -kv[1])[:3]) or "none"
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.env = bench_env()
+        self.env.setdefault("DB_POOL_MAX_SIZE", "8")
+        self.token = prepare(self.env)
+        self.host_room = f"host:{manage_user_id(self.env)}"
+        self.rows: list[tuple[str, str, str]] = []
+
+    def row(self, what: str, result: str, limits: str) -> None:
+        self.rows.append((what, result, limits))
+        print(f"| {what} | {result} | {limits} |", flush=True)
+
+    def cpu(self, servers: list[SocketProcess], clients: Clients, since: tuple[float, float, float]) -> str:
+        wall = time.monotonic() - since[2]
+        server = sum(cpu_s(s.pid) for s in servers) - since[0]
+        client = clients.cpu_s() - since[1]
+        return f"CPU over {wall:.1f} s: servers {server:.1f} s ({server / wall:.0%}), clients {client:.1f} s"
+
+    def mark(self, servers: list[SocketProcess], clients: Clients) -> tuple[float, float, float]:
+        return sum(cpu_s(s.pid) for s in servers), clients.cpu_s(), time.monotonic()
+
+    async def connect_all(self, servers: list[SocketProcess], clients: Clients, label: str) -> None:
+        empty = {s.port: rss_kib(s.pid) for s in servers}
+        ports = [s.port for s in servers]
+        mark = self.mark(servers, clients)
+        counts = split(self.args.sockets, len(clients.pipes))
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        started = time.perf_counter()
+        clients.call("connect", [{"count": n, "first": f} for n, f in zip(counts, starts, strict=True)], ports=ports)
+        seconds = time.perf_counter() - started
+        cpu = self.cpu(servers, clients, mark)
+        await asyncio.sleep(3.0)
+        state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
+        per_socket = sum(rss_kib(s.pid) - empty[s.port] for s in servers) / self.args.sockets
+        self.row(
+            f"{self.args.sockets:,} sockets, {label}: RSS per idle socket above the empty process",
+            f"{per_socket:.1f} KiB (empty: {', '.join(f'{v / 1024:.0f}' for v in empty.values())} MiB); "
+            f"{state['open']:,} open",
+            "",
+        )
+        self.row(
+            f"{self.args.sockets:,} sockets, {label}: connect all",
+            f"{seconds:.1f} s ({self.args.sockets / seconds:.0f}/s)",
+            f"{cpu}; retried errors: {errors_text(state['errors'])}",
+        )
+
+    async def restart(self, servers: list[SocketProcess], clients: Clients) -> None:
+        clients.call("reset")
+        mark = self.mark(servers, clients)
+        started = time.time()
+        server = servers[0]
+        server.stop(signal.SIGTERM)
+        server.start()
+        await server.ready()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if sum(p["resumed"] for p in clients.call("progress")) >= self.args.sockets:
+                break
+            await asyncio.sleep(0.5)
+        state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
+        resumed = state["resumed_at"]
+        last = max(resumed) - started if resumed else float("nan")
+        self.row(
+            f"{self.args.sockets:,} sockets: SIGTERM, restart, all reconnected and resumed",
+            f"{last:.1f} s ({len(resumed):,} resumed; median {percentile([t - started for t in resumed], 0.5):.1f} s)",
+            f"{self.cpu(servers, clients, mark)}; retried errors: {errors_text(state['errors'])}",
+        )
+
+    async def latency(self, servers: list[SocketProcess], clients: Clients, rate: float, seconds: float) -> None:
+        count = int(rate * seconds)
+        clients.call("reset")
+        mark = self.mark(servers, clients)
+        achieved = wait_writers(
+            writers(
+                self.env, self.host_room, "booking.created", count, rate, self.args.writers, self.args.writer_threads
+            )
+        )
+        await self.settle(clients, count * len(clients.pipes))
+        state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
+        lat = state["latencies"]
+        self.row(
+            f"latency commit → receive, {rate:.0f} booking events/s ({achieved:.0f}/s achieved), "
+            f"{self.args.sockets:,} connected",
+            f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms "
+            f"({len(lat):,} of {count * len(clients.pipes):,} received)",
+            self.cpu(servers, clients, mark),
+        )
+
+    async def settle(self, clients: Clients, expected: int, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sum(p["received"] for p in clients.call("progress")) >= expected:
+                return
+            await asyncio.sleep(0.2)
+
+    async def fanout(
+        self, servers: list[SocketProcess], clients: Clients, room: str, members: int, events: int
+    ) -> None:
+        clients.call("reset")
+        mark = self.mark(servers, clients)
+        rate = self.args.fanout_rate
+        achieved = wait_writers(writers(self.env, room, "broadcast", events, rate, 1, self.args.writer_threads))
+        await self.settle(clients, events * members, timeout_s=60)
+        state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
+        lat = state["latencies"]
+        span = (state["last_received"] or 0) - (state["first_sent"] or 0)
+        self.row(
+            f"fan-out: {events} events at {achieved:.0f}/s to {members:,} subscribers ({room})",
+            f"{len(lat) / span:,.0f} deliveries/s, p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(lat, 0.99) * 1000:.0f} ms ({len(lat):,} of {events * members:,})",
+            self.cpu(servers, clients, mark),
+        )
+
+    async def one_and_two(self) -> None:
+        ports = [self.args.base_port, self.args.base_port + 1]
+        servers = [SocketProcess(ports[0], self.env)]
+        servers[0].start()
+        await servers[0].ready()
+        await asyncio.sleep(1.0)
+        # Rooms must exist before they are subscribed to.
+        rooms = [PROPERTY_ROOM, *BOOKING_ROOMS]
+        wait_writers(writers(self.env, ",".join(rooms), "created", len(rooms), 1000, 1, 8))
+        clients = Clients(self.args.clients, self.token, [])
+        try:
+            await self.connect_all(servers, clients, "one socket process")
+            for room in BOOKING_ROOMS:
+                clients.call("subscribe", room=room, count=1)
+            for rate in (100, 500):
+                await self.latency(servers, clients, rate, self.args.latency_seconds)
+            clients.call("subscribe", room=PROPERTY_ROOM, count=-(-1000 // self.args.clients))
+            await self.fanout(servers, clients, PROPERTY_ROOM, 1000, self.args.fanout_events)
+            await self.fanout(servers, clients, "broadcast", self.args.sockets, self.args.broadcast_events)
+            await self.restart(servers, clients)
+        finally:
+            clients.close()
+            for server in servers:
+                server.stop()
+        servers = [SocketProcess(port, self.env) for port in ports]
+        for server in servers:
+            server.start()
+        for server in servers:
+            await server.ready()
+        await asyncio.sleep(1.0)
+        clients = Clients(self.args.clients, self.token, [])
+        try:
+            await self.connect_all(servers, clients, "two socket processes")
+        finally:
+            clients.close()
+            for server in servers:
+                server.stop()
+
+    async def loss(self) -> None:
+        redis_port = self.args.base_port + 379
+        redis = OwnRedis(redis_port)
+        redis.start()
+        env = {**self.env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+        servers = [SocketProcess(self.args.base_port + 2 + i, env) for i in range(2)]
+        for server in servers:
+            server.start()
+        try:
+            for server in servers:
+                await server.ready()
+            wait_writers(writers(env, LOSS_ROOM, "created", 1, 10, 1))
+            first = room_last_offset(env, LOSS_ROOM) + 1
+            clients = Clients(self.args.clients, self.token, [LOSS_ROOM])
+            try:
+                counts = split(self.args.sockets, self.args.clients)
+                starts = [sum(counts[:i]) for i in range(len(counts))]
+                clients.call(
+                    "connect",
+                    [{"count": n, "first": f} for n, f in zip(counts, starts, strict=True)],
+                    ports=[s.port for s in servers],
+                )
+                clients.call("subscribe", room=LOSS_ROOM, count=-(-1000 // self.args.clients))
+                clients.call("reset")
+                seconds, rate = self.args.loss_seconds, self.args.loss_rate
+                procs = writers(
+                    env, LOSS_ROOM, "booking.created", int(seconds * rate), rate, 1, self.args.writer_threads
+                )
+                await asyncio.sleep(seconds * 0.25)
+                servers[1].stop(signal.SIGKILL)
+                await asyncio.sleep(seconds * 0.15)
+                servers[1].start()
+                await asyncio.sleep(seconds * 0.2)
+                redis.restart()
+                wait_writers(procs)
+                last = room_last_offset(env, LOSS_ROOM)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    state = merged(clients.call("stats", room=LOSS_ROOM, last_offset=last, first_offset=first))
+                    if state["exact"] + state["resynced"] + state["duplicated"] >= 1000 and (
+                        state["open"] >= self.args.sockets
+                    ):
+                        break
+                    await asyncio.sleep(0.5)
+                self.row(
+                    f"loss: {last - first + 1} events at {rate:.0f}/s to 1,000 of {self.args.sockets:,} sockets on "
+                    "two processes; one SIGKILLed and restarted, then Redis restarted",
+                    f"{state['exact']:,} got every event exactly once, {state['resynced']:,} got resync, "
+                    f"{state['duplicated']:,} duplicates, {state['short']:,} missing some",
+                    f"{state['open']:,} open at the end; errors seen: {errors_text(state['errors'])}",
+                )
+            finally:
+                clients.close()
+        finally:
+            for server in servers:
+                server.stop()
+            redis.stop()
+            redis.remove()
+
+
+class OwnRedis:
+    """A redis-server of our own (never the machine's), so it can be restarted mid-stream."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.directory = tempfile.mkdtemp(prefix="realtime-scale-redis-")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError("own redis-server did not start")
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sockets", type=int, default=10000)
+    parser.add_argument("--clients", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--writers", type=int, default=2, help="event-writer processes for the latency rows")
+    parser.add_argument("--writer-threads", type=int, default=20, help="threads (database connections) per writer")
+    parser.add_argument("--base-port", type=int, default=21000)
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--fanout-events", type=int, default=100)
+    parser.add_argument("--fanout-rate", type=float, default=20, help="one room: its writes queue on one row")
+    parser.add_argument("--broadcast-events", type=int, default=10)
+    parser.add_argument("--loss-seconds", type=float, default=20)
+    parser.add_argument("--loss-rate", type=float, default=10)
+    parser.add_argument("--only", choices=["scale", "loss"], default=None)
+    args = parser.parse_args()
+    raise_fd_limit()
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    bench = Bench(args)
+    runtime = "PostgreSQL" if bench.env.get("DATABASE_URL") else "SQLite"
+    runtime += " + Redis" if bench.env.get("REDIS_URL") else " + in-memory layer"
+    print(f"\n{runtime}; {args.clients} client processes, {os.cpu_count()} CPUs shared with the servers\n")
+    print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
+    if args.only in (None, "scale"):
+        asyncio.run(bench.one_and_two())
+    if args.only in (None, "loss"):
+        asyncio.run(bench.loss())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
