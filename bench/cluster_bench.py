@@ -18,9 +18,9 @@ Parts (issue 12, "Benchmark targets"):
   locust       bench/locustfile.py headless with growing user counts over 1, 2, 3 instances: the
                largest count meeting p95 < 200 ms, p99 < 500 ms, errors < 0.1 %.
 
-The timed parts run under ``flock bench/../_brief/bench.lock`` only if the caller wraps the whole
-command (one benchmark at a time on a shared machine). ``--reuse`` measures a cluster that is
-already up (make cluster API=3) and leaves it running.
+``--lock FILE`` takes an exclusive flock on FILE once the cluster is up and holds it for every
+timed part (one benchmark at a time on a shared machine; the same lock as ``flock FILE cmd``).
+``--reuse`` measures a cluster that is already up (make cluster API=3) and leaves it running.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import csv
 import datetime
+import fcntl
 import http.client
 import json
 import os
@@ -773,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket-events", type=int, default=400, help="events sent during the socket restart")
     parser.add_argument("--locust-duration", type=int, default=30)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
+    parser.add_argument("--lock", help="a file to flock(1)-lock for the timed parts (one benchmark at a time)")
     parser.add_argument("--reuse", action="store_true", help="measure the running cluster and leave it up")
     args = parser.parse_args(argv)
     parts = [name for name in PARTS if name in args.only.split(",")]
@@ -791,7 +793,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("the cluster needs 3 API instances (make cluster API=3)")
     report = [f"## Cluster bench {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores"]
     output = RESULTS / "latest.md"
+    lock = None
     try:
+        if args.lock:  # starting the cluster is not timed: the lock is taken once it is up
+            lock = open(args.lock, "a")  # noqa: SIM115 - held until the measurements end
+            fcntl.flock(lock, fcntl.LOCK_EX)
         world = discover(cluster.state["port"])
         for name in parts:
             started = time.monotonic()
@@ -805,6 +811,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(report[-len(section) - 3 :]), flush=True)
             output.write_text("\n".join(report) + "\n")  # each part's figures kept as soon as they exist
     finally:
+        if lock is not None:
+            lock.close()
         if not args.reuse:
             cluster_run.main(["down"])
     print(f"\nwritten to {output.relative_to(ROOT)}")
