@@ -18,9 +18,9 @@ Parts (issue 12, "Benchmark targets"):
   locust       bench/locustfile.py headless with growing user counts over 1, 2, 3 instances: the
                largest count meeting p95 < 200 ms, p99 < 500 ms, errors < 0.1 %.
 
-The timed parts run under ``flock bench/../_brief/bench.lock`` only if the caller wraps the whole
-command (one benchmark at a time on a shared machine). ``--reuse`` measures a cluster that is
-already up (make cluster API=3) and leaves it running.
+``--lock FILE`` takes an exclusive flock on FILE once the cluster is up and holds it for every
+timed part (one benchmark at a time on a shared machine; the same lock as ``flock FILE cmd``).
+``--reuse`` measures a cluster that is already up (make cluster API=3) and leaves it running.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import csv
 import datetime
+import fcntl
 import http.client
 import json
 import os
@@ -78,14 +79,20 @@ class WrkResult:
 
 
 def run_wrk(
-    port: int, paths: list[str], *, connections: int, duration_s: float, headers: dict[str, str] | None = None
+    port: int,
+    paths: list[str],
+    *,
+    connections: int,
+    duration_s: float,
+    headers: dict[str, str] | None = None,
+    timeout_s: int = 10,
 ) -> WrkResult:
     command = [
         "wrk",
         f"--threads={min(2, connections)}",
         f"--connections={connections}",
         f"--duration={int(duration_s)}s",
-        "--timeout=10s",
+        f"--timeout={timeout_s}s",
         f"--script={MIX_SCRIPT}",
         f"http://{HOST}:{port}/",
     ]
@@ -236,6 +243,20 @@ def discover(port: int) -> World:
     return World(property_ids=[item["id"] for item in listings], cities=sorted({item["city"] for item in listings}))
 
 
+def settle(port: int, *, timeout_s: float = 120) -> None:
+    """Until nginx answers a request within a second again: a part that overloaded the instances
+    (500 clients) leaves requests queued in their listen backlogs after its load generator stopped."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            status, _, _ = get(port, "/api/v1/properties/", timeout=30)
+            if status == 200 and time.monotonic() - started < 1:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"the cluster did not settle within {timeout_s}s")
+
+
 def instances_answering(port: int, count: int = 60) -> set[str]:
     seen = set()
     for _ in range(count):
@@ -317,14 +338,19 @@ def measure_connections(cluster, world: World, args) -> list[str]:
     pg = cluster.state["postgres"]
     primary = PostgresServer(cluster_run.STATE_DIR / "pg-primary", pg["primary"])
     replica = PostgresServer(cluster_run.STATE_DIR / "pg-replica", pg["replica"])
-    # Availability windows that no cache holds: every request reaches a database.
-    paths = []
+    # The cached read mix with one uncached availability window (it reaches a database) in every
+    # three requests. 500 clients wait in the instances' queues: a 30 s client timeout, not 10.
+    uncached = []
     for offset in range(60):
         start = datetime.date.today() + datetime.timedelta(days=100 + offset)  # noqa: DTZ011
         for property_id in world.property_ids[:40]:
-            paths.append(
+            uncached.append(
                 f"/api/v1/properties/{property_id}/availability/?start={start}&end={start + datetime.timedelta(days=9)}"
             )
+    cached = world.read_mix()
+    paths = []
+    for index, path in enumerate(uncached):
+        paths += [path, cached[(2 * index) % len(cached)], cached[(2 * index + 1) % len(cached)]]
     peaks = {"primary": 0, "replica": 0}
     samples = []
     stop = threading.Event()
@@ -339,13 +365,14 @@ def measure_connections(cluster, world: World, args) -> list[str]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    result = run_wrk(port, paths, connections=500, duration_s=args.duration)
+    result = run_wrk(port, paths, connections=500, duration_s=args.duration, timeout_s=30)
     stop.set()
     sampler.join()
     workers = cluster.state["workers_per_api"] * 3
     return [
         "### b. PostgreSQL server connections, 500 concurrent clients, 3 API instances "
-        f"(uncached availability reads, {args.duration}s, pg_stat_activity every 0.5 s, {len(samples)} samples)",
+        f"(cached read mix + 1/3 uncached availability reads, 30 s client timeout, {args.duration}s, "
+        f"pg_stat_activity every 0.5 s, {len(samples)} samples)",
         "",
         "| requests | req/s | non-2xx + socket errors | p99 ms | peak primary client backends (PgBouncer pool 20, "
         "+ job workers) | peak replica client backends (bound: "
@@ -408,12 +435,18 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
     try:
         for delay in ("1s", "3s", "5s"):
             replica.set({"recovery_min_apply_delay": delay})
-            counts = {"sequences": 0, "stale": 0, "write_errors": 0, "lagging": 0}
+            counts = {"sequences": 0, "stale": 0, "write_errors": 0, "lagging": 0, "checks": 0}
             lock = threading.Lock()
             started = time.monotonic()
 
-            def writer(headers: dict[str, str], property_id: int, count: int, counts=counts, lock=lock) -> None:
+            stop_at = started + args.ryw_max_s / 3
+
+            def writer(
+                headers: dict[str, str], property_id: int, count: int, counts=counts, lock=lock, stop_at=stop_at
+            ):
                 for version in range(count):
+                    if time.monotonic() > stop_at:  # the time budget ends the run, not the count
+                        break
                     title = f"t-{property_id}-{time.monotonic_ns()}-{version}"
                     status, _ = call(port, "PATCH", f"/api/v1/properties/{property_id}/", {"title": title}, headers)
                     if status != 200:
@@ -430,17 +463,18 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
                             database="staybase",
                         )
                         with lock:
+                            counts["checks"] += 1
                             counts["lagging"] += on_replica != title
 
             threads = [
-                threading.Thread(target=writer, args=(headers, pid, per_delay // writers)) for headers, pid in listings
+                threading.Thread(target=writer, args=(headers, pid, per_delay // writers), daemon=True)
+                for headers, pid in listings
             ]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            checks = sum(1 for _ in range(0, per_delay // writers, 50)) * writers
-            results.append((delay, counts, checks, time.monotonic() - started))
+            results.append((delay, counts, counts["checks"], time.monotonic() - started))
     finally:
         stop_readers.set()
         for thread in readers:
@@ -654,7 +688,7 @@ def measure_sockets(cluster, world: World, args) -> list[str]:
 
 def locust_run(cluster, port: int, users: int, duration_s: int, prefix: Path) -> dict[str, float]:
     env = {**os.environ, "STAYBASE_TOKENS_FILE": str(tokens_file(cluster))}
-    subprocess.run(
+    completed = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
          "-u", str(users), "-r", str(max(1, users // 2)), "-t", f"{duration_s}s", "--host", f"http://{HOST}:{port}",
          "--csv", str(prefix), "--reset-stats", "--only-summary", "--loglevel", "WARNING"],
@@ -663,6 +697,8 @@ def locust_run(cluster, port: int, users: int, duration_s: int, prefix: Path) ->
     with open(f"{prefix}_stats.csv") as stats:
         total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
     requests = int(total["Request Count"])
+    if not requests:
+        raise RuntimeError(f"locust sent no request: {completed.stderr.decode(errors='replace')[-500:]}")
     return {
         "users": users,
         "requests": requests,
@@ -725,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the 1/2/3-instance comparison")
     parser.add_argument("--sequences", type=int, default=10_000, help="write-then-read sequences in all")
     parser.add_argument("--writers", type=int, default=16)
+    parser.add_argument("--ryw-max-s", type=float, default=900, help="time budget of the ryw part (seconds)")
     parser.add_argument("--ryw-cpus", type=float, default=0.6, help="CPU quota per API instance during ryw")
     parser.add_argument("--readers", type=int, default=4)
     parser.add_argument(
@@ -737,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket-events", type=int, default=400, help="events sent during the socket restart")
     parser.add_argument("--locust-duration", type=int, default=30)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
+    parser.add_argument("--lock", help="a file to flock(1)-lock for the timed parts (one benchmark at a time)")
     parser.add_argument("--reuse", action="store_true", help="measure the running cluster and leave it up")
     args = parser.parse_args(argv)
     parts = [name for name in PARTS if name in args.only.split(",")]
@@ -755,11 +793,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("the cluster needs 3 API instances (make cluster API=3)")
     report = [f"## Cluster bench {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores"]
     output = RESULTS / "latest.md"
+    lock = None
     try:
+        if args.lock:  # starting the cluster is not timed: the lock is taken once it is up
+            lock = open(args.lock, "a")  # noqa: SIM115 - held until the measurements end
+            fcntl.flock(lock, fcntl.LOCK_EX)
         world = discover(cluster.state["port"])
         for name in parts:
             started = time.monotonic()
             try:
+                settle(cluster.state["port"])
                 section = PARTS[name](cluster, world, args)
             except Exception as exc:  # one broken part must not hide the others' figures
                 section = [f"### {name}: FAILED: {exc.__class__.__name__}: {exc}"]
@@ -768,6 +811,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(report[-len(section) - 3 :]), flush=True)
             output.write_text("\n".join(report) + "\n")  # each part's figures kept as soon as they exist
     finally:
+        if lock is not None:
+            lock.close()
         if not args.reuse:
             cluster_run.main(["down"])
     print(f"\nwritten to {output.relative_to(ROOT)}")
