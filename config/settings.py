@@ -110,6 +110,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
     "core.db.middleware.DatabaseUnavailableMiddleware",
+    # Its process_view runs last: a fresh cached GET is answered before DRF's request cycle.
+    "caching.hitpath.CachedHitMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
