@@ -43,7 +43,7 @@ class CachedHitMiddleware:
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: tuple, view_kwargs: dict
     ) -> HttpResponse | None:
-        if request.method != "GET" or not layer.enabled():
+        if request.method != "GET" or not settings.CACHE_HIT_PATH_ENABLED or not layer.enabled():
             return None
         view_class = getattr(view_func, "view_class", None)
         plan = getattr(getattr(view_class, "get", None), "response_cache", None)
