@@ -65,7 +65,8 @@ def _answer(request: HttpRequest, view_func, view_class, plan, args: tuple, kwar
     # Sets request.user on the Django request too, as DRF's authentication does.
     drf_request.user, drf_request.auth = authenticated or (AnonymousUser(), None)
     view = view_class(**view_func.view_initkwargs)
-    view.request, view.args, view.kwargs = drf_request, args, kwargs
+    view.setup(request, *args, **kwargs)  # as View.as_view does (it also adds head, hence Allow)
+    view.request = drf_request
     view.format_kwarg = None
     try:
         if not all(permission.has_permission(drf_request, view) for permission in view.get_permissions()):
