@@ -225,6 +225,9 @@ SUITES: dict[str, Suite] = {
         ],
         variants=[
             Variant("staybase", {"CACHE_ENABLED": "1"}),
+            # The hit path's own worth, and the in-process tier's on top of it (issue 14).
+            Variant("staybase_l1", {"CACHE_ENABLED": "1", "CACHE_L1_ENABLED": "1"}),
+            Variant("staybase_drf", {"CACHE_ENABLED": "1", "CACHE_HIT_PATH_ENABLED": "0"}),
             Variant("peer", {"CACHE_ENABLED": "1", "DJANGO_SETTINGS_MODULE": "bench.peer.settings"}),
             Variant("staybase_uncached", {"CACHE_ENABLED": "0"}),
             Variant("peer_uncached", {"CACHE_ENABLED": "0", "DJANGO_SETTINGS_MODULE": "bench.peer.settings"}),
@@ -235,8 +238,10 @@ SUITES: dict[str, Suite] = {
                 name: ["staybase"]
                 for name in ("bare_search", "bare_detail", "bare_availability", "bare_reviews", "bare_me")
             },
-            "property_availability": ["staybase", "peer"],
-            "property_reviews": ["staybase", "peer"],
+            **{
+                name: ["staybase", "staybase_l1", "staybase_drf", "peer"]
+                for name in ("property_availability", "property_reviews")
+            },
         },
         description="Staybase against a stock DRF peer (bench/peer/) and the bare-view ceiling, cached and "
         "uncached (PostgreSQL + Redis)",

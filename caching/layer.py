@@ -119,6 +119,33 @@ def get_or_compute(
     return compute(), "MISS"
 
 
+def peek(
+    *, kind: str, key: str, namespaces: list[str], l1_allowed: bool, prefetched: Prefetched | None
+) -> tuple[Any, str] | None:
+    """A fresh entry as ``(value, "L1"|"HIT")``, else None; never computes, locks or waits.
+
+    The hit path (caching.hitpath) answers with it; on None the view runs and
+    ``get_or_compute`` decides (stale, miss, single flight) from the same ``prefetched`` read.
+    """
+    if not enabled():
+        return None
+    spaces = _spaces(namespaces)
+    if l1_allowed:
+        value = l1.get(key, spaces)
+        if value is not None:
+            cache_stats_counter.add(kind, "l1_hits")
+            return value, "L1"
+    entry, generations = _read(kind, key, spaces, prefetched)
+    if entry is None or generations is None or entry.generations != _tags(spaces, generations):
+        return None
+    if time.time() >= entry.fresh_until:
+        return None
+    cache_stats_counter.add(kind, "hits")
+    if l1_allowed:
+        l1.put(key, spaces, generations, entry.value)
+    return entry.value, "HIT"
+
+
 def _tags(spaces: tuple[str, ...], generations: dict[str, int]) -> tuple[int, ...]:
     return tuple(generations[ns] for ns in spaces)
 

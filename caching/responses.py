@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,7 +50,7 @@ def _etag(content: bytes) -> str:
     return '"' + hashlib.blake2b(content, digest_size=12).hexdigest() + '"'
 
 
-def _response(body: CachedBody, *, request: Request, how: str, per_user: bool) -> HttpResponse:
+def cached_response(body: CachedBody, *, request: HttpRequest | Request, how: str, per_user: bool) -> HttpResponse:
     if _etag_matches(request, body.etag):
         response = HttpResponse(status=304)
     else:
@@ -62,7 +62,7 @@ def _response(body: CachedBody, *, request: Request, how: str, per_user: bool) -
     return response
 
 
-def _etag_matches(request: Request, etag: str) -> bool:
+def _etag_matches(request: HttpRequest | Request, etag: str) -> bool:
     header = request.headers.get("If-None-Match", "")
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return etag in candidates or "*" in candidates
@@ -136,7 +136,7 @@ def cache_response(kind: str, spec: Callable[..., CacheSpec | None]):
             except _NotCacheable as exc:
                 exc.response["X-Cache"] = "BYPASS"
                 return exc.response
-            return _response(body, request=request, how=how, per_user=decided.per_user)
+            return cached_response(body, request=request, how=how, per_user=decided.per_user)
 
         wrapper.response_cache = (kind, spec)  # type: ignore[attr-defined]
         return wrapper

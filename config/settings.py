@@ -110,6 +110,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
     "core.db.middleware.DatabaseUnavailableMiddleware",
+    # Its process_view runs last: a fresh cached GET is answered before DRF's request cycle.
+    "caching.hitpath.CachedHitMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")
@@ -401,6 +403,9 @@ CACHE_LOCK_WAIT_S = float(env_str("CACHE_LOCK_WAIT_S", "2"))
 CACHE_STATS_FLUSH_S = float(env_str("CACHE_STATS_FLUSH_S", "5"))
 # In-process tier in front of Redis (only with REDIS_URL); see caching/l1.py for the bound.
 CACHE_L1_ENABLED = env_bool("CACHE_L1_ENABLED", False)
+# Fresh cached GETs answered before DRF's request cycle (caching.hitpath); off, the views answer
+# them through DRF as before: a switch for operators and for the benchmark's same-run comparison.
+CACHE_HIT_PATH_ENABLED = env_bool("CACHE_HIT_PATH_ENABLED", True)
 CACHE_L1_MAX_ENTRIES = env_int("CACHE_L1_MAX_ENTRIES", 2000)
 CACHE_L1_TTL_S = float(env_str("CACHE_L1_TTL_S", "2"))
 # Warming (caching/warming.py, manage.py warm_cache). Search and detail bodies embed the scheme

@@ -35,6 +35,10 @@ from observability.counters import ratelimit_events_total as store_events_total
 from ratelimit.rules import Rule, compile_rules
 from ratelimit.stores import Check, MemoryStore, RedisStore, State, Store
 
+# Attribute of a Django request holding ``(outcome,)`` once it was counted before its view ran
+# (caching.hitpath): the throttle reuses the outcome instead of counting the request twice.
+RATE_LIMIT_OUTCOME = "rate_limit_outcome"
+
 rejections_total = Counter("staybase_ratelimit_rejections", "Requests refused (429) by each rate-limit rule.", ["rule"])
 
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from caching import backend, responses
-from ratelimit.limiter import identity, limiter
+from ratelimit.limiter import RATE_LIMIT_OUTCOME, Outcome, identity, limiter
 
 if TYPE_CHECKING:  # DRF's views import the throttle classes of its settings: this one
     from rest_framework.views import APIView
@@ -24,6 +24,9 @@ class RuleThrottle(BaseThrottle):
         rate_limiter = limiter()
         if not rate_limiter.enabled:
             return True
+        counted = getattr(request, RATE_LIMIT_OUTCOME, None)
+        if counted is not None:  # caching.hitpath counted this request before handing it to the view
+            return self._decide(counted[0], view)
         rules = rate_limiter.rules_for(request)
         account = request.data.get("email") if hasattr(request.data, "get") else None
         # What the response cache will look up next (nothing without Redis), read in the same round trip.
@@ -31,13 +34,16 @@ class RuleThrottle(BaseThrottle):
         outcome, values = rate_limiter.check(
             rules, [identity(rule, request, account) for rule in rules], backend.redis_names(lookup)
         )
+        if outcome is not None and outcome.allowed and lookup:
+            responses.remember_lookup(request, lookup, backend.decode_raw(lookup, values))
+        return self._decide(outcome, view)
+
+    def _decide(self, outcome: Outcome | None, view: "APIView") -> bool:
         if outcome is None:
             return True
         view.headers.update(outcome.headers())
         if not outcome.allowed:
             self.retry_after_s = outcome.retry_after_s()
-        elif lookup:
-            responses.remember_lookup(request, lookup, backend.decode_raw(lookup, values))
         return outcome.allowed
 
     def wait(self) -> float | None:
