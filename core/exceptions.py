@@ -74,8 +74,7 @@ def _flatten_detail(detail: Any) -> Any:
     if isinstance(detail, dict):
         return {key: _flatten_detail(value) for key, value in detail.items()}
     if isinstance(detail, list):
-        flat = [_flatten_detail(item) for item in detail]
-        return flat
+        return [_flatten_detail(item) for item in detail]
     return str(detail)
 
 

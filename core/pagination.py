@@ -35,6 +35,7 @@ class StrictPageSizeMixin:
         return size
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        # A mixin: the DRF pagination class it is mixed into defines this.
         parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)  # type: ignore[misc]
         for parameter in parameters:
             if parameter["name"] == "page_size":

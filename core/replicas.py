@@ -117,7 +117,7 @@ class ReplicaSet:
                     replica.connection = psycopg.connect(
                         replica.conninfo, connect_timeout=self.connect_timeout_s, autocommit=True
                     )
-                lsn, lag_s = replica.connection.execute(PROBE_SQL).fetchone() or (None, None)
+                lsn, lag_s = replica.connection.execute(PROBE_SQL).fetchone() or (None, 0)
             except psycopg.Error as exc:
                 if replica.usable:
                     logger.warning("Replica %s is unreachable, reading from the primary: %s", replica.alias, exc)
@@ -180,16 +180,12 @@ class ReadContext:
 read_context: contextvars.ContextVar[ReadContext | None] = contextvars.ContextVar("read_context", default=None)
 
 
-def replica_aliases() -> list[str]:
-    return [alias for alias in settings.DATABASES if alias != DEFAULT_DB_ALIAS]
-
-
 class ReplicaRouter:
     """Django database router: writes and migrations to the primary, reads as described above."""
 
     def __init__(self) -> None:
         self.replicas = ReplicaSet(
-            replica_aliases(),
+            [alias for alias in settings.DATABASES if alias != DEFAULT_DB_ALIAS],
             max_lag_s=settings.REPLICA_MAX_LAG_S,
             check_interval_s=settings.REPLICA_CHECK_INTERVAL_S,
             connect_timeout_s=settings.REPLICA_CONNECT_TIMEOUT_S,

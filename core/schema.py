@@ -95,13 +95,8 @@ class StaybaseAutoSchema(AutoSchema):
         return sorted(set(statuses))
 
     def _lists_pages(self) -> bool:
-        view = self.view
-        return (
-            self.method == "GET"
-            and isinstance(view, ListModelMixin)
-            and isinstance(view, GenericAPIView)
-            and view.pagination_class is not None
-        )
+        paged = isinstance(view := self.view, GenericAPIView) and view.pagination_class is not None
+        return self.method == "GET" and isinstance(view, ListModelMixin) and paged
 
     def _segments(self) -> list[str]:
         relative = self.path.removeprefix("/api/v1/")

@@ -133,7 +133,7 @@ class PropertySearchFilter(django_filters.FilterSet):
     def filter_ids(self, queryset: QuerySet[Property], name: str, value: list[int]) -> QuerySet[Property]:
         return queryset.filter(pk__in=value) if value else queryset
 
-    def filter_noop(self, queryset: QuerySet[Property], name: str, value: object) -> QuerySet[Property]:
+    def filter_noop(self, queryset: QuerySet[Property], name: str, value: datetime.date) -> QuerySet[Property]:
         return queryset  # applied together in filter_queryset, once both dates are validated
 
     def filter_queryset(self, queryset: QuerySet[Property]) -> QuerySet[Property]:
