@@ -115,6 +115,21 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def stop_group(pid: int, sig: int, *, timeout_s: float) -> None:
+    """``sig`` to the process group ``pid`` leads, and wait until ``pid`` has exited; SIGKILL
+    to the group if it has not after ``timeout_s``."""
+    for current in (sig, signal.SIGKILL):
+        try:
+            os.killpg(pid, current)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not alive(pid):
+            return
+
+
 def _server_user() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
 
@@ -205,17 +220,7 @@ class _Server:
         return False
 
     def _signal_and_wait(self, pid: int, sig: int, timeout_s: float) -> None:
-        """``sig`` to the group ``pid`` leads; SIGKILL if it has not exited after ``timeout_s``."""
-        for current in (sig, signal.SIGKILL):
-            try:
-                os.killpg(pid, current)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + timeout_s
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if not alive(pid):
-                break
+        stop_group(pid, sig, timeout_s=timeout_s)
         if self.processes is not None:
             self.processes.forget(pid)
         if self.process is not None and self.process.pid == pid:
