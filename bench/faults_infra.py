@@ -8,32 +8,13 @@ signal handlers) kills exactly those. Readiness is polled with a deadline, never
 """
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from cluster.servers import HOST, Processes, port_is_free
+from cluster.servers import Ports, Processes
 
 __all__ = ["Clusters", "Ports", "Processes", "descendants"]
-
-
-class Ports:
-    """Free ports on 127.0.0.1: from ``base`` upwards when given, otherwise any the kernel offers."""
-
-    def __init__(self, base: int | None = None):
-        self.next = base
-
-    def take(self) -> int:
-        if self.next is None:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((HOST, 0))
-                return sock.getsockname()[1]
-        for port in range(self.next, self.next + 100):
-            if port_is_free(port):
-                self.next = port + 1
-                return port
-        raise RuntimeError(f"No free port in {self.next}-{self.next + 99}")
 
 
 def descendants(pid: int) -> set[int]:

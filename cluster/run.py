@@ -32,10 +32,10 @@ import psycopg
 from cluster.servers import (
     HOST,
     PgBouncer,
+    Ports,
     PostgresServer,
     RedisServer,
     alive,
-    free_ports,
     stop_group,
     wait_replayed,
 )
@@ -71,6 +71,9 @@ def ensure_packages() -> None:
 class Cluster:
     def __init__(self, state: dict):
         self.state = state
+        # Every server's port from the one after nginx's upwards, so that CLUSTER_PORT picks
+        # the range the whole cluster uses.
+        self.ports = Ports(state["port"] + 1)
 
     # --- bookkeeping ------------------------------------------------------------------
     def save(self) -> None:
@@ -102,7 +105,7 @@ class Cluster:
 
     # --- parts ------------------------------------------------------------------------
     def start_postgres(self) -> None:
-        primary_port, replica_port, bouncer_port = free_ports(3)
+        primary_port, replica_port, bouncer_port = (self.ports.take() for _ in range(3))
         primary = PostgresServer(data_dir=STATE_DIR / "pg-primary", port=primary_port)
         primary.init()
         primary.start()
@@ -132,7 +135,7 @@ class Cluster:
                 self.record(name, server.pid, command=server.name)
 
     def start_redis(self) -> None:
-        master, replica, *sentinels = free_ports(5)
+        master, replica, *sentinels = (self.ports.take() for _ in range(5))
         self.state["redis"] = {"master": master, "replica": replica, "sentinels": sentinels}
         self.save()
         self.start_server("redis-master", RedisServer(port=master, work_dir=STATE_DIR))
@@ -188,7 +191,7 @@ class Cluster:
         self.manage("seed_demo", "--small", "--if-empty")
         self.manage("create_demo_staff")
         self.manage("setup_schedules")
-        api_ports = free_ports(self.state["api"])
+        api_ports = [self.ports.take() for _ in range(self.state["api"])]
         self.state["api_ports"] = api_ports
         for number, port in enumerate(api_ports, start=1):
             name = f"api-{number}"
@@ -207,7 +210,7 @@ class Cluster:
                 env={**env, "STAYBASE_INSTANCE": name, "WEB_CONCURRENCY": str(self.state["workers_per_api"])},
                 cgroup_quota=self.state["cpus_per_api"],
             )
-        ws_port = free_ports(1)[0]
+        ws_port = self.ports.take()
         self.state["ws_port"] = ws_port
         self.spawn(
             "ws-1",

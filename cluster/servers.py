@@ -76,6 +76,24 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+class Ports:
+    """Free ports on 127.0.0.1: from ``base`` upwards when given, otherwise any the kernel offers."""
+
+    def __init__(self, base: int | None = None):
+        self.next = base
+
+    def take(self) -> int:
+        if self.next is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((HOST, 0))
+                return sock.getsockname()[1]
+        for port in range(self.next, self.next + 100):
+            if port_is_free(port):
+                self.next = port + 1
+                return port
+        raise RuntimeError(f"No free port in {self.next}-{self.next + 99}")
+
+
 def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str, interval_s: float = 0.05) -> float:
     """Poll ``check`` until it is true; the seconds it took. Raises after ``timeout_s``."""
     started = time.monotonic()
