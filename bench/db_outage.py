@@ -2,14 +2,14 @@
 
     .venv/bin/python bench/db_outage.py [--outage-s 10] [--after-s 8] [--workers 2]
 
-Starts its own PostgreSQL (bench/postgres.py) on a free port, migrates and seeds it
+Starts its own PostgreSQL (cluster/servers.py) on a free port, migrates and seeds it
 (``seed_demo --small``), serves the app with gunicorn (sync workers; Redis from REDIS_URL
 if set, and without it use ``--workers 1``: the local-memory cache is per process), then
 loads five clients at once: a cached property detail (anonymous), the guest's own cached
 booking list (token auth from the cached context), booking writes (each retried with its
 Idempotency-Key until it gets an answer other than 503, as a client would), readiness and
-liveness. After ``--before-s`` it stops PostgreSQL with ``pg_ctl stop -m immediate``,
-starts it again after ``--outage-s`` and keeps loading for ``--after-s``. Prints, per
+liveness. After ``--before-s`` it stops PostgreSQL with an immediate shutdown (SIGQUIT, as
+``pg_ctl stop -m immediate``), starts it again after ``--outage-s`` and keeps loading for ``--after-s``. Prints, per
 client and phase (by when the answer came), the status counts and latencies, when the
 first 503 came after the stop, and when the first write succeeded after the restart.
 """
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.postgres import TempPostgres, temporary_postgres  # noqa: E402
 from bench.server import HOST, free_port, gunicorn  # noqa: E402
+from cluster.servers import PostgresServer, temporary_postgres  # noqa: E402
 
 GUEST_EMAIL = "guest0001@demo.staybase.local"
 # Another guest books: a booking invalidates its guest's cached list, and the reader's list must
@@ -58,7 +58,7 @@ class Sample:
 
 @dataclass
 class Timeline:
-    stopped_at: float | None = None  # pg_ctl stop -m immediate called
+    stopped_at: float | None = None  # immediate shutdown (SIGQUIT) asked for
     stop_took_s: float = 0.0
     restarted_at: float | None = None  # PostgreSQL accepting connections again
 
@@ -73,8 +73,8 @@ class OutageRun:
     def phase(self, sample: Sample) -> str:
         """By when the answer came: a request still in flight once the database is gone is the outage's.
 
-        The outage starts when ``pg_ctl stop`` has returned, not when it was called: a write that
-        commits while the server is still shutting down was rightly answered 201.
+        The outage starts when the immediate shutdown has returned (the postmaster has exited),
+        not when it was called: a write that commits while the server is still shutting down was rightly answered 201.
         """
         answered = sample.sent_at + sample.latency_s
         if self.timeline.stopped_at is None or answered < self.timeline.stopped_at + self.timeline.stop_took_s:
@@ -235,14 +235,14 @@ def start_load(port: int, run: OutageRun) -> Load:
     return load
 
 
-def run_outage(*, server: TempPostgres, port: int, before_s: float, outage_s: float, after_s: float) -> OutageRun:
+def run_outage(*, server: PostgresServer, port: int, before_s: float, outage_s: float, after_s: float) -> OutageRun:
     """Load the app at ``port`` while ``server`` is stopped (immediate) and started again."""
     run = OutageRun()
     load = start_load(port, run)
     try:
         time.sleep(before_s)
         # The outage starts when the stop is asked for; the recovery when PostgreSQL accepts
-        # connections again (pg_ctl start -w returns).
+        # connections again (the start returns).
         run.timeline.stopped_at = load.now()
         server.stop("immediate")
         run.timeline.stop_took_s = load.now() - run.timeline.stopped_at
@@ -305,7 +305,7 @@ def main() -> None:
 
     with temporary_postgres(args.pg_port or free_port()) as server:
         server.createdb("staybase")
-        env = app_env(server.url("staybase"))
+        env = app_env(server.database_url("staybase"))
         prepare(env)
         port = args.port or free_port()
         with tempfile.TemporaryDirectory(prefix="staybase-db-outage-") as scratch:
@@ -321,7 +321,7 @@ def main() -> None:
             tracebacks = log.read_text(errors="replace").count("Traceback")
     print(report(run))
     print(f"tracebacks in the server log: {tracebacks}")
-    print(f"pg_ctl stop -m immediate took {run.timeline.stop_took_s:.3f} s")
+    print(f"immediate shutdown (SIGQUIT until exit) took {run.timeline.stop_took_s:.3f} s")
     print(f"median request gap: {statistics.median([s.latency_s for s in run.samples]) * 1000:.1f} ms")
 
 

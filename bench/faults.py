@@ -35,12 +35,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import faults_checks as checks  # noqa: E402
-from bench.faults_infra import Clusters, Ports, Postgres, Processes, Redis, descendants, wait_until  # noqa: E402
+from bench.faults_infra import Clusters, Ports, Processes, descendants  # noqa: E402
 from bench.faults_load import Load, Sample, Slots, call  # noqa: E402
 from bench.faults_report import HANG_SOCKET_TIMEOUT_S, Check, LogCount, ScenarioResult, format_table  # noqa: E402
 from bench.load import Request  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
 from bench.server import gunicorn_server  # noqa: E402
+from cluster.servers import PostgresServer, RedisServer, wait_until  # noqa: E402
 
 PRIORITIES = ("critical", "high", "normal", "low")
 DEMO_PASSWORD = "staybase-demo"  # noqa: S105 - demo.data.DEMO_PASSWORD (published); no Django here
@@ -108,17 +109,20 @@ class Suite:
         self.mail_dir = workdir / "mail"
         for directory in (self.logs, self.mail_dir, workdir / "metrics", workdir / "media"):
             directory.mkdir()
-        self.pg = Postgres(
+        self.pg = PostgresServer(
             processes=processes, data_dir=workdir / "pgdata", port=ports.take(), log=self.logs / "pg.log"
         )
-        self.redis = Redis(processes=processes, port=ports.take(), log=self.logs / "redis.log")
+        self.pg_url = self.pg.database_url("staybase_faults")
+        self.redis = RedisServer(
+            processes=processes, port=ports.take(), work_dir=workdir / "redis", log=self.logs / "redis.log"
+        )
         self.api_port = ports.take()
         self.env = {
             **os.environ,
             "DJANGO_ENV": "development",
             "DJANGO_DEBUG": "0",
             "PYTHONUNBUFFERED": "1",
-            "DATABASE_URL": self.pg.url,
+            "DATABASE_URL": self.pg_url,
             "REDIS_URL": self.redis.url,
             "RATE_LIMIT_SCALE": "1000000",
             "CACHE_KEY_PREFIX": "sbfaults",
@@ -139,6 +143,8 @@ class Suite:
     def setup(self) -> None:
         print(f"== work dir {self.workdir}", flush=True)
         self.pg.init()
+        self.pg.start()
+        self.pg.createdb("staybase_faults")
         self.redis.start()
         print(f"== PostgreSQL :{self.pg.port}, Redis :{self.redis.port}; migrating and seeding", flush=True)
         self._manage("migrate", "--noinput", "-v0")
@@ -157,7 +163,7 @@ class Suite:
         )
         self.processes.add(server.pid, "gunicorn")
         print(f"== API on :{self.api_port} (gunicorn, 2 sync workers), 4 job clusters", flush=True)
-        with checks.connect(self.pg.url) as conn:
+        with checks.connect(self.pg_url) as conn:
             guests = [
                 row[0]
                 for row in conn.execute(
@@ -261,7 +267,7 @@ class Suite:
         t = self.timing
         print(f"== {name}: {SCENARIO_HELP[name]}", flush=True)
         self._healthy()
-        after = checks.marks(self.pg.url)
+        after = checks.marks(self.pg_url)
         probe = self._login(self.probe_email)
         for _ in range(2):  # the second is served from the cached token context
             call(self.api_port, "GET", "/api/v1/auth/me/", token=probe)
@@ -288,7 +294,7 @@ class Suite:
         print(f"   {len(samples)} requests; waiting for the jobs (at most {settle_s:.0f} s)", flush=True)
         try:
             took = wait_until(
-                lambda: checks.jobs_unfinished(self.pg.url, after) == 0,
+                lambda: checks.jobs_unfinished(self.pg_url, after) == 0,
                 timeout_s=settle_s,
                 what="jobs finished",
                 interval_s=0.5,
@@ -308,7 +314,7 @@ class Suite:
         )
         # Warm-up writes created rows too: every response counts for the invariants.
         result.checks = [
-            *checks.check_all(self.pg.url, after=after, samples=everything + probe_samples, mail_dir=self.mail_dir),
+            *checks.check_all(self.pg_url, after=after, samples=everything + probe_samples, mail_dir=self.mail_dir),
             revoked,
         ]
         failures = result.failures()
@@ -340,7 +346,7 @@ class Suite:
             self.redis.start()
         elif self.redis.paused:
             self.redis.resume()
-        if self.pg.process is None:
+        if self.pg.pid is None:
             self.pg.start()
         wait_until(self.redis.ready, timeout_s=30, what="Redis")
         wait_until(self.pg.ready, timeout_s=60, what="PostgreSQL")
@@ -364,7 +370,7 @@ class Suite:
 
         def look() -> bool:
             ours = descendants(self.clusters.leader("high"))
-            found[:] = [(job, pid) for job, pid in checks.running_job_workers(self.pg.url, "high") if pid in ours]
+            found[:] = [(job, pid) for job, pid in checks.running_job_workers(self.pg_url, "high") if pid in ours]
             return bool(found)
 
         try:

@@ -17,24 +17,32 @@ var/cluster. Nothing here touches the machine's own PostgreSQL or Redis.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cluster.postgres import PostgresServer, init_primary, init_replica, wait_replayed
+import psycopg
+
+from cluster.servers import (
+    HOST,
+    PgBouncer,
+    PostgresServer,
+    RedisServer,
+    alive,
+    port_is_free,
+    stop_group,
+    wait_replayed,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / "var" / "cluster"
 STATE_FILE = STATE_DIR / "state.json"
-HOST = "127.0.0.1"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 DEBIAN_PACKAGES = {"nginx": "nginx", "pgbouncer": "pgbouncer", "redis-sentinel": "redis-sentinel"}
 SENTINEL_MASTER = "staybase"
@@ -43,15 +51,6 @@ PRIORITIES = ("critical", "high", "normal", "low")
 
 
 PORT_RANGE_SIZE = 1000
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def ensure_packages() -> None:
@@ -90,7 +89,7 @@ class Cluster:
         while len(chosen) < count:
             if candidate >= base + PORT_RANGE_SIZE:
                 raise RuntimeError(f"no free port left in {base}-{base + PORT_RANGE_SIZE - 1}")
-            if candidate != self.state["port"] and _port_free(candidate):
+            if candidate != self.state["port"] and port_is_free(candidate):
                 chosen.append(candidate)
             candidate += 1
         self.state["next_port"] = candidate
@@ -125,51 +124,54 @@ class Cluster:
     # --- parts ------------------------------------------------------------------------
     def start_postgres(self) -> None:
         primary_port, replica_port, bouncer_port = self.ports(3)
-        primary = init_primary(STATE_DIR / "pg-primary", primary_port)
+        primary = PostgresServer(data_dir=STATE_DIR / "pg-primary", port=primary_port)
+        primary.init()
+        primary.start()
         self.state["postgres"] = {"primary": primary_port, "replica": None, "pgbouncer": bouncer_port}
         self.save()
-        primary.psql("CREATE DATABASE staybase")
-        replica = init_replica(primary, STATE_DIR / "pg-replica", replica_port)
+        primary.createdb("staybase")
+        replica = PostgresServer(data_dir=STATE_DIR / "pg-replica", port=replica_port)
+        replica.init_replica(primary)
+        replica.start()
         self.state["postgres"]["replica"] = replica_port
         self.save()
         wait_replayed(primary, replica)
-        ini = STATE_DIR / "pgbouncer.ini"
-        ini.write_text(
-            "[databases]\n"
-            f"staybase = host={HOST} port={primary_port} dbname=staybase user=postgres\n"
-            "[pgbouncer]\n"
-            f"listen_addr = {HOST}\nlisten_port = {bouncer_port}\nunix_socket_dir =\n"
-            "auth_type = trust\n"
-            f"auth_file = {STATE_DIR / 'pgbouncer.users'}\n"
-            "pool_mode = transaction\n"
-            f"default_pool_size = {self.state['pgbouncer_pool']}\nmax_client_conn = 2000\n"
-            "ignore_startup_parameters = extra_float_digits,options\n"
+        bouncer = PgBouncer(
+            port=bouncer_port,
+            work_dir=STATE_DIR,
+            databases={"staybase": f"host={HOST} port={primary_port} dbname=staybase user=postgres"},
+            pool_size=self.state["pgbouncer_pool"],
         )
-        (STATE_DIR / "pgbouncer.users").write_text('"postgres" ""\n')
-        command = ["pgbouncer", str(ini)]
-        if os.geteuid() == 0:  # pgbouncer refuses to run as root
-            for path in (ini, STATE_DIR / "pgbouncer.users"):
-                shutil.chown(path, "postgres")
-            command = ["runuser", "-u", "postgres", "--", *command]
-        self.spawn("pgbouncer", command)
+        self.start_server("pgbouncer", bouncer)
+
+    def start_server(self, name: str, server: RedisServer | PgBouncer) -> None:
+        """Start ``server`` and record its pid, so that ``down`` stops it."""
+        try:
+            server.start()
+        finally:
+            if server.pid is not None:
+                self.record(name, server.pid, command=server.name)
 
     def start_redis(self) -> None:
         master, replica, *sentinels = self.ports(5)
         self.state["redis"] = {"master": master, "replica": replica, "sentinels": sentinels}
         self.save()
-        common = ["--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(STATE_DIR)]
-        self.spawn("redis-master", ["redis-server", "--port", str(master), *common])
-        self.spawn("redis-replica", ["redis-server", "--port", str(replica), "--replicaof", HOST, str(master), *common])
+        self.start_server("redis-master", RedisServer(port=master, work_dir=STATE_DIR))
+        self.start_server(
+            "redis-replica", RedisServer(port=replica, work_dir=STATE_DIR, extra=["--replicaof", HOST, str(master)])
+        )
         for number, port in enumerate(sentinels, start=1):
-            conf = STATE_DIR / f"sentinel-{number}.conf"
-            conf.write_text(
-                f"port {port}\nbind {HOST}\ndir {STATE_DIR}\n"
-                f"sentinel monitor {SENTINEL_MASTER} {HOST} {master} 2\n"
-                f"sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n"
-                f"sentinel failover-timeout {SENTINEL_MASTER} 10000\n"
-                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+            sentinel = RedisServer.sentinel(
+                port=port,
+                work_dir=STATE_DIR,
+                master=SENTINEL_MASTER,
+                master_port=master,
+                quorum=2,
+                down_after_milliseconds=2000,
+                failover_timeout=10000,
+                parallel_syncs=1,
             )
-            self.spawn(f"sentinel-{number}", ["redis-sentinel", str(conf)])
+            self.start_server(f"sentinel-{number}", sentinel)
 
     def app_env(self) -> dict[str, str]:
         pg, redis = self.state["postgres"], self.state["redis"]
@@ -255,7 +257,7 @@ class Cluster:
         """SIGTERM (every client is told to reconnect, then 1012), start again, wait for /health/ready/.
         Returns the seconds no socket process answered."""
         started = time.monotonic()
-        _stop_group(self.state["processes"]["ws-1"]["pid"])
+        stop_group(self.state["processes"]["ws-1"]["pid"])
         self.start_sockets()
         deadline = time.monotonic() + ready_timeout_s
         while _http_status(self.state["ws_port"], "/health/ready/") != "200":
@@ -269,7 +271,7 @@ class Cluster:
         again and wait until it answers /health/ready/. Returns the seconds it was out of the upstream."""
         name = f"api-{number}"
         started = time.monotonic()
-        _stop_group(self.state["processes"][name]["pid"])
+        stop_group(self.state["processes"][name]["pid"])
         self.start_api(number)
         port = self.state["api_ports"][number - 1]
         deadline = time.monotonic() + ready_timeout_s
@@ -358,15 +360,15 @@ http {{
     def health(self) -> dict[str, str]:
         report = {}
         for name, entry in self.state["processes"].items():
-            report[name] = "running" if _alive(entry["pid"]) else "DEAD"
+            report[name] = "running" if alive(entry["pid"]) else "DEAD"
         pg = self.state.get("postgres", {})
         for role in ("primary", "replica"):
             if pg.get(role):
-                server = PostgresServer(STATE_DIR / f"pg-{role}", pg[role])
+                server = PostgresServer(data_dir=STATE_DIR / f"pg-{role}", port=pg[role])
                 try:
-                    in_recovery = server.psql("SELECT pg_is_in_recovery()")
+                    in_recovery = server.execute("SELECT pg_is_in_recovery()")
                     report[f"postgres-{role}"] = f"up (port {pg[role]}, in recovery: {in_recovery})"
-                except subprocess.CalledProcessError:
+                except psycopg.Error:
                     report[f"postgres-{role}"] = "DOWN"
         for number, port in enumerate(self.state.get("api_ports", []), start=1):
             report[f"api-{number} /health/ready/"] = _http_status(port, "/health/ready/")
@@ -387,40 +389,17 @@ http {{
     # --- stop -------------------------------------------------------------------------
     def stop_all(self) -> None:
         for name, entry in reversed(list(self.state["processes"].items())):
-            _stop_group(entry["pid"])
+            stop_group(entry["pid"], signal.SIGTERM, timeout_s=25)
             print(f"stopped {name} (pid {entry['pid']})")
         for role in ("replica", "primary"):
             if self.state.get("postgres", {}).get(role):
-                PostgresServer(STATE_DIR / f"pg-{role}", self.state["postgres"][role]).stop(mode="fast")
+                PostgresServer(data_dir=STATE_DIR / f"pg-{role}", port=self.state["postgres"][role]).stop("fast")
                 print(f"stopped postgres {role}")
         for group in self.state.get("cgroups", []):
             try:
                 Path(group).rmdir()
             except OSError as exc:
                 print(f"could not remove cgroup {group}: {exc}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_group(pid: int, grace_s: float = 25) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _alive(pid):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.1)
-        if not _alive(pid):
-            return
 
 
 def _http_status(port: int, path: str) -> str:

@@ -1,22 +1,13 @@
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
-from dataclasses import dataclass
 
 import pytest
 
 from caching.circuit import breaker_for
+from cluster.servers import RedisServer, free_port
 
 REDIS_MODE = bool(os.environ.get("REDIS_URL"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def redis_cache_at(port: int) -> dict:
@@ -30,45 +21,18 @@ def redis_cache_at(port: int) -> dict:
     }
 
 
-@dataclass
-class PrivateRedis:
-    port: int
-    process: subprocess.Popen
-
-    def hang(self) -> None:
-        """Like a Redis that stops answering: connections stay open, nothing comes back."""
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
-
-
 @pytest.fixture
-def private_redis():
-    """A redis-server of the test's own on a free port (never the shared one), stopped at will."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+def private_redis(tmp_path):
+    """A redis-server of the test's own on a free port (never the shared one), stopped at will:
+    ``kill()``, ``pause()`` (it stops answering, connections stay open) and ``resume()``."""
+    if shutil.which("redis-server") is None:
         if REDIS_MODE:
             pytest.fail("redis-server is not installed, but this run is against Redis")
         pytest.skip("redis-server is not installed (the embedded default does not need it)")
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield PrivateRedis(port=port, process=process)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGCONT)
-        process.kill()
-    process.wait(timeout=10)
+    server = RedisServer(port=free_port(), work_dir=tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
     breaker_for("redis").reset()  # its state belonged to that server
 
 

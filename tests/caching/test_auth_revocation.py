@@ -73,7 +73,7 @@ def delete_the_token_in_the_admin(client, user, staff) -> None:
 def test_a_token_revoked_while_redis_hangs_is_refused_when_redis_is_back(guest, staff, on_private_redis, revoke):
     client = cached_login(guest)
 
-    on_private_redis.hang()
+    on_private_redis.pause()
     trip_the_breaker()
     revoke(client, guest, staff)  # succeeds, without waiting on Redis: the circuit is open
     on_private_redis.resume()
@@ -87,7 +87,7 @@ def test_a_token_revoked_while_redis_hangs_is_refused_when_redis_is_back(guest, 
 def test_a_logout_is_refused_too_when_redis_hung_on_the_logout_itself(guest, on_private_redis):
     client = cached_login(guest)
 
-    on_private_redis.hang()
+    on_private_redis.pause()
     assert client.post("/api/v1/auth/logout/").status_code == 204  # its Redis calls time out one by one
     on_private_redis.resume()
     wait_until_breaker_tries_again()
@@ -100,7 +100,7 @@ def test_a_logout_is_refused_too_when_redis_hung_on_the_logout_itself(guest, on_
 def test_a_password_changed_while_redis_hangs_drops_the_cached_context(guest, on_private_redis):
     client = cached_login(guest)
 
-    on_private_redis.hang()
+    on_private_redis.pause()
     trip_the_breaker()
     guest.set_password("a-new-long-password")
     guest.save()

@@ -17,7 +17,7 @@ def test_one_redis_outage_logs_one_down_and_one_back_line(anon_client, host_clie
     assert anon_client.get(url).status_code == 200
 
     with caplog.at_level(logging.DEBUG):
-        on_private_redis.hang()
+        on_private_redis.pause()
         during = [anon_client.get(url).status_code for _ in range(30)]
         host_client.patch(url, {"title": "Written while Redis hangs"})  # its invalidation is lost
         wait_until_breaker_tries_again()

@@ -1,18 +1,15 @@
 """Own Redis clients follow REDIS_URL, or the master a Sentinel names (caching/redis.py)."""
 
 import shutil
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import redis
 from django.test import override_settings
 
-from bench.server import free_port
 from caching.redis import client_with
-from cluster.redis import start_redis
+from cluster.servers import RedisServer, free_port, wait_until
 
 pytestmark = [
     pytest.mark.subprocess,
@@ -24,27 +21,20 @@ pytestmark = [
 @pytest.fixture
 def sentinel_setup():
     work = Path(tempfile.mkdtemp(prefix="staybase-sentinel-"))
-    master = start_redis(free_port(), work_dir=work)
-    sentinel_port = free_port()
-    conf = work / "sentinel.conf"
-    conf.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\ndir {work}\nsentinel monitor staybase 127.0.0.1 {master.port} 1\n"
-    )
-    sentinel = subprocess.Popen(["redis-sentinel", str(conf)], stdout=subprocess.DEVNULL)  # noqa: S603,S607
+    master = RedisServer(port=free_port(), work_dir=work)
+    sentinel = RedisServer.sentinel(port=free_port(), work_dir=work, master="staybase", master_port=master.port)
     try:
-        probe = redis.Redis(port=sentinel_port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if probe.sentinel_get_master_addr_by_name("staybase"):
-                    break
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
+        master.start()
+        sentinel.start()
+        wait_until(
+            lambda: bool(sentinel.client().sentinel_get_master_addr_by_name("staybase")),
+            timeout_s=10,
+            what="the sentinel naming its master",
+        )
+        sentinel_port = sentinel.port
         yield master, sentinel_port
     finally:
-        sentinel.terminate()
-        sentinel.wait(timeout=10)
+        sentinel.stop()
         master.stop()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -2,8 +2,8 @@
 
 Starts its own PostgreSQL cluster (initdb on a free port, as the postgres user) and the
 app under gunicorn pointed at it, loads it with bench/db_outage.py's clients, stops the
-cluster with ``pg_ctl stop -m immediate`` and starts it again. The latency bounds are
-generous (2 s where the target is 1 s) so a loaded machine does not fail the run;
+cluster with an immediate shutdown (SIGQUIT, as ``pg_ctl stop -m immediate``) and starts
+it again. The latency bounds are generous (2 s where the target is 1 s) so a loaded machine does not fail the run;
 ``bench/db_outage.py`` prints the measured figures.
 """
 
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from bench.db_outage import OutageRun, app_env, prepare, run_outage
-from bench.postgres import postgres_available, temporary_postgres
 from bench.server import free_port, gunicorn
+from cluster.servers import postgres_available, temporary_postgres
 
 pytestmark = [
     pytest.mark.subprocess,
     pytest.mark.slow,
-    pytest.mark.skipif(not postgres_available(), reason="needs PostgreSQL server binaries (initdb, pg_ctl)"),
+    pytest.mark.skipif(not postgres_available(), reason="needs PostgreSQL server binaries (initdb, postgres)"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ BOUND_S = 2.0  # per answer, and from the stop to the first 503
 def outage() -> tuple[OutageRun, str]:
     with temporary_postgres(free_port()) as server, tempfile.TemporaryDirectory(prefix="staybase-outage-") as scratch:
         server.createdb("staybase")
-        env = app_env(server.url("staybase"), {"CACHE_KEY_PREFIX": "sb-outage-test"})
+        env = app_env(server.database_url("staybase"), {"CACHE_KEY_PREFIX": "sb-outage-test"})
         prepare(env)
         log = Path(scratch) / "gunicorn.log"
         # The local-memory cache is per process: one worker, so the warmed entries serve every request.

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.server import free_port, gunicorn_server
-from cluster.postgres import init_primary, init_replica, wait_replayed
-from cluster.redis import start_redis
+from cluster.servers import PostgresServer, RedisServer, wait_replayed
 
 pytestmark = [
     pytest.mark.subprocess,
@@ -59,10 +58,15 @@ def cluster():
     work.chmod(0o755)
     primary = replica = redis_server = None
     try:
-        primary = init_primary(work / "primary", free_port())
-        primary.psql("CREATE DATABASE staybase")
-        replica = init_replica(primary, work / "replica", free_port())
-        redis_server = start_redis(free_port(), work_dir=work / "redis")
+        primary = PostgresServer(data_dir=work / "primary", port=free_port())
+        primary.init()
+        primary.start()
+        primary.createdb("staybase")
+        replica = PostgresServer(data_dir=work / "replica", port=free_port())
+        replica.init_replica(primary)
+        replica.start()
+        redis_server = RedisServer(port=free_port(), work_dir=work / "redis")
+        redis_server.start()
         env = {
             "PATH": os.environ["PATH"],
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -126,7 +130,7 @@ def test_a_writer_always_reads_its_own_write_while_the_replica_lags(cluster, lis
     for version in range(1, 31):
         status, body = host.call("PATCH", f"/properties/{property_id}/", {"title": f"v{version}"})
         assert status == 200, (version, body)
-        replica_title = cluster["replica"].psql(
+        replica_title = cluster["replica"].execute(
             f"SELECT title FROM properties_property WHERE id = {property_id}",  # noqa: S608
             database="staybase",
         )
