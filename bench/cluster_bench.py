@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 
 from bench.demo_accounts import demo_tokens  # noqa: E402
 from cluster import run as cluster_run  # noqa: E402
-from cluster.postgres import PostgresServer  # noqa: E402
+from cluster.servers import PostgresServer  # noqa: E402
 
 HOST = "127.0.0.1"
 MIX_SCRIPT = Path(__file__).with_name("cluster_mix.lua")
@@ -172,7 +172,7 @@ class CpuMeter:
             "api": [processes[f"api-{n}"]["pid"] for n in range(1, api_count + 1)],
             "nginx": [processes["nginx"]["pid"]],
             "postgres": [
-                PostgresServer(cluster_run.STATE_DIR / f"pg-{role}", pg[role]).pid() or 0
+                PostgresServer(data_dir=cluster_run.STATE_DIR / f"pg-{role}", port=pg[role]).pid or 0
                 for role in ("primary", "replica")
             ]
             + [processes["pgbouncer"]["pid"]],
@@ -326,7 +326,7 @@ def measure_scale(cluster, world: World, args) -> list[str]:
 
 def pg_connections(server: PostgresServer) -> int:
     return int(
-        server.psql(
+        server.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )
     )
@@ -336,8 +336,8 @@ def measure_connections(cluster, world: World, args) -> list[str]:
     port = cluster.state["port"]
     switch_upstream(cluster, 3)
     pg = cluster.state["postgres"]
-    primary = PostgresServer(cluster_run.STATE_DIR / "pg-primary", pg["primary"])
-    replica = PostgresServer(cluster_run.STATE_DIR / "pg-replica", pg["replica"])
+    primary = PostgresServer(data_dir=cluster_run.STATE_DIR / "pg-primary", port=pg["primary"])
+    replica = PostgresServer(data_dir=cluster_run.STATE_DIR / "pg-replica", port=pg["replica"])
     # The cached read mix with one uncached availability window (it reaches a database) in every
     # three requests. 500 clients wait in the instances' queues: a 30 s client timeout, not 10.
     uncached = []
@@ -397,7 +397,7 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
     port = cluster.state["port"]
     switch_upstream(cluster, 3)
     pg = cluster.state["postgres"]
-    replica = PostgresServer(cluster_run.STATE_DIR / "pg-replica", pg["replica"])
+    replica = PostgresServer(data_dir=cluster_run.STATE_DIR / "pg-replica", port=pg["replica"])
     host_tokens = demo_tokens(f"http://{HOST}:{port}", path=tokens_file(cluster))["host"]
     writers = min(args.writers, len(host_tokens))
     # Each writer its own host, client address and listing (created now, so it is only theirs).
@@ -458,7 +458,7 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
                         counts["sequences"] += 1
                         counts["stale"] += status != 200 or body.get("title") != title
                     if version % 50 == 0:  # is the replica really behind? (its own copy of the row)
-                        on_replica = replica.psql(
+                        on_replica = replica.execute(
                             f"SELECT title FROM properties_property WHERE id = {int(property_id)}",  # noqa: S608
                             database="staybase",
                         )

@@ -99,7 +99,7 @@ def test_a_hung_redis_costs_one_socket_timeout_then_nothing_and_the_trial_costs_
     settings, on_private_redis
 ):
     cached_value("old")
-    on_private_redis.hang()
+    on_private_redis.pause()
 
     started = time.monotonic()
     assert cached_value("during") == ("during", "MISS")  # waited one socket timeout (0.5 s)
