@@ -528,6 +528,18 @@ class Bench:
             self.cpu(servers, clients, mark),
         )
 
+    async def memory(self) -> None:
+        server = SocketProcess(self.args.base_port, self.env)
+        server.start()
+        clients = Clients(self.args.clients, self.token, [])
+        try:
+            await server.ready()
+            await asyncio.sleep(1.0)
+            await self.connect_all([server], clients, "one socket process")
+        finally:
+            clients.close()
+            server.stop()
+
     async def one_and_two(self) -> None:
         ports = [self.args.base_port, self.args.base_port + 1]
         servers = [SocketProcess(ports[0], self.env)]
@@ -673,7 +685,9 @@ def main() -> None:
     parser.add_argument("--broadcast-events", type=int, default=10)
     parser.add_argument("--loss-seconds", type=float, default=20)
     parser.add_argument("--loss-rate", type=float, default=10)
-    parser.add_argument("--only", choices=["scale", "loss"], default=None)
+    parser.add_argument(
+        "--only", choices=["scale", "loss", "memory"], default=None, help="memory: RSS per idle socket only (untimed)"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
@@ -682,6 +696,8 @@ def main() -> None:
     runtime += " + Redis" if bench.env.get("REDIS_URL") else " + in-memory layer"
     print(f"\n{runtime}; {args.clients} client processes, {os.cpu_count()} CPUs shared with the servers\n")
     print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
+    if args.only == "memory":
+        asyncio.run(bench.memory())
     if args.only in (None, "scale"):
         asyncio.run(bench.one_and_two())
     if args.only in (None, "loss"):
