@@ -600,7 +600,8 @@ class Bench:
                     [{"count": n, "first": f} for n, f in zip(counts, starts, strict=True)],
                     ports=[s.port for s in servers],
                 )
-                clients.call("subscribe", room=LOSS_ROOM, count=-(-1000 // self.args.clients))
+                members = min(1000, self.args.sockets)
+                clients.call("subscribe", room=LOSS_ROOM, count=-(-members // self.args.clients))
                 clients.call("reset")
                 seconds, rate = self.args.loss_seconds, self.args.loss_rate
                 procs = writers(
@@ -617,13 +618,13 @@ class Bench:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     state = merged(clients.call("stats", room=LOSS_ROOM, last_offset=last, first_offset=first))
-                    if state["exact"] + state["resynced"] + state["duplicated"] >= 1000 and (
+                    if state["exact"] + state["resynced"] + state["duplicated"] >= members and (
                         state["open"] >= self.args.sockets
                     ):
                         break
                     await asyncio.sleep(0.5)
                 self.row(
-                    f"loss: {last - first + 1} events at {rate:.0f}/s to 1,000 of {self.args.sockets:,} sockets on "
+                    f"loss: {last - first + 1} events at {rate:.0f}/s to {members:,} of {self.args.sockets:,} sockets on "
                     "two processes; one SIGKILLed and restarted, then Redis restarted",
                     f"{state['exact']:,} got every event exactly once, {state['resynced']:,} got resync, "
                     f"{state['duplicated']:,} duplicates, {state['short']:,} missing some",
