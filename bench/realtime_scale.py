@@ -624,8 +624,8 @@ class Bench:
                         break
                     await asyncio.sleep(0.5)
                 self.row(
-                    f"loss: {last - first + 1} events at {rate:.0f}/s to {members:,} of {self.args.sockets:,} sockets on "
-                    "two processes; one SIGKILLed and restarted, then Redis restarted",
+                    f"loss: {last - first + 1} events at {rate:.0f}/s to {members:,} of {self.args.sockets:,} sockets "
+                    "on two processes; one SIGKILLed and restarted, then Redis restarted",
                     f"{state['exact']:,} got every event exactly once, {state['resynced']:,} got resync, "
                     f"{state['duplicated']:,} duplicates, {state['short']:,} missing some",
                     f"{state['open']:,} open at the end; errors seen: {errors_text(state['errors'])}",
