@@ -528,6 +528,18 @@ class Bench:
             self.cpu(servers, clients, mark),
         )
 
+    async def memory(self) -> None:
+        server = SocketProcess(self.args.base_port, self.env)
+        server.start()
+        clients = Clients(self.args.clients, self.token, [])
+        try:
+            await server.ready()
+            await asyncio.sleep(1.0)
+            await self.connect_all([server], clients, "one socket process")
+        finally:
+            clients.close()
+            server.stop()
+
     async def one_and_two(self) -> None:
         ports = [self.args.base_port, self.args.base_port + 1]
         servers = [SocketProcess(ports[0], self.env)]
@@ -588,7 +600,8 @@ class Bench:
                     [{"count": n, "first": f} for n, f in zip(counts, starts, strict=True)],
                     ports=[s.port for s in servers],
                 )
-                clients.call("subscribe", room=LOSS_ROOM, count=-(-1000 // self.args.clients))
+                members = min(1000, self.args.sockets)
+                clients.call("subscribe", room=LOSS_ROOM, count=-(-members // self.args.clients))
                 clients.call("reset")
                 seconds, rate = self.args.loss_seconds, self.args.loss_rate
                 procs = writers(
@@ -605,14 +618,14 @@ class Bench:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     state = merged(clients.call("stats", room=LOSS_ROOM, last_offset=last, first_offset=first))
-                    if state["exact"] + state["resynced"] + state["duplicated"] >= 1000 and (
+                    if state["exact"] + state["resynced"] + state["duplicated"] >= members and (
                         state["open"] >= self.args.sockets
                     ):
                         break
                     await asyncio.sleep(0.5)
                 self.row(
-                    f"loss: {last - first + 1} events at {rate:.0f}/s to 1,000 of {self.args.sockets:,} sockets on "
-                    "two processes; one SIGKILLed and restarted, then Redis restarted",
+                    f"loss: {last - first + 1} events at {rate:.0f}/s to {members:,} of {self.args.sockets:,} sockets "
+                    "on two processes; one SIGKILLed and restarted, then Redis restarted",
                     f"{state['exact']:,} got every event exactly once, {state['resynced']:,} got resync, "
                     f"{state['duplicated']:,} duplicates, {state['short']:,} missing some",
                     f"{state['open']:,} open at the end; errors seen: {errors_text(state['errors'])}",
@@ -673,7 +686,9 @@ def main() -> None:
     parser.add_argument("--broadcast-events", type=int, default=10)
     parser.add_argument("--loss-seconds", type=float, default=20)
     parser.add_argument("--loss-rate", type=float, default=10)
-    parser.add_argument("--only", choices=["scale", "loss"], default=None)
+    parser.add_argument(
+        "--only", choices=["scale", "loss", "memory"], default=None, help="memory: RSS per idle socket only (untimed)"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
@@ -682,6 +697,8 @@ def main() -> None:
     runtime += " + Redis" if bench.env.get("REDIS_URL") else " + in-memory layer"
     print(f"\n{runtime}; {args.clients} client processes, {os.cpu_count()} CPUs shared with the servers\n")
     print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
+    if args.only == "memory":
+        asyncio.run(bench.memory())
     if args.only in (None, "scale"):
         asyncio.run(bench.one_and_two())
     if args.only in (None, "loss"):
