@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,14 +141,23 @@ class Limiter:
 
 
 @functools.cache
-def limiter() -> Limiter:
+def built_limiter() -> Limiter:
     return Limiter()
+
+
+# functools.cache may build twice when threads miss together, and each would count alone.
+_building = threading.Lock()
+
+
+def limiter() -> Limiter:
+    with _building:
+        return built_limiter()
 
 
 @receiver(setting_changed, dispatch_uid="ratelimit-settings")
 def _rebuild_limiter(*, setting: str, **kwargs: object) -> None:
     if setting.startswith("RATE_LIMIT_") or setting == "CACHES":
-        limiter.cache_clear()
+        built_limiter.cache_clear()
 
 
 def identity(rule: Rule, request: HttpRequest, account: object = None) -> str:

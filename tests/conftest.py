@@ -5,7 +5,7 @@ from django.core.cache import cache
 from django.test import TestCase
 from rest_framework.test import APIClient
 
-from ratelimit.limiter import limiter
+from ratelimit.limiter import built_limiter
 from tests.factories import HostFactory, StaffFactory, TokenFactory, UserFactory
 
 
@@ -24,10 +24,10 @@ def _require_configured_services(django_db_blocker):
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()  # on Redis this also drops rate-limit state, which lives in the same database
-    limiter.cache_clear()  # a new limiter: empty in-memory counters
+    built_limiter.cache_clear()  # a new limiter: empty in-memory counters
     yield
     cache.clear()
-    limiter.cache_clear()
+    built_limiter.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User, UserTier
 from caching.circuit import breaker_for
-from ratelimit.limiter import limiter
+from ratelimit.limiter import built_limiter, limiter
 from ratelimit.sites import RateLimitedAdminSite
 from tests.conftest import client_for
 from tests.factories import PropertyFactory, UserFactory
@@ -139,10 +139,10 @@ def broken_store(monkeypatch):
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr("ratelimit.limiter.is_redis", lambda: True)
     monkeypatch.setattr("ratelimit.limiter.shared_client", lambda: dead)
-    limiter.cache_clear()
+    built_limiter.cache_clear()
     breaker_for("redis").reset()
     yield
-    limiter.cache_clear()
+    built_limiter.cache_clear()
     breaker_for("redis").reset()
 
 
@@ -326,3 +326,22 @@ def test_with_redis_down_login_works_and_the_sixth_attempt_from_one_ip_is_refuse
     assert [r.status_code for r in attempts] == [200, 400, 400, 400, 400, 429]
     assert attempts[-1].json()["error"]["code"] == "throttled"
     assert breaker_for("redis").state == "open"
+
+
+def test_threads_whose_first_requests_arrive_together_share_one_limiter():
+    built_limiter.cache_clear()
+    start = threading.Barrier(20)
+    seen = []
+
+    def first_request() -> None:
+        start.wait(timeout=10)
+        seen.append(limiter())
+
+    threads = [threading.Thread(target=first_request) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert len(seen) == 20
+    assert len({id(built) for built in seen}) == 1  # one set of counters, not one per thread
