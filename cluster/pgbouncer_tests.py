@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,10 @@ def _admin(database_url: str, sql: str) -> None:
         conn.execute(sql)
 
 
+def _raise_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""), required=False)
@@ -47,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-db-name", default=os.environ.get("TEST_DB_NAME") or "test_staybase_pgbouncer")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     args = parser.parse_args(argv)
+    # timeout (CI) and Ctrl-C end the run with a signal: as an exception, so the finally below
+    # still stops PgBouncer and drops the test database (a bare SIGTERM would skip both).
+    signal.signal(signal.SIGTERM, _raise_on_signal)
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         parser.error("--database-url (or DATABASE_URL) must be a PostgreSQL URL")
     server = urlsplit(args.database_url)
