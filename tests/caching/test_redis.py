@@ -13,7 +13,6 @@ from cluster.servers import RedisServer, free_port, wait_until
 
 pytestmark = [
     pytest.mark.subprocess,
-    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="needs redis-sentinel (Debian package)"),
 ]
 

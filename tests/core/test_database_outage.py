@@ -19,7 +19,6 @@ from cluster.servers import postgres_available, temporary_postgres
 
 pytestmark = [
     pytest.mark.subprocess,
-    pytest.mark.slow,
     pytest.mark.skipif(not postgres_available(), reason="needs PostgreSQL server binaries (initdb, postgres)"),
 ]
 

@@ -17,7 +17,7 @@ import pytest
 from cluster.servers import PgBouncer, free_port, postgres_available, temporary_postgres
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.subprocess,
     pytest.mark.skipif(not postgres_available(), reason="needs PostgreSQL server binaries (initdb, postgres)"),
     pytest.mark.skipif(shutil.which("pgbouncer") is None, reason="needs pgbouncer (Debian package)"),
 ]

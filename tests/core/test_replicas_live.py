@@ -23,7 +23,6 @@ from cluster.servers import PostgresServer, RedisServer, wait_replayed
 
 pytestmark = [
     pytest.mark.subprocess,
-    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
     pytest.mark.skipif(os.geteuid() != 0, reason="starts PostgreSQL as the postgres user (needs root)"),
 ]

@@ -24,7 +24,7 @@ from realtime.services import events_emit
 from tests.factories import BookingFactory, HostFactory, PropertyFactory, UserFactory
 from tests.realtime.processes import SocketProcess, process_env, receive_until, wait_for
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+pytestmark = [pytest.mark.subprocess]
 
 
 @pytest.fixture
