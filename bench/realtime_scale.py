@@ -1,6 +1,6 @@
 """Real-time at scale (issue 11, Benchmark): 10,000 sockets, restart-and-resume, latency, fan-out, loss.
 
-    flock /work/wt/_brief/bench.lock .venv/bin/python bench/realtime_scale.py [--sockets 10000]
+    .venv/bin/python bench/realtime_scale.py [--sockets 10000]
         [--clients 4] [--base-port 21000]
 
 Uses DATABASE_URL / REDIS_URL as set (the README's table: the machine's PostgreSQL and Redis db 2).
