@@ -83,11 +83,8 @@ def get_or_compute(
         return compute(), "BYPASS"
     ttl = ttl or ttl_for(kind)
     spaces = _spaces(namespaces)
-    if l1_allowed:
-        value = l1.get(key, spaces)
-        if value is not None:
-            cache_stats_counter.add(kind, "l1_hits")
-            return value, "L1"
+    if l1_allowed and (value := _l1_hit(kind, key, spaces)) is not None:
+        return value, "L1"
 
     entry, generations = _read(kind, key, spaces, prefetched)
     now = clock()
@@ -119,6 +116,13 @@ def get_or_compute(
     return compute(), "MISS"
 
 
+def _l1_hit(kind: str, key: str, spaces: tuple[str, ...]) -> Any:
+    value = l1.get(key, spaces)
+    if value is not None:
+        cache_stats_counter.add(kind, "l1_hits")
+    return value
+
+
 def peek(
     *, kind: str, key: str, namespaces: list[str], l1_allowed: bool, prefetched: Prefetched | None
 ) -> tuple[Any, str] | None:
@@ -130,11 +134,8 @@ def peek(
     if not enabled():
         return None
     spaces = _spaces(namespaces)
-    if l1_allowed:
-        value = l1.get(key, spaces)
-        if value is not None:
-            cache_stats_counter.add(kind, "l1_hits")
-            return value, "L1"
+    if l1_allowed and (value := _l1_hit(kind, key, spaces)) is not None:
+        return value, "L1"
     entry, generations = _read(kind, key, spaces, prefetched)
     if entry is None or generations is None or entry.generations != _tags(spaces, generations):
         return None
