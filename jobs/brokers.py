@@ -145,7 +145,7 @@ class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
     def _blocking_client(self) -> redis.Redis:
         """The pusher's own connection for BLPOP.
 
-        The shared django-redis pool fails fast (REDIS_SOCKET_TIMEOUT_S, 0.5 s by default) so
+        The shared django-redis pool fails fast (REDIS_SOCKET_TIMEOUT_S, 0.2 s by default) so
         a stuck Redis cannot hold up web requests; a blocking pop on it would time out while
         legitimately waiting for work, and django-q2 answers a failed pop by pausing the
         pusher for 10 s. This connection waits longer than the pop itself.
