@@ -21,9 +21,11 @@ from accounts.serializers import (
 )
 from caching.responses import cache_response
 from caching.specs import per_user
+from core.replicas import pin_issued_credentials
 
 
 def _token_response(user: User, token: Token, *, status: int) -> Response:
+    pin_issued_credentials(f"Token {token.key}")
     response = Response(TokenOutputSerializer({"token": token.key, "user": user}).data, status=status)
     response.contains_secrets = True  # type: ignore[attr-defined]  # never compressed: see config.middleware.SelectiveGZipMiddleware
     return response

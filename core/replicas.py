@@ -225,6 +225,10 @@ class ReplicaRouter:
         return db == DEFAULT_DB_ALIAS
 
 
+def pin_key(identity: str) -> str:
+    return PIN_KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
 def pin_keys_for(request: HttpRequest) -> list[str]:
     identities = [f"ip:{client_ip(request)}"]
     authorization = request.META.get("HTTP_AUTHORIZATION")
@@ -233,7 +237,15 @@ def pin_keys_for(request: HttpRequest) -> list[str]:
     session = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
     if session:
         identities.append(f"session:{session}")
-    return [PIN_KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32] for identity in identities]
+    return [pin_key(identity) for identity in identities]
+
+
+def pin_issued_credentials(authorization: str) -> None:
+    """A request that issues credentials (login, register) pins them too: the client's next
+    request carries them, perhaps from another address, and must find the token it was given."""
+    context = read_context.get()
+    if context is not None:
+        context.pin_keys.append(pin_key(f"auth:{authorization}"))
 
 
 class ReadYourWritesMiddleware:

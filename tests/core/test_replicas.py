@@ -185,3 +185,23 @@ def test_a_server_that_is_not_a_replica_is_never_used():
     assert replica_set.usable_replicas() == []  # pg_last_wal_replay_lsn() is NULL on a primary
     assert replica_set.replicas[0].connection is not None
     replica_set.replicas[0].connection.close()
+
+
+def test_a_login_pins_the_token_it_issues_so_its_first_use_reads_the_primary(client, django_user_model):
+    """The client's next request carries the new token, perhaps from another address: the
+    replica may not have the token yet, so that request must find a pin for it."""
+    django_user_model.objects.create_user(email="pinned@example.com", password="a-long-passw0rd")
+    context = ReadContext(pin_keys_for(RequestFactory().post("/")), PinStore(ttl_s=30))
+    token = read_context.set(context)
+    try:
+        response = client.post(
+            "/api/v1/auth/login/",
+            {"email": "pinned@example.com", "password": "a-long-passw0rd"},
+            content_type="application/json",
+        )
+    finally:
+        read_context.reset(token)
+    assert response.status_code == 200
+    later_request = RequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    token_key = pin_keys_for(later_request)[1]
+    assert token_key in context.pin_keys
