@@ -11,11 +11,14 @@ import datetime
 import json
 import logging
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -25,7 +28,7 @@ from realtime.models import Event
 from realtime.services import event_emit, events_emit
 from tests.conftest import client_for
 from tests.factories import BookingFactory, HostFactory, PayoutFactory, PropertyFactory, StaffFactory, UserFactory
-from tests.realtime.conftest import RealtimeHarness, db
+from tests.realtime.conftest import RealtimeHarness, db, until
 
 BASE_DIR = Path(settings.BASE_DIR)
 GUEST_FIELDS = {"guest_id", "guest", "guest_email", "email", "author_id", "author", "host_payout_amount"}
@@ -403,3 +406,73 @@ def test_public_rooms_are_the_only_ones_an_anonymous_socket_may_join(room):
     anonymous = Viewer()
     assert room_visible(anonymous, room)
     assert not room_visible(anonymous, "user:1") and not room_visible(anonymous, "host:1")
+
+
+def _offsets(room: str) -> list[int]:
+    return list(Event.objects.filter(room=room).values_list("offset", flat=True))
+
+
+def test_concurrent_writers_give_each_room_gapless_offsets_delivered_once_in_order(realtime):
+    first, second = PropertyFactory(), PropertyFactory()
+    rooms = (f"property:{first.pk}", f"property:{second.pk}")
+    writers, per_writer = 4, 15
+
+    def write(n: int) -> None:
+        try:
+            for i in range(per_writer):
+                # Half the writers name the rooms the other way round: their locks must not deadlock.
+                pair = rooms if n % 2 else rooms[::-1]
+                events_emit(events=[(room, "broadcast", {"writer": n, "i": i}) for room in pair])
+        finally:
+            connection.close()
+
+    async def scenario(rt):
+        sockets = []
+        for room in rooms:
+            socket = await rt.connect("/api/v1/ws/public/")
+            assert (await socket.subscribe(room))["type"] == "subscribed"
+            sockets.append(socket)
+        with ThreadPoolExecutor(writers) as pool:
+            await asyncio.gather(*(asyncio.wrap_future(pool.submit(write, n)) for n in range(writers)))
+        total = writers * per_writer
+        for room, socket in zip(rooms, sockets, strict=True):
+            offsets = await db(_offsets)(room)
+            assert sorted(offsets) == list(range(1, total + 1))
+            received = await socket.events(total)
+            assert [e["offset"] for e in received] == list(range(1, total + 1))
+            assert {(e["data"]["writer"], e["data"]["i"]) for e in received} == {
+                (n, i) for n in range(writers) for i in range(per_writer)
+            }
+            assert await socket.nothing_more()
+
+    realtime.run(scenario)
+
+
+def test_an_event_committed_while_the_hubs_first_log_read_is_under_way_is_delivered(realtime, monkeypatch):
+    """A socket process that starts with clients already reconnecting (a restart): a socket may
+    join its room before the log poll has read where the log ends."""
+    from realtime import selectors
+    from realtime import services as realtime_services
+
+    user = UserFactory()
+    first_read_started, joined = threading.Event(), threading.Event()
+    last_id = selectors.event_last_id
+
+    def slow_first_read(**kwargs):
+        first_read_started.set()
+        assert joined.wait(5)
+        return last_id(**kwargs)
+
+    monkeypatch.setattr(selectors, "event_last_id", slow_first_read)
+    # Written by another process: no channel-layer copy reaches this one (the embedded default).
+    monkeypatch.setattr(realtime_services, "_published", lambda messages: None)
+
+    async def scenario(rt):
+        socket = await rt.authed(user)
+        await until(first_read_started.is_set)
+        await db(event_emit)(room=f"user:{user.pk}", event="broadcast", data={"n": 1})
+        joined.set()
+        [event] = await socket.events(1)
+        assert (event["offset"], event["data"]) == (1, {"n": 1})
+
+    realtime.run(scenario)

@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 from bookings.tasks import process_payouts
 from caching.redis import is_redis
 from jobs.services import enqueue
+from realtime.services import events_emit
 from tests.factories import BookingFactory, HostFactory, PropertyFactory, StaffFactory, UserFactory
 from tests.realtime.processes import SocketProcess, free_port, process_env, receive_until, wait_for
 
@@ -199,3 +200,44 @@ def test_connection_limits_per_user_and_per_ip_hold_across_two_socket_processes(
     # A place given back on one process is free on the other.
     on_second.close()
     assert wait_for(lambda: _closed_with(open_socket(first.url, token)) is None, timeout=10)
+
+
+def test_after_sigterm_a_client_resumes_on_the_other_process_without_loss(socket_processes, open_socket, staff_client):
+    leaving, staying = socket_processes(), socket_processes()
+    user, other = UserFactory(), UserFactory()
+    token = Token.objects.create(user=user).key
+    room = f"user:{user.pk}"
+    ws = open_socket(leaving.url, token)
+    while receive_until(ws, "subscribed")["room"] != room:
+        pass
+    receive_until(open_socket(staying.url, Token.objects.create(user=other).key), "auth.ok")
+
+    # Presence: one row per socket process, rooms summed over them.
+    def presence(processes: int) -> dict:
+        body = staff_client.get("/api/v1/ws/status/").json()
+        return body if len(body["processes"]) == processes and body["sockets"] == processes else {}
+
+    status = wait_for(lambda: presence(2))
+    assert [p["sockets"] for p in status["processes"]] == [1, 1]
+    assert status["rooms"] == {"broadcast": 2, room: 1, f"user:{other.pk}": 1}
+    events_emit(events=[(room, "broadcast", {"n": 0})])
+    last = receive_until(ws, "event")
+
+    leaving.process.send_signal(signal.SIGTERM)
+    assert receive_until(ws, "reconnect") == {"type": "reconnect"}
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1012
+    events_emit(events=[(room, "broadcast", {"n": n}) for n in range(1, 4)])  # while the client is away
+
+    resumed = connect(staying.url, compression=None)
+    with resumed:
+        since = {room: {"offset": last["offset"], "epoch": last["epoch"]}}
+        resumed.send(json.dumps({"type": "auth", "token": token, "since": since}))
+        receive_until(resumed, "auth.ok")
+        replayed = [receive_until(resumed, "event") for _ in range(3)]
+        assert [(e["offset"], e["data"]["n"]) for e in replayed] == [(2, 1), (3, 2), (4, 3)]
+        events_emit(events=[(room, "broadcast", {"n": 4})])
+        assert receive_until(resumed, "event")["offset"] == 5
+    # The stopped process is out of presence.
+    assert wait_for(lambda: presence(1))["rooms"] == {"broadcast": 1, f"user:{other.pk}": 1}
