@@ -476,3 +476,38 @@ def test_an_event_committed_while_the_hubs_first_log_read_is_under_way_is_delive
         assert (event["offset"], event["data"]) == (1, {"n": 1})
 
     realtime.run(scenario)
+
+
+def test_unsubscribe_stops_a_rooms_events_and_a_second_one_is_an_error(realtime):
+    listing = PropertyFactory()
+    room = f"property:{listing.pk}"
+
+    async def scenario(rt):
+        socket = await rt.connect("/api/v1/ws/public/")
+        assert (await socket.subscribe(room))["type"] == "subscribed"
+        await socket.send({"type": "unsubscribe", "room": room})
+        assert await socket.receive() == {"type": "unsubscribed", "room": room}
+        await db(event_emit)(room=room, event="broadcast", data={"n": 1})
+        assert await socket.nothing_more(0.5)
+        await socket.send({"type": "unsubscribe", "room": room})
+        answer = await socket.receive()
+        assert (answer["type"], answer["code"], answer["room"]) == ("error", "not_subscribed", room)
+
+    realtime.run(scenario)
+
+
+def test_connection_limit_per_ip_address(realtime, settings):
+    settings.REALTIME_MAX_SOCKETS_PER_IP = 2
+
+    async def scenario(rt):
+        first = await rt.connect("/api/v1/ws/public/")
+        await rt.connect("/api/v1/ws/public/")
+        third = await rt.connect("/api/v1/ws/public/")
+        assert await third.closed_with() == 4429
+        await first.close()
+        await until(lambda: len(rt.hub.sockets) == 1)
+        fourth = await rt.connect("/api/v1/ws/public/")
+        await fourth.send({"type": "ping"})
+        assert await fourth.receive() == {"type": "pong"}
+
+    realtime.run(scenario)
