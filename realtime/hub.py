@@ -209,8 +209,12 @@ class Hub:
 
     def _read_log(self) -> list[dict[str, Any]]:
         if self._last_id is None:
-            self._last_id = selectors.event_last_id()
-            return []
+            # From before the hub existed, not from now: a socket may have joined (read its
+            # room's head) before this first read, and an event committed in between would
+            # otherwise never be polled. Older events are dropped by each socket's offset.
+            self._last_id = selectors.event_last_id(
+                created_before=self.started_at - datetime.timedelta(seconds=self.gap_timeout_s)
+            )
         now = time.monotonic()
         rows = selectors.events_since_id(self._last_id, limit=self.batch)
         if self._holes:

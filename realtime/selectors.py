@@ -4,7 +4,6 @@ import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Max
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -17,8 +16,10 @@ def room_events_after(room: str, offset: int, *, limit: int) -> list[dict[str, A
     return [event_message(row) for row in rows]
 
 
-def event_last_id() -> int:
-    return Event.objects.aggregate(last=Max("id"))["last"] or 0
+def event_last_id(*, created_before: datetime.datetime) -> int:
+    """The newest event id written before ``created_before`` (walks the ids down from the newest)."""
+    last = Event.objects.filter(created_at__lt=created_before).order_by("-id").values_list("id", flat=True).first()
+    return last or 0
 
 
 def events_since_id(last_id: int, *, limit: int) -> list[Event]:

@@ -101,7 +101,7 @@ def test_an_event_made_in_a_job_worker_reaches_sockets_on_both_socket_processes(
                 worker.wait()
 
 
-def test_a_slow_consumer_is_closed_4413_and_others_get_every_event(processes, authed):
+def test_a_slow_consumer_is_closed_4413_and_others_get_every_event(processes, authed, staff_client):
     server = processes()
     reader_user = UserFactory()
     reader = authed(server.url, reader_user)
@@ -125,6 +125,9 @@ def test_a_slow_consumer_is_closed_4413_and_others_get_every_event(processes, au
         assert received == list(range(first, first + per_batch))
     assert wait_for(lambda: server.metric("staybase_realtime_slow_consumer_closes_total") >= 1)
     assert server.metric("staybase_realtime_sockets_open") == 1
+    # Presence carries the counters: the reader's deliveries and the stalled socket's drops.
+    status = wait_for(lambda: (b := staff_client.get("/api/v1/ws/status/").json())["dropped"] >= 1 and b)
+    assert status["delivered"] >= batches * per_batch
     stalled.close()
     reader.close()
 
