@@ -15,7 +15,8 @@ from django.template.response import TemplateResponse
 
 from caching import services
 from caching.models import CachePage
-from caching.stats import EVENTS, cache_stats, with_ratios
+from caching.selectors import cache_stats
+from caching.stats import EVENTS, with_ratios
 from core.admin import StaffPageAdmin
 from core.exceptions import DomainError
 
