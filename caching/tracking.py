@@ -17,6 +17,7 @@ manager. Migrations use historical models, which have neither our managers nor o
 receivers, so ``migrate`` invalidates everything once when it applied anything.
 """
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,16 +221,15 @@ class InvalidatingQuerySet(models.QuerySet):
         rule = model_changes().rule_for(self.model)
         if rule is None:
             return super().delete()
-        total, per_model = 0, {}
+        total, per_model = 0, Counter[str]()
         with transaction.atomic(using=self.db):
             rows = rule.lock(self)
             for chunk in _chunks([row["pk"] for row in rows]):
                 count, counts = super(InvalidatingQuerySet, self.filter(pk__in=chunk)).delete()
                 total += count
-                for label, n in counts.items():
-                    per_model[label] = per_model.get(label, 0) + n
+                per_model.update(counts)
             invalidate_on_commit(rule.namespaces(rows), self.db)
-        return total, per_model
+        return total, dict(per_model)
 
     delete.alters_data = True  # type: ignore[attr-defined]
     delete.queryset_only = True  # type: ignore[attr-defined]
