@@ -70,27 +70,13 @@ def resync(breaker: CircuitBreaker) -> None:
     logger.info("Cache resynchronised after Redis was unreachable: every entry stored before is invalidated")
 
 
-def reads_trusted() -> bool:
-    """False while invalidations lost in an outage await their repair (the next guarded call)."""
-    return not is_redis() or not breaker_for("redis").resync_needed
-
-
 def get_many(kind: str, keys: list[str]) -> dict[str, Any]:
     return guarded(kind, lambda: cache.get_many(keys), {})
 
 
-def set_value(kind: str, key: str, value: Any, timeout: float) -> bool:
-    return guarded(kind, lambda: cache.set(key, value, timeout) is not False, False)
-
-
-def add(kind: str, key: str, value: Any, timeout: float) -> bool:
-    return guarded(kind, lambda: bool(cache.add(key, value, timeout)), False)
-
-
-def delete_many(kind: str, keys: Iterable[str]) -> None:
-    keys = list(keys)
-    if keys:
-        guarded(kind, lambda: cache.delete_many(keys), None)
+def reads_trusted() -> bool:
+    """False while invalidations lost in an outage await their repair (the next guarded call)."""
+    return not is_redis() or not breaker_for("redis").resync_needed
 
 
 def redis_names(keys: list[str]) -> list[str]:
@@ -105,6 +91,20 @@ def decode_raw(keys: list[str], raw_values: list[bytes | None]) -> dict[str, Any
     """Values read straight from Redis under ``redis_names(keys)``, decoded as ``get_many`` would."""
     client = cache.client
     return {key: client.decode(raw) for key, raw in zip(keys, raw_values, strict=True) if raw is not None}
+
+
+def set_value(kind: str, key: str, value: Any, timeout: float) -> bool:
+    return guarded(kind, lambda: cache.set(key, value, timeout) is not False, False)
+
+
+def add(kind: str, key: str, value: Any, timeout: float) -> bool:
+    return guarded(kind, lambda: bool(cache.add(key, value, timeout)), False)
+
+
+def delete_many(kind: str, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if keys:
+        guarded(kind, lambda: cache.delete_many(keys), None)
 
 
 # --- generations -----------------------------------------------------------------------
@@ -130,6 +130,20 @@ def ensure_generations(kind: str, namespaces: list[str]) -> dict[str, int]:
         add(kind, key, fresh_generation(), generation_ttl())
     found = get_many(kind, keys)
     return {ns: found[key] for ns, key in zip(namespaces, keys, strict=True) if key in found}
+
+
+_BUMP_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local gen
+  if redis.call('EXISTS', key) == 1 then gen = redis.call('INCR', key)
+  else gen = tonumber(ARGV[2]); redis.call('SET', key, gen) end
+  redis.call('EXPIRE', key, ARGV[3])
+  out[i] = gen
+  redis.call('PUBLISH', ARGV[1], ARGV[3 + i] .. ' ' .. gen)
+end
+return out
+"""
 
 
 def bump_generations(namespaces: Iterable[str]) -> None:
@@ -158,20 +172,6 @@ def invalidation_lost() -> None:
     until the resync (the next call that reaches Redis) has invalidated everything."""
     breaker_for("redis").note_lost_write()
     entries_void.send(invalidation_lost)
-
-
-_BUMP_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local gen
-  if redis.call('EXISTS', key) == 1 then gen = redis.call('INCR', key)
-  else gen = tonumber(ARGV[2]); redis.call('SET', key, gen) end
-  redis.call('EXPIRE', key, ARGV[3])
-  out[i] = gen
-  redis.call('PUBLISH', ARGV[1], ARGV[3 + i] .. ' ' .. gen)
-end
-return out
-"""
 
 
 def _bump_redis(namespaces: list[str]) -> dict[str, int]:
