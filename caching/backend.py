@@ -4,6 +4,9 @@ Every call goes through the Redis circuit breaker shared with the rate limiter: 
 Redis is unreachable the first few calls fail fast (short socket timeouts), the breaker
 opens, and from then on cache calls return "miss" at once; the caller computes from the
 database. Failures are logged (by the breaker, once per opening) and counted.
+
+Copies held in process (caching.l1) follow the generations through two signals rather
+than calls: that tier reads through this module, so this module announces to it.
 """
 
 import logging
@@ -13,10 +16,11 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
+from django.dispatch import Signal
 
 from caching.circuit import CircuitBreaker, CircuitOpenError, breaker_for
 from caching.keys import generation_key, raw_key
-from caching.namespaces import EVERYTHING
+from caching.namespaces import EVERYTHING, family
 from caching.redis import STORE_ERRORS, is_redis
 from caching.redis import shared_client as redis_client
 from caching.stats import cache_stats_counter
@@ -27,15 +31,14 @@ T = TypeVar("T")
 # Every entry (responses, selectors, auth contexts) depends on this namespace: bumping it
 # invalidates everything at once, after an outage may have swallowed invalidations.
 GLOBAL_NAMESPACE = EVERYTHING
-INVALIDATION_CHANNEL_PARTS = ("cache", "invalidations")
+# Sent with ``generations`` ({namespace: generation}) once this process has bumped them.
+generations_bumped = Signal()
+# Sent when nothing cached before may be trusted any more (a lost invalidation, a clear).
+entries_void = Signal()
 
 
 def backend_name() -> str:
     return "redis" if is_redis() else "locmem"
-
-
-def breaker_state() -> str:
-    return breaker_for("redis").state if is_redis() else "n/a"
 
 
 def guarded(kind: str, func: Callable[[], T], default: T) -> T:
@@ -47,10 +50,7 @@ def guarded(kind: str, func: Callable[[], T], default: T) -> T:
         if kind != "invalidation" and breaker.resync_needed:
             resync(breaker)
         return breaker.call(func, errors=STORE_ERRORS)
-    except CircuitOpenError:
-        cache_stats_counter.add(kind, "errors")
-        return default
-    except STORE_ERRORS as exc:
+    except (CircuitOpenError, *STORE_ERRORS) as exc:
         cache_stats_counter.add(kind, "errors")
         logger.debug("cache %s call failed, answering from the database: %s", kind, exc)
         return default
@@ -63,12 +63,10 @@ def resync(breaker: CircuitBreaker) -> None:
     Raises CircuitOpenError or a store error while Redis is still unreachable; nothing is
     logged then (the breaker logs the outage once), and the next call tries again.
     """
-    from caching import l1
-
     mark = breaker.lost_writes()
     generations = breaker.call(lambda: _bump_redis([GLOBAL_NAMESPACE]), errors=STORE_ERRORS)
     breaker.resynced(mark)
-    l1.note_generations(generations)
+    generations_bumped.send(resync, generations=generations)
     logger.info("Cache resynchronised after Redis was unreachable: every entry stored before is invalidated")
 
 
@@ -146,111 +144,63 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-_bump_script = None
 
 
 def bump_generations(namespaces: Iterable[str]) -> None:
     """Invalidate every entry of these namespaces: one INCR each (O(1), no SCAN)."""
     namespaces = sorted(set(namespaces))
+    for ns in namespaces:
+        cache_stats_counter.add(family(ns), "invalidations")
     if not namespaces:
         return
-    for ns in namespaces:
-        cache_stats_counter.add(ns.split(":", 1)[0], "invalidations")
-    if is_redis():
-        from caching import l1
-
-        generations = guarded("invalidation", lambda: _bump_redis(namespaces), None)
-        if generations is not None:
-            l1.note_generations(generations)
-        else:
-            invalidation_lost()
-    else:
+    if not is_redis():
         for ns in namespaces:
             key = generation_key(ns)
             cache.add(key, fresh_generation(), generation_ttl())
             cache.incr(key)
             cache.touch(key, generation_ttl())
+        return
+    generations = guarded("invalidation", lambda: _bump_redis(namespaces), None)
+    if generations is None:
+        invalidation_lost()
+    else:
+        generations_bumped.send(bump_generations, generations=generations)
 
 
 def invalidation_lost() -> None:
     """An invalidation could not reach Redis: nothing cached before it may be trusted again
     until the resync (the next call that reaches Redis) has invalidated everything."""
-    from caching import l1
-
     breaker_for("redis").note_lost_write()
-    l1.clear()
+    entries_void.send(invalidation_lost)
 
 
 def _bump_redis(namespaces: list[str]) -> dict[str, int]:
-    global _bump_script
-    client = redis_client()
-    if _bump_script is None:
-        _bump_script = client.register_script(_BUMP_LUA)
     keys = [cache.make_and_validate_key(generation_key(ns)) for ns in namespaces]
     args = [invalidation_channel(), fresh_generation(), generation_ttl(), *namespaces]
-    generations = _bump_script(keys=keys, args=args, client=client)
+    generations = redis_client().register_script(_BUMP_LUA)(keys=keys, args=args)
     return dict(zip(namespaces, (int(g) for g in generations), strict=True))
 
 
 def invalidation_channel() -> str:
-    return raw_key(*INVALIDATION_CHANNEL_PARTS)
-
-
-# --- stats, info -------------------------------------------------------------------------
-
-
-def redis_info() -> dict[str, Any] | None:
-    if not is_redis():
-        return None
-
-    def read() -> dict[str, Any]:
-        client = redis_client()
-        memory, stats, keyspace = client.info("memory"), client.info("stats"), client.info("keyspace")
-        db = client.connection_pool.connection_kwargs.get("db", 0)
-        return {
-            "used_memory_bytes": memory.get("used_memory"),
-            "maxmemory_bytes": memory.get("maxmemory"),
-            "maxmemory_policy": memory.get("maxmemory_policy"),
-            "keys": keyspace.get(f"db{db}", {}).get("keys", 0),
-            "evicted_keys": stats.get("evicted_keys"),
-            "expired_keys": stats.get("expired_keys"),
-            "keyspace_hits": stats.get("keyspace_hits"),
-            "keyspace_misses": stats.get("keyspace_misses"),
-        }
-
-    return guarded("stats", read, None)
-
-
-def l1_info() -> dict[str, Any]:
-    from caching import l1
-
-    return l1.info()
+    return raw_key("cache", "invalidations")
 
 
 def clear_all() -> int:
-    """Delete every Staybase key (cache, generations, stats, rate limits) by prefix, in
-    batches with SCAN + UNLINK: never FLUSHALL/FLUSHDB, the Redis may be shared."""
-    from caching import l1
-
-    l1.clear()
+    """Delete every Staybase key (cache, generations, rate limits) by prefix, in batches with
+    SCAN + UNLINK: never FLUSHALL/FLUSHDB, the Redis may be shared."""
+    entries_void.send(clear_all)
     if not is_redis():
         cache.clear()  # the local-memory cache holds nothing but ours
         return 0
 
     def unlink_by_prefix() -> int:
-        client = redis_client()
-        deleted = 0
-        batch: list = []
-        patterns = [f"{cache.make_and_validate_key('')}*", f"{raw_key('')}*"]
-        for pattern in patterns:
+        client, deleted, batch = redis_client(), 0, []
+        for pattern in (f"{cache.make_and_validate_key('')}*", f"{raw_key('')}*"):
             for key in client.scan_iter(match=pattern, count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
-                    deleted += client.unlink(*batch)
-                    batch = []
-        if batch:
-            deleted += client.unlink(*batch)
-        return deleted
+                    deleted, batch = deleted + client.unlink(*batch), []
+        return deleted + (client.unlink(*batch) if batch else 0)
 
     deleted = guarded("admin", unlink_by_prefix, 0)
     # Peers drop their in-process copies too.

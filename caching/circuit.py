@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis.exceptions
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from observability.counters import circuit_events_total, circuit_open
@@ -65,14 +66,18 @@ class CircuitBreaker:
         self.probe = probe
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_in_flight = False
-        # Lost writes counted, and how many of them the last resync covered.
-        self._lost_writes = 0
-        self._resynced_writes = 0
         self.events: Counter[str] = Counter()
-        circuit_open.labels(name).set(0)  # a live process reports its breakers, open or not
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at: float | None = None
+            self._trial_in_flight = False
+            # Lost writes counted, and how many of them the last resync covered.
+            self._lost_writes = self._resynced_writes = 0
+            self.events.clear()
+            circuit_open.labels(self.name).set(0)  # a live process reports its breakers, open or not
 
     @property
     def state(self) -> str:
@@ -82,21 +87,7 @@ class CircuitBreaker:
     def _state(self) -> str:
         if self._opened_at is None:
             return "closed"
-        if self._clock() - self._opened_at >= self.reset_timeout:
-            return "half-open"
-        return "open"
-
-    def _before_call(self) -> bool:
-        """Refuse the call while open; True when this call is the half-open trial."""
-        with self._lock:
-            state = self._state()
-            if state == "open" or (state == "half-open" and self._trial_in_flight):
-                self._count("short_circuited")
-                raise CircuitOpenError(f"{self.name} circuit is open")
-            if state == "half-open":
-                self._trial_in_flight = True
-                return True
-            return False
+        return "half-open" if self._clock() - self._opened_at >= self.reset_timeout else "open"
 
     def _count(self, event: str) -> None:
         self.events[event] += 1
@@ -117,9 +108,7 @@ class CircuitBreaker:
         with self._lock:
             self._count("failures")
             self._failures += 1
-            was_half_open = self._trial_in_flight
-            self._trial_in_flight = False
-            if was_half_open:
+            if self._trial_in_flight:
                 self._opened_at = self._clock()  # still down: wait another reset_timeout
             elif self._opened_at is None and (self._failures >= self.failure_threshold or is_timeout(exc)):
                 self._opened_at = self._clock()
@@ -128,6 +117,7 @@ class CircuitBreaker:
                 logger.error(
                     "%s is unreachable: circuit opened after %d failure(s): %s", self.name, self._failures, exc
                 )
+            self._trial_in_flight = False
 
     def call(
         self,
@@ -142,8 +132,16 @@ class CircuitBreaker:
         failure re-opens the circuit and refuses this call (CircuitOpenError), its success
         closes it and ``func`` runs.
         """
+        with self._lock:
+            state = self._state()
+            if state == "open" or (state == "half-open" and self._trial_in_flight):
+                self._count("short_circuited")
+                raise CircuitOpenError(f"{self.name} circuit is open")
+            trial = state == "half-open"
+            if trial:
+                self._trial_in_flight = True
         probe = probe or self.probe
-        if self._before_call() and probe is not None:
+        if trial and probe is not None:
             try:
                 self._guarded(probe, errors)
             except errors as exc:
@@ -182,15 +180,6 @@ class CircuitBreaker:
         with self._lock:
             self._resynced_writes = max(self._resynced_writes, lost_writes)
 
-    def reset(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial_in_flight = False
-            self._lost_writes = self._resynced_writes = 0
-            self.events.clear()
-            circuit_open.labels(self.name).set(0)
-
 
 _breakers: dict[str, CircuitBreaker] = {}
 _breakers_lock = threading.Lock()
@@ -200,14 +189,12 @@ def breaker_for(name: str) -> CircuitBreaker:
     """The process's breaker for ``name``: CIRCUIT_BREAKER_FAILURES / CIRCUIT_BREAKER_RESET_S,
     or the dependency's own entry in CIRCUIT_BREAKERS (the database trips faster; a "probe"
     there is the dotted path of the dependency's half-open trial)."""
-    from django.conf import settings
-
     with _breakers_lock:
         if name not in _breakers:
             options = {
-                "failure_threshold": getattr(settings, "CIRCUIT_BREAKER_FAILURES", 3),
-                "reset_timeout": getattr(settings, "CIRCUIT_BREAKER_RESET_S", 5.0),
-                **getattr(settings, "CIRCUIT_BREAKERS", {}).get(name, {}),
+                "failure_threshold": settings.CIRCUIT_BREAKER_FAILURES,
+                "reset_timeout": settings.CIRCUIT_BREAKER_RESET_S,
+                **settings.CIRCUIT_BREAKERS.get(name, {}),
             }
             if isinstance(options.get("probe"), str):
                 options["probe"] = import_string(options["probe"])

@@ -42,7 +42,7 @@ class CacheStatsSerializer(serializers.Serializer):
     cluster = serializers.DictField(
         child=CacheKindStatsSerializer(),
         allow_null=True,
-        help_text="Per kind, summed over every process (flushed to Redis every few seconds); null without Redis.",
+        help_text="Per kind, summed over every worker (Prometheus multiprocess files); null outside gunicorn.",
     )
     redis = RedisInfoSerializer(allow_null=True, help_text="Redis INFO; null without Redis or when it is unreachable.")
     l1 = L1InfoSerializer()

@@ -11,6 +11,7 @@ from accounts.models import User
 from caching import backend, layer
 from caching import namespaces as ns
 from caching.auth import auth_cache_forget_user
+from caching.redis import is_redis
 from core.exceptions import NotFound
 from properties.cache import listing_namespaces
 from properties.models import Property
@@ -34,7 +35,7 @@ class CacheInvalidation:
 def cache_clear_all(*, actor: User) -> CacheClearResult:
     """Delete every Staybase key by prefix (never FLUSHALL: the Redis may be shared)."""
     deleted = backend.clear_all()
-    result = CacheClearResult(backend=backend.backend_name(), deleted_keys=deleted if backend.is_redis() else None)
+    result = CacheClearResult(backend=backend.backend_name(), deleted_keys=deleted if is_redis() else None)
     logger.warning("cache cleared by user %s: %s keys deleted", actor.pk, result.deleted_keys)
     return result
 

@@ -2,8 +2,8 @@
 
 ``cache_stats_counter.add`` increments ``staybase_cache_events_total`` (observability.counters), so /metrics,
 the staff page and the API show one set of numbers: this process's from the default
-registry, every worker's summed from the multiprocess files under gunicorn. Redis's own
-INFO (memory, keys, evictions) is read only when someone asks.
+registry, every worker's summed from the multiprocess files under gunicorn. What staff see
+is put together in caching.selectors.
 """
 
 from collections import defaultdict
@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from observability.counters import cache_events_total, every_process
+from observability.counters import cache_events_total
 
 EVENTS = ("hits", "misses", "stale_hits", "l1_hits", "sets", "invalidations", "errors", "lock_waits")
 
@@ -49,19 +49,3 @@ def with_ratios(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
         row["hit_ratio"] = round(served / lookups, 4) if lookups else None
         report[kind] = row
     return report
-
-
-def cache_stats() -> dict[str, Any]:
-    """Everything staff see: per-kind counters of this process and of every worker, Redis INFO."""
-    from caching import backend  # the backend imports this module for counting
-
-    with every_process() as registry:
-        cluster = cache_counts(registry) if registry is not None else None
-    return {
-        "backend": backend.backend_name(),
-        "circuit": backend.breaker_state(),
-        "process": with_ratios(cache_counts(REGISTRY)),
-        "cluster": with_ratios(cluster) if cluster is not None else None,
-        "redis": backend.redis_info(),
-        "l1": backend.l1_info(),
-    }

@@ -2,7 +2,7 @@
 
 import logging
 
-from caching import backend
+from caching.redis import is_redis
 from caching.warming import cache_warm
 from jobs.models import JobRecord
 from jobs.priorities import Priority
@@ -21,7 +21,7 @@ LOCAL_CACHE_NOTE = "the local-memory cache is private to each process, so only t
 # 15 minutes). Targets that fail one by one are logged; the job fails only if the run does.
 @job(priority=Priority.LOW, max_attempts=1, timeout=600)
 def warm_cache_task() -> str:
-    if not backend.is_redis():
+    if not is_redis():
         return f"skipped: {LOCAL_CACHE_NOTE}"
     report = cache_warm(dry_run=False, progress=logger.debug)
     for result in report.failed:

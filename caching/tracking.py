@@ -17,6 +17,7 @@ manager. Migrations use historical models, which have neither our managers nor o
 receivers, so ``migrate`` invalidates everything once when it applied anything.
 """
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,41 +221,26 @@ class InvalidatingQuerySet(models.QuerySet):
         rule = model_changes().rule_for(self.model)
         if rule is None:
             return super().delete()
-        total, per_model = 0, {}
+        total, per_model = 0, Counter[str]()
         with transaction.atomic(using=self.db):
             rows = rule.lock(self)
             for chunk in _chunks([row["pk"] for row in rows]):
                 count, counts = super(InvalidatingQuerySet, self.filter(pk__in=chunk)).delete()
                 total += count
-                for label, n in counts.items():
-                    per_model[label] = per_model.get(label, 0) + n
+                per_model.update(counts)
             invalidate_on_commit(rule.namespaces(rows), self.db)
-        return total, per_model
+        return total, dict(per_model)
 
     delete.alters_data = True  # type: ignore[attr-defined]
     delete.queryset_only = True  # type: ignore[attr-defined]
 
-    def bulk_create(
-        self,
-        objs: Iterable[models.Model],
-        batch_size: int | None = None,
-        ignore_conflicts: bool = False,
-        update_conflicts: bool = False,
-        update_fields: Sequence[str] | None = None,
-        unique_fields: Sequence[str] | None = None,
-    ) -> list[models.Model]:
-        created = super().bulk_create(
-            objs,
-            batch_size=batch_size,
-            ignore_conflicts=ignore_conflicts,
-            update_conflicts=update_conflicts,
-            update_fields=update_fields,
-            unique_fields=unique_fields,
-        )
+    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[models.Model]:
+        created = super().bulk_create(objs, *args, **kwargs)
         rule = model_changes().rule_for(self.model)
         if rule is None or not created:
             return created
-        if update_conflicts or len(created) > MAX_NAMESPACES_PER_COMMIT:
+        upsert = kwargs.get("update_conflicts", args[2] if len(args) > 2 else False)
+        if upsert or len(created) > MAX_NAMESPACES_PER_COMMIT:
             # An upsert does not say which rows it changed, nor from what; a bulk load this
             # large would name more namespaces than one commit invalidates one by one.
             invalidate_on_commit([EVERYTHING], self.db)

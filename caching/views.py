@@ -7,13 +7,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from caching import services
+from caching.selectors import cache_stats
 from caching.serializers import (
     CacheClearSerializer,
     CacheStatsSerializer,
     PropertyCacheInvalidationSerializer,
     UserCacheInvalidationSerializer,
 )
-from caching.stats import cache_stats
 
 
 class CacheStatsView(APIView):

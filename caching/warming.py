@@ -21,6 +21,7 @@ Django's RequestFactory builds those requests: a real WSGIRequest, no socket, no
 import datetime
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -28,7 +29,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
 from django.test import RequestFactory
 from django.urls import resolve, reverse
 from django.utils import timezone
@@ -48,7 +48,9 @@ DEFAULT_LIMIT_SEARCHES = 20
 DEFAULT_LIMIT_HOSTS = 50
 
 WARMED, ALREADY_WARM, REFRESHING, FAILED, WOULD_WARM = "warmed", "already warm", "refreshing", "failed", "would warm"
-_VIEWER_ATTRIBUTE = "staybase_warming_viewer"
+# What a response's X-Cache says of a target; a MISS is WARMED only if an entry was stored.
+OUTCOMES = {"HIT": ALREADY_WARM, "L1": ALREADY_WARM, "STALE": REFRESHING}
+VIEWER_ATTRIBUTE = "staybase_warming_viewer"
 
 
 @dataclass(frozen=True)
@@ -132,14 +134,11 @@ def hottest_properties(*, limit: int) -> QuerySet[Property]:
 def top_cities(*, limit: int) -> list[str]:
     """Cities with the most active listings, each in the spelling most of its listings use
     (cities match case-insensitively, so one city may be spelled several ways)."""
-    spellings: dict[str, dict[str, int]] = {}
+    spellings: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for city, count in Property.objects.filter(is_active=True).values_list("city").annotate(n=Count("id")):
-        name = city.strip()
-        if name:
-            by_name = spellings.setdefault(name.lower(), {})
-            by_name[name] = by_name.get(name, 0) + count
-    supply = {key: sum(by_name.values()) for key, by_name in spellings.items()}
-    ranked = sorted(supply, key=lambda key: (-supply[key], key))[:limit]
+        if name := city.strip():
+            spellings[name.lower()][name] += count
+    ranked = sorted(spellings, key=lambda key: (-spellings[key].total(), key))[:limit]
     return [min(spellings[key], key=lambda name: (-spellings[key][name], name)) for key in ranked]
 
 
@@ -201,21 +200,8 @@ class _WarmingViewer(BaseAuthentication):
     """Authenticates the internal request as the user a per-user entry belongs to."""
 
     def authenticate(self, request) -> tuple[User, None] | None:
-        user = getattr(request._request, _VIEWER_ATTRIBUTE, None)
+        user = getattr(request, VIEWER_ATTRIBUTE, None)  # DRF's Request reads it from the HttpRequest
         return (user, None) if user is not None else None
-
-
-def _request(target: WarmTarget) -> HttpRequest:
-    origin = urlsplit(target.base_url)
-    request = RequestFactory().get(
-        target.path,
-        data=target.query,
-        secure=origin.scheme == "https",
-        headers={"accept": "application/json", "host": origin.netloc},
-    )
-    if target.viewer_id is not None:
-        setattr(request, _VIEWER_ATTRIBUTE, User.objects.get(pk=target.viewer_id))
-    return request
 
 
 def _sets(kind: str) -> int:
@@ -227,21 +213,27 @@ def warm_one(target: WarmTarget) -> WarmResult:
     overrides: dict[str, object] = {"throttle_classes": (), "authentication_classes": (_WarmingViewer,)}
     if target.any_signed_in_user:
         overrides["permission_classes"] = ()
-    view = match.func.view_class.as_view(**overrides)
+    origin = urlsplit(target.base_url)
+    request = RequestFactory().get(
+        target.path,
+        data=target.query,
+        secure=origin.scheme == "https",
+        headers={"accept": "application/json", "host": origin.netloc},
+    )
+    if target.viewer_id is not None:
+        setattr(request, VIEWER_ATTRIBUTE, User.objects.get(pk=target.viewer_id))
     sets_before = _sets(target.kind)
     started = time.perf_counter()
-    response = view(_request(target), *match.args, **match.kwargs)
+    response = match.func.view_class.as_view(**overrides)(request, *match.args, **match.kwargs)
     duration_ms = (time.perf_counter() - started) * 1000
     how = response.get("X-Cache", "")
     if response.status_code != 200:
         return WarmResult(target, FAILED, f"HTTP {response.status_code}", duration_ms)
-    if how in ("HIT", "L1"):
-        return WarmResult(target, ALREADY_WARM, how, duration_ms)
-    if how == "STALE":
-        return WarmResult(target, REFRESHING, how, duration_ms)
-    if how == "MISS" and _sets(target.kind) > sets_before:
-        return WarmResult(target, WARMED, how, duration_ms)
+    if how in OUTCOMES:
+        return WarmResult(target, OUTCOMES[how], how, duration_ms)
     if how == "MISS":
+        if _sets(target.kind) > sets_before:
+            return WarmResult(target, WARMED, how, duration_ms)
         return WarmResult(target, FAILED, "computed but not stored (cache unreachable?)", duration_ms)
     return WarmResult(target, FAILED, f"not cacheable (X-Cache: {how or 'none'})", duration_ms)
 

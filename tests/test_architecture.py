@@ -172,13 +172,8 @@ def test_module_level_imports_have_no_cycle() -> None:
     assert not found, "import cycles (module-level imports):\n" + describe(found)
 
 
-# The one function-level cycle left: issue 13 item 7 removes it with the rewrite of caching/ (the L1
-# tier), which another change owns. Listed here so that no new cycle can join it unnoticed.
-KNOWN_FUNCTION_LEVEL_CYCLES = [["caching.backend", "caching.l1", "caching.backend"]]
-
-
 def test_imports_including_function_level_have_no_cycle() -> None:
-    found = [cycle for cycle in cycles(import_graph(function_level=True)) if cycle not in KNOWN_FUNCTION_LEVEL_CYCLES]
+    found = cycles(import_graph(function_level=True))
     assert not found, "import cycles (module-level and function-level imports):\n" + describe(found)
 
 

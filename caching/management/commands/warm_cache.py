@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
-from caching import backend
+from caching.redis import is_redis
 from caching.tasks import LOCAL_CACHE_NOTE, warm_cache_enqueue
 from caching.warming import (
     DEFAULT_LIMIT_HOSTS,
@@ -22,21 +22,12 @@ class Command(StaybaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="List what would be warmed; touch no cache.")
-        parser.add_argument(
-            "--properties",
-            type=non_negative_int,
-            default=DEFAULT_LIMIT_PROPERTIES,
-            help="How many of the hottest properties.",
-        )
-        parser.add_argument(
-            "--searches",
-            type=non_negative_int,
-            default=DEFAULT_LIMIT_SEARCHES,
-            help="How many top cities (search + market data).",
-        )
-        parser.add_argument(
-            "--hosts", type=non_negative_int, default=DEFAULT_LIMIT_HOSTS, help="How many active hosts' dashboards."
-        )
+        for option, default, text in (
+            ("--properties", DEFAULT_LIMIT_PROPERTIES, "How many of the hottest properties."),
+            ("--searches", DEFAULT_LIMIT_SEARCHES, "How many top cities (search + market data)."),
+            ("--hosts", DEFAULT_LIMIT_HOSTS, "How many active hosts' dashboards."),
+        ):
+            parser.add_argument(option, type=non_negative_int, default=default, help=text)
         parser.add_argument(
             "--on-start",
             action="store_true",
@@ -47,7 +38,7 @@ class Command(StaybaseCommand):
         if options["on_start"]:
             self._on_start()
             return
-        if not backend.is_redis() and not options["dry_run"] and self.verbosity >= 1:
+        if not is_redis() and not options["dry_run"] and self.verbosity >= 1:
             self.stderr.write(self.style.WARNING(f"Note: {LOCAL_CACHE_NOTE}."))
         report = cache_warm(
             dry_run=options["dry_run"],
