@@ -22,6 +22,7 @@ Revocation holds whatever Redis does:
   every process that saw Redis unreachable while the mark was lost.
 """
 
+import functools
 import hashlib
 import time
 from typing import Any
@@ -77,9 +78,14 @@ def _context(user: Any) -> dict[str, Any]:
 def user_from_context(context: dict[str, Any]):
     """A user instance from a cached context (the other fields deferred)."""
     User = get_user_model()
-    # from_db expects the loaded values in the model's field order.
-    names = [f.attname for f in User._meta.concrete_fields if f.attname in context]
+    names = _loaded_names(User, tuple(context))
     return User.from_db(router.db_for_read(User), names, [context[name] for name in names])
+
+
+@functools.cache
+def _loaded_names(model: type, fields: tuple[str, ...]) -> tuple[str, ...]:
+    # from_db expects the loaded values in the model's field order.
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in fields)
 
 
 def context_keys(token_key: str) -> list[str]:
