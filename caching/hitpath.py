@@ -37,7 +37,9 @@ from rest_framework.request import Request
 
 from caching import auth as auth_cache
 from caching import backend, layer, responses
+from caching.circuit import CircuitOpenError
 from caching.keys import cache_key
+from caching.redis import STORE_ERRORS
 from caching.stats import cache_stats_counter
 from ratelimit.limiter import RATE_LIMIT_OUTCOME, identity, limiter
 from ratelimit.stores import GuardChanged
@@ -116,6 +118,8 @@ class CachedHitMiddleware:
             if again and self.tokens.judge(token, known.names, changed.held) is not None:  # type: ignore[union-attr]
                 return self._answer(request, token, view_func, view_class, plan, args, kwargs, again=False)
             return None
+        except (CircuitOpenError, *STORE_ERRORS):
+            return None  # the token unconfirmed: the view authenticates and its throttle fails open
         if known is not None:
             cache_stats_counter.add(auth_cache.KIND, "hits")
         if rules:

@@ -123,3 +123,16 @@ def test_without_the_rate_limiter_a_hit_is_still_one_command(guest, commands):
 
     assert client.get(ME)["X-Cache"] == "HIT"
     assert commands() == ["evalsha"]
+
+
+def test_with_redis_down_a_known_token_is_left_to_the_view(guest, commands, private_redis):
+    client = client_for(guest)
+    client.get(ME)
+    assert client.get(ME)["X-Cache"] == "HIT"
+
+    private_redis.kill()
+    response = client.get(ME)
+
+    # Answered by the view from the database (the context unconfirmed, nothing served from Redis).
+    assert response.status_code == 200 and response.json()["email"] == guest.email
+    assert response["X-Cache"] == "MISS"
