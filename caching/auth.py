@@ -6,7 +6,8 @@ seconds under a digest of the key. With the cache unreachable it falls back to t
 database. A hit is one Redis round trip: one MGET of the context, the token's change
 mark and the global generation; a context is served only if it carries both as they
 are now. Both are read *before* the database, so a value read from the database before
-a change can never be served after it.
+a change can never be served after it. The hit path (caching.hitpath) needs no round trip
+of its own: the raw values of those three keys guard its rate-limit script.
 
 Revocation holds whatever Redis does:
 
