@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         for v in apps
         if args.instructions
     }
+    if args.rounds == 0:
+        print(_instructions_table(instructions, scenarios, runs, apps))
+        return 0
     measured: dict[tuple[str, str], list[Measurement]] = {}
     x_cache: dict[tuple[str, str], str] = {}
     bodies: dict[tuple[str, str], bytes] = {}
@@ -231,7 +234,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--suite", choices=sorted(SUITES), help="a named comparison from bench/scenarios.py")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="alternate the variants this many times; report the median (default: 1)"
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the variants this many times; report the median (default: 1; 0 with --instructions: "
+        "only count instructions, no server, no load)",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
     parser.add_argument(
@@ -285,8 +292,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--server: unknown {', '.join(unknown)} (gunicorn, granian)")
     if args.instructions is None:
         args.instructions = suite.instructions if suite else 0
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 0 or (args.rounds == 0 and not args.instructions):
+        parser.error("--rounds must be at least 1 (0 only with --instructions: count, no load)")
     if min(args.duration, args.connections, args.threads, args.workers) < 1:
         parser.error("--duration, --connections, --threads and --workers must be at least 1")
     return args
@@ -450,6 +457,20 @@ def _count_instructions(
         counted = read_counts(Path(directory), "callgrind.out.", [s.name for s in scenarios], count)
     print(f"== instructions/request ({count} requests, callgrind): {statuses}", flush=True)
     return counted
+
+
+def _instructions_table(
+    instructions: dict[str, dict[str, float]], scenarios: list[Scenario], runs, variants: list[Variant]
+) -> str:
+    """Millions of instructions per request: one row per scenario, one column per variant."""
+    lines = [
+        "| endpoint | " + " | ".join(v.name for v in variants) + " |",
+        "|---|" + "---:|" * len(variants),
+    ]
+    for scenario in scenarios:
+        cells = [f"{instructions[v.name][scenario.name] / 1e6:.2f} M" if runs(scenario, v) else "-" for v in variants]
+        lines.append(f"| `{scenario.name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _addressless(body: bytes, port: int) -> bytes:

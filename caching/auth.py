@@ -6,7 +6,8 @@ seconds under a digest of the key. With the cache unreachable it falls back to t
 database. A hit is one Redis round trip: one MGET of the context, the token's change
 mark and the global generation; a context is served only if it carries both as they
 are now. Both are read *before* the database, so a value read from the database before
-a change can never be served after it.
+a change can never be served after it. The hit path (caching.hitpath) needs no round trip
+of its own: the raw values of those three keys guard its rate-limit script.
 
 Revocation holds whatever Redis does:
 
@@ -22,6 +23,7 @@ Revocation holds whatever Redis does:
   every process that saw Redis unreachable while the mark was lost.
 """
 
+import functools
 import hashlib
 import time
 from typing import Any
@@ -74,28 +76,50 @@ def _context(user: Any) -> dict[str, Any]:
     return {field: getattr(user, field) for field in CONTEXT_FIELDS}
 
 
-def _user_from_context(context: dict[str, Any]):
+def user_from_context(context: dict[str, Any]):
+    """A user instance from a cached context (the other fields deferred)."""
     User = get_user_model()
-    # from_db expects the loaded values in the model's field order.
-    names = [f.attname for f in User._meta.concrete_fields if f.attname in context]
+    names = _loaded_names(User, tuple(context))
     return User.from_db(router.db_for_read(User), names, [context[name] for name in names])
+
+
+@functools.cache
+def _loaded_names(model: type, fields: tuple[str, ...]) -> tuple[str, ...]:
+    # from_db expects the loaded values in the model's field order.
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in fields)
+
+
+def context_keys(token_key: str) -> list[str]:
+    """What resolving a token reads: its context, its change mark, the global generation."""
+    digest = _digest(token_key)
+    return [cache_key(KIND, digest), cache_key(KIND, "changed", digest), GLOBAL_GENERATION_KEY]
+
+
+def servable_context(found: dict[str, Any], keys: list[str]) -> dict[str, Any] | None:
+    """The context read under ``context_keys`` if it may be served: stored under the change
+    mark and the global generation as they are now, neither pending nor missing."""
+    context_key, changed_key, generation_key = keys
+    stored, tags = found.get(context_key), (found.get(generation_key), found.get(changed_key))
+    if isinstance(stored, tuple) and tags[0] is not None and tags[1] != PENDING and stored[:2] == tags:
+        return stored[2]
+    return None
 
 
 class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str):
         if not enabled():
             return super().authenticate_credentials(key)
-        digest = _digest(key)
-        context_key, changed_key = cache_key(KIND, digest), cache_key(KIND, "changed", digest)
-        found = backend.get_many(KIND, [context_key, changed_key, GLOBAL_GENERATION_KEY])
-        stored, generation = found.get(context_key), found.get(GLOBAL_GENERATION_KEY)
-        tags = (generation, found.get(changed_key))
-        if isinstance(stored, tuple) and generation is not None and tags[1] != PENDING and stored[:2] == tags:
+        keys = context_keys(key)
+        context_key, changed_key, _ = keys
+        found = backend.get_many(KIND, keys)
+        context = servable_context(found, keys)
+        tags = (found.get(GLOBAL_GENERATION_KEY), found.get(changed_key))
+        if context is not None:
             cache_stats_counter.add(KIND, "hits")
-            user = _user_from_context(stored[2])
+            user = user_from_context(context)
         else:
             cache_stats_counter.add(KIND, "misses")
-            if generation is None:  # first use, or the counter expired: created before the database read
+            if tags[0] is None:  # first use, or the counter expired: created before the database read
                 tags = (backend.ensure_generations(KIND, [GLOBAL]).get(GLOBAL), tags[1])
             try:
                 token = Token.objects.select_related("user").get(key=key)

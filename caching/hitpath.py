@@ -2,33 +2,47 @@
 
 A view method decorated with ``@cache_response`` is answered here, from ``process_view``
 (the URL resolved, every other middleware's request phase done), when its entry is fresh:
-the token is resolved by the same ``CachedTokenAuthentication``, the view's permissions
-are checked, the request is counted by the rate limiter with the entry read in the same
-Redis round trip, and the stored bytes go out with the headers DRF would have added.
+the token is resolved, the view's permissions are checked, the request is counted by the
+rate limiter and the entry read, and the stored bytes go out with the headers DRF would
+have added.
 
-Anything else falls through to the view unchanged: a miss, a stale entry, a refused or
-failed authentication, a permission denied, a 429, a session cookie (SessionAuthentication
-may know the user), content negotiation other than JSON. The rate limiter has then already
-counted the request: the outcome rides on the request (``RATE_LIMIT_OUTCOME``) and
-``RuleThrottle`` reuses it instead of counting twice; the entry read rides along too, so
-the view's cache lookup needs no second round trip.
+On Redis that is ONE round trip, the rate limiter's script: it counts the request and reads
+the entry only while the token's context, its change mark and the global generation still
+hold the raw values this process last saw make the context servable (``TokenContexts``, a
+guess of who is asking; ``guard`` in ratelimit.stores). A logout, a deactivation or a resync
+changes one of them, so the script counts nothing and hands back what they hold now: the
+context is judged again, and the request answered on it or left to the view. Revocation is
+immediate, as with ``CachedTokenAuthentication``. Without Redis (the embedded default) the
+same steps run against the local-memory cache and the in-memory rate-limit store.
+
+Anything else falls through to the view unchanged: a miss, a stale entry, a token without a
+servable cached context, a refused authentication, a permission denied, a 429, Redis
+unreachable, a session cookie (SessionAuthentication may know the user), content negotiation
+other than JSON. The rate limiter has then already counted the request if it could: the
+outcome rides on the request (``RATE_LIMIT_OUTCOME``) and ``RuleThrottle`` reuses it instead
+of counting twice; the entry read rides along too, so the view's cache lookup needs no second
+round trip.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
-from rest_framework.exceptions import APIException
+from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
+from caching import auth as auth_cache
 from caching import backend, layer, responses
-from caching.auth import CachedTokenAuthentication
+from caching.circuit import CircuitOpenError
 from caching.keys import cache_key
+from caching.redis import STORE_ERRORS
+from caching.stats import cache_stats_counter
 from ratelimit.limiter import RATE_LIMIT_OUTCOME, identity, limiter
+from ratelimit.stores import GuardChanged
 
 JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 
@@ -36,6 +50,7 @@ JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 class CachedHitMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.tokens = TokenContexts()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
@@ -49,69 +64,151 @@ class CachedHitMiddleware:
         plan = getattr(getattr(view_class, "get", None), "response_cache", None)
         if plan is None or not _negotiates_json(request) or settings.SESSION_COOKIE_NAME in request.COOKIES:
             return None
-        return _answer(request, view_func, view_class, plan, view_args, view_kwargs)
+        if not backend.reads_trusted():
+            return None  # the view's first cache call repairs what an outage may have lost
+        token = _token(request)
+        if token is None:
+            return None
+        return self._answer(request, token, view_func, view_class, plan, view_args, view_kwargs)
+
+    def _answer(
+        self, request: HttpRequest, token: str, view_func, view_class, plan, args: tuple, kwargs: dict, again=True
+    ) -> HttpResponse | None:
+        known = None
+        if not token:
+            user, auth = AnonymousUser(), None
+        else:
+            known = self.tokens.known(token)
+            if known is None:
+                return None  # the view authenticates (and caches the context for the next request)
+            user = auth_cache.user_from_context(known.context)
+            auth = Token(key=token, user=user)
+        drf_request = Request(request)
+        # Sets request.user on the Django request too, as DRF's authentication does.
+        drf_request.user, drf_request.auth = user, auth
+        view = view_class(**view_func.view_initkwargs)
+        view.setup(request, *args, **kwargs)  # as View.as_view does (it also adds head, hence Allow)
+        view.request = drf_request
+        view.format_kwarg = None
+        try:
+            if not all(permission.has_permission(drf_request, view) for permission in view.get_permissions()):
+                return None
+            kind, spec = plan
+            decided = spec(view, drf_request, *args, **kwargs)
+        except Exception:
+            return None  # the view runs the same code and answers what went wrong
+        if decided is None:
+            return None
+        key = cache_key(kind, *decided.key_parts)
+        reads = []
+        if backend.is_redis() and not (decided.l1 and layer.l1_holds(key, decided.namespaces)):
+            reads = layer.lookup_keys(key, decided.namespaces)
+
+        headers = dict(view.default_response_headers)
+        rate_limiter = limiter()
+        rules = rate_limiter.rules_for(request) if rate_limiter.enabled else []
+        try:
+            outcome, values = rate_limiter.check(
+                rules,
+                [identity(rule, request) for rule in rules],
+                backend.redis_names(reads),
+                guard=known.guard if known is not None else (),
+            )
+        except GuardChanged as changed:
+            if again and self.tokens.judge(token, known.names, changed.held) is not None:  # type: ignore[union-attr]
+                return self._answer(request, token, view_func, view_class, plan, args, kwargs, again=False)
+            return None
+        except (CircuitOpenError, *STORE_ERRORS):
+            return None  # the token unconfirmed: the view authenticates and its throttle fails open
+        if known is not None:
+            cache_stats_counter.add(auth_cache.KIND, "hits")
+        if rules:
+            setattr(request, RATE_LIMIT_OUTCOME, (outcome,))
+        if outcome is not None:
+            if not outcome.allowed:
+                return None  # RuleThrottle answers the 429 from this outcome
+            headers.update(outcome.headers())
+        if reads:
+            if not values:
+                return None  # Redis unreachable: nothing read, the token unconfirmed
+            responses.remember_lookup(request, reads, backend.decode_raw(reads, values))
+        hit = layer.peek(
+            kind=kind,
+            key=key,
+            namespaces=decided.namespaces,
+            l1_allowed=decided.l1,
+            prefetched=getattr(request, "response_cache_prefetch", None),
+        )
+        if hit is None:
+            return None
+        body, how = hit
+        response = responses.cached_response(body, request=request, how=how, per_user=decided.per_user)
+        # What DRF's finalize_response adds to every response of the view.
+        vary = headers.pop("Vary", None)
+        if vary is not None:
+            patch_vary_headers(response, [part.strip() for part in vary.split(",")])
+        for name, value in headers.items():
+            response[name] = value
+        return response
 
 
 def _negotiates_json(request: HttpRequest) -> bool:
     return request.headers.get("Accept", "").strip() in JSON_ACCEPTS and "format" not in request.GET
 
 
-def _answer(request: HttpRequest, view_func, view_class, plan, args: tuple, kwargs: dict) -> HttpResponse | None:
-    try:
-        authenticated = CachedTokenAuthentication().authenticate(request)
-    except (APIException, DatabaseError):
-        return None  # the view answers the 401 (or the 503) in the API's error shape
-    drf_request = Request(request)
-    # Sets request.user on the Django request too, as DRF's authentication does.
-    drf_request.user, drf_request.auth = authenticated or (AnonymousUser(), None)
-    view = view_class(**view_func.view_initkwargs)
-    view.setup(request, *args, **kwargs)  # as View.as_view does (it also adds head, hence Allow)
-    view.request = drf_request
-    view.format_kwarg = None
-    try:
-        if not all(permission.has_permission(drf_request, view) for permission in view.get_permissions()):
-            return None
-        kind, spec = plan
-        decided = spec(view, drf_request, *args, **kwargs)
-    except Exception:
-        return None  # the view runs the same code and answers what went wrong
-    if decided is None:
+def _token(request: HttpRequest) -> str | None:
+    """The token of ``Authorization: Token <key>``, "" without the header, None for anything
+    else (another scheme, a malformed header: the view's authentication answers those)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return ""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "token":
         return None
-    key = cache_key(kind, *decided.key_parts)
-    reads = []
-    if backend.is_redis() and backend.reads_trusted() and not (decided.l1 and layer.l1_holds(key, decided.namespaces)):
-        reads = layer.lookup_keys(key, decided.namespaces)
+    return parts[1]
 
-    headers = dict(view.default_response_headers)
-    rate_limiter = limiter()
-    values: list = []
-    if rate_limiter.enabled:
-        rules = rate_limiter.rules_for(request)
-        outcome, values = rate_limiter.check(
-            rules, [identity(rule, request) for rule in rules], backend.redis_names(reads)
-        )
-        setattr(request, RATE_LIMIT_OUTCOME, (outcome,))
-        if outcome is not None:
-            if not outcome.allowed:
-                return None  # RuleThrottle answers the 429 from this outcome
-            headers.update(outcome.headers())
-    if reads and values:
-        responses.remember_lookup(request, reads, backend.decode_raw(reads, values))
-    hit = layer.peek(
-        kind=kind,
-        key=key,
-        namespaces=decided.namespaces,
-        l1_allowed=decided.l1,
-        prefetched=getattr(request, "response_cache_prefetch", None),
-    )
-    if hit is None:
-        return None
-    body, how = hit
-    response = responses.cached_response(body, request=request, how=how, per_user=decided.per_user)
-    # What DRF's finalize_response adds to every response of the view.
-    vary = headers.pop("Vary", None)
-    if vary is not None:
-        patch_vary_headers(response, [part.strip() for part in vary.split(",")])
-    for name, value in headers.items():
-        response[name] = value
-    return response
+
+@dataclass(frozen=True)
+class Known:
+    names: list[str]  # in Redis: the context, the change mark, the global generation
+    guard: list[tuple[str, bytes | None]]  # those names and the raw values that made it servable
+    context: dict[str, Any]
+
+
+class TokenContexts:
+    """Who a token was, as this process last read from the cache.
+
+    On Redis only a guess: every use sends ``guard`` with the rate-limit script, which refuses
+    to count or read anything if the values changed since. Without Redis the context is read
+    and judged on every request (the local-memory cache is in this process: no round trip).
+    """
+
+    MAX_TOKENS = 10_000
+
+    def __init__(self) -> None:
+        self._known: dict[str, Known] = {}
+
+    def known(self, token: str) -> Known | None:
+        if not backend.is_redis():
+            keys = auth_cache.context_keys(token)
+            context = auth_cache.servable_context(backend.get_many(auth_cache.KIND, keys), keys)
+            return Known(names=[], guard=[], context=context) if context and context["is_active"] else None
+        known = self._known.get(token)
+        if known is None:
+            names = backend.redis_names(auth_cache.context_keys(token))
+            held = backend.guarded(auth_cache.KIND, lambda: backend.redis_client().mget(names), None)
+            known = None if held is None else self.judge(token, names, held)
+        return known
+
+    def judge(self, token: str, names: list[str], held: list[bytes | None]) -> Known | None:
+        """Remember the token's context if the raw values ``held`` under ``names`` make it servable."""
+        self._known.pop(token, None)
+        keys = auth_cache.context_keys(token)
+        context = auth_cache.servable_context(backend.decode_raw(keys, held), keys)
+        if context is None or not context["is_active"]:
+            return None
+        if len(self._known) >= self.MAX_TOKENS:
+            self._known.clear()  # rebuilt from Redis at one round trip per token
+        known = Known(names=names, guard=list(zip(names, held, strict=True)), context=context)
+        self._known[token] = known
+        return known

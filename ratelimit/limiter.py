@@ -106,11 +106,17 @@ class Limiter:
         return rules
 
     def check(
-        self, rules: list[Rule], identities: list[str], reads: Sequence[str] = ()
+        self,
+        rules: list[Rule],
+        identities: list[str],
+        reads: Sequence[str] = (),
+        guard: Sequence[tuple[str, bytes | None]] = (),
     ) -> tuple[Outcome | None, list[bytes | None]]:
-        """Every rule at once, and ``reads`` in the same round trip (see RedisStore.check).
+        """Every rule at once, and ``reads`` in the same round trip, counted only while ``guard``
+        holds (see RedisStore.check, which raises GuardChanged otherwise). With a guard, an
+        unreachable store raises too (CircuitOpenError or a store error): nothing fails open.
 
-        None when nothing was counted: the store is unreachable and every rule fails open.
+        None when nothing was counted: no rules, or the store is unreachable and every rule fails open.
         """
         checks = [
             Check(self.key("rl", rule.name, identity), rule.algorithm, rule.limit, rule.window_s * 1000, rule.burst)
@@ -118,8 +124,12 @@ class Limiter:
         ]
         store = self.store
         try:
-            states, values = store.check(checks, reads)
+            states, values = store.check(checks, reads, guard)
+            if not rules:
+                return None, values
         except (CircuitOpenError, *STORE_ERRORS):
+            if guard:
+                raise  # what the guard vouches for is unconfirmed: the caller must not act on it
             # The breaker logs the outage once; each request here is only counted.
             store_events_total.labels("store_errors").inc()
             strict = [i for i, rule in enumerate(rules) if rule.fail_closed]

@@ -11,7 +11,9 @@ Three algorithms, chosen per rule:
 A request is checked against several limits at once and allowed only if all allow; a refused
 request consumes nothing. On Redis the decision is one script call (atomic under any
 concurrency, Redis's clock for every app server), which also reads the cache entries the
-response cache looks up next when the request is allowed (``reads``: one round trip for both).
+response cache looks up next when the request is allowed (``reads``: one round trip for both),
+and counts only while guarded keys still hold the values the caller saw (``guard``: the hit
+path's token context, so a revoked token is never counted nor answered).
 ``MemoryStore`` decides the same way under a lock: the embedded default's store, and the
 fail-closed rules' store while Redis is unreachable.
 
@@ -55,22 +57,37 @@ class State:
 class Store(Protocol):
     name: str
 
-    def check(self, checks: list[Check], reads: Sequence[str]) -> tuple[list[State], list[bytes | None]]: ...
+    def check(
+        self, checks: list[Check], reads: Sequence[str], guard: Sequence[tuple[str, bytes | None]] = ()
+    ) -> tuple[list[State], list[bytes | None]]: ...
 
     def record_rejections(self, labels: list[str]) -> None: ...
 
     def rejections(self, minutes: int) -> Counter[str]: ...
 
 
+# KEYS: the n counters, the g guarded keys, the keys to read. ARGV: n, g, four numbers per
+# check, the g values the guarded keys must hold ('' for none).
 _LUA = """
+local n, g = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, writes = {}, {}
+if g > 0 then
+  local held = redis.call('MGET', unpack(KEYS, n + 1, n + g))
+  for i = 1, g do
+    if (held[i] or '') ~= ARGV[2 + 4 * n + i] then
+      out[1] = 0
+      for j = 1, g do out[j + 1] = held[j] end
+      return out
+    end
+  end
+  out[1] = 1
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[1])
-local out, writes = {}, {}
 local allowed = true
 for i = 1, n do
-  local algo, limit = ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1])
-  local window, burst = tonumber(ARGV[4 * i]), tonumber(ARGV[4 * i + 1])
+  local algo, limit = ARGV[4 * i - 1], tonumber(ARGV[4 * i])
+  local window, burst = tonumber(ARGV[4 * i + 1]), tonumber(ARGV[4 * i + 2])
   local state
   if algo == 'gcra' then
     local interval = window / limit
@@ -110,12 +127,17 @@ end
 if allowed then
   -- Counters are written whole (SET .. PX) rather than INCR + PEXPIRE: the script is atomic.
   for _, w in ipairs(writes) do redis.call('SET', w[1], w[2], 'PX', w[3]) end
-  if #KEYS > n then
-    for _, value in ipairs(redis.call('MGET', unpack(KEYS, n + 1))) do out[#out + 1] = value end
+  if #KEYS > n + g then
+    for _, value in ipairs(redis.call('MGET', unpack(KEYS, n + g + 1))) do out[#out + 1] = value end
   end
 end
 return out
 """
+
+
+class GuardChanged(Exception):  # control flow: a guarded key no longer holds its value
+    def __init__(self, held: list[bytes | None]):
+        self.held = held
 
 
 class RedisStore:
@@ -126,13 +148,25 @@ class RedisStore:
         self.script = client.register_script(_LUA)
         self.rejections_key = rejections_key
 
-    def check(self, checks: list[Check], reads: Sequence[str]) -> tuple[list[State], list[bytes | None]]:
-        """``reads``: raw Redis names, returned as values only when every check allowed."""
-        args: list[object] = [len(checks)]
+    def check(
+        self, checks: list[Check], reads: Sequence[str], guard: Sequence[tuple[str, bytes | None]] = ()
+    ) -> tuple[list[State], list[bytes | None]]:
+        """``reads``: raw Redis names, returned as values only when every check allowed.
+
+        ``guard``: (raw name, value) pairs checked first, in the same script: if any key holds
+        another value (None: no value), nothing is counted or read and ``GuardChanged`` carries
+        what the guarded keys hold (the hit path's token context: see caching.hitpath).
+        """
+        args: list[object] = [len(checks), len(guard)]
         for c in checks:
             args += [c.algorithm, c.limit, c.window_ms, c.burst]
-        keys = [*(c.key for c in checks), *reads]
+        args += [value or b"" for _, value in guard]
+        keys = [*(c.key for c in checks), *(name for name, _ in guard), *reads]
         raw = breaker_for("redis").call(lambda: self.script(keys=keys, args=args), errors=STORE_ERRORS)
+        if guard:
+            if not raw[0]:
+                raise GuardChanged(raw[1:])
+            raw = raw[1:]
         states = [State(bool(raw[i]), raw[i + 1], raw[i + 2], raw[i + 3]) for i in range(0, 4 * len(checks), 4)]
         return states, raw[4 * len(checks) :]
 
@@ -165,8 +199,12 @@ class MemoryStore:
         self.log: defaultdict[int, Counter[str]] = defaultdict(Counter)  # minute -> rejections
         self.calls = 0
 
-    def check(self, checks: list[Check], reads: Sequence[str]) -> tuple[list[State], list[bytes | None]]:
-        """Nothing to ``read`` here: the response cache plans no shared lookup without Redis."""
+    def check(
+        self, checks: list[Check], reads: Sequence[str], guard: Sequence[tuple[str, bytes | None]] = ()
+    ) -> tuple[list[State], list[bytes | None]]:
+        """Nothing to ``read`` or ``guard`` here: without Redis nothing plans a shared lookup."""
+        if reads or guard:
+            raise ValueError("MemoryStore holds no shared keys to read or guard")
         with self.lock:
             now = int(self.clock() * 1000)
             self.calls += 1

@@ -170,3 +170,32 @@ def test_fixed_window_resets_at_the_window_boundary():
 
     clock.now += 60
     assert checked(store, [rule])[0] is True
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="only the Redis store guards shared keys")
+def test_the_redis_check_counts_and_reads_only_while_the_guarded_keys_hold_their_values(db):
+    from django_redis import get_redis_connection
+
+    from ratelimit.stores import GuardChanged
+
+    client = get_redis_connection("default")
+    store = RedisStore(client, rejections_key="test:rejections")
+    guarded, entry = f"test:guard:{uuid.uuid4().hex}", f"test:read:{uuid.uuid4().hex}"
+    client.set(guarded, b"ana")
+    client.set(entry, b"cached")
+    rule = check(FIXED_WINDOW, limit=2)
+
+    states, values = store.check([rule], [entry], guard=[(guarded, b"ana"), (f"{guarded}:missing", None)])
+    client.set(guarded, b"revoked")
+    with pytest.raises(GuardChanged) as changed:
+        store.check([rule], [entry], guard=[(guarded, b"ana"), (f"{guarded}:missing", None)])
+
+    assert states[0].allowed and states[0].remaining == 1 and values == [b"cached"]
+    assert changed.value.held == [b"revoked", None]
+    after = store.check([rule], [])[0][0]
+    assert after.allowed and after.remaining == 0  # the refused guard counted nothing
+
+
+def test_the_memory_store_has_no_shared_keys_to_guard():
+    with pytest.raises(ValueError):
+        MemoryStore().check([check(FIXED_WINDOW, limit=1)], [], guard=[("k", b"v")])
