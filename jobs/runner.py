@@ -1,11 +1,12 @@
 """What a django-q2 worker runs for every tracked job: claim, run, record the outcome.
 
 The worker calls ``execute`` with the job's id and the dispatch number of the message.
-The claim is one conditional UPDATE; a message that does not match its job's current
-dispatch (a duplicate, a stale redelivery, a job already done) is dropped there, so a
-task body never runs twice for one dispatch. Failures never escape to django-q2: they
-are classified (transient: retry with backoff; anything else: dead letter at once) and
-recorded on the job, so the same logic works with brokers that cannot redeliver (Redis).
+The claim is one conditional UPDATE (committed asynchronously, ``jobs.bookkeeping``); a
+message that does not match its job's current dispatch (a duplicate, a stale redelivery, a
+job already done) is dropped there, so a task body never runs twice for one dispatch.
+Failures never escape to django-q2: they are classified (transient: retry with backoff;
+anything else: dead letter at once) and recorded on the job, so the same logic works with
+brokers that cannot redeliver (Redis).
 
 The claim also takes a lease on the job (``lease_expires_at``): django-q2 stops an attempt
 at its task's own timeout (the message carries it), so a worker that has not reported
@@ -27,10 +28,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import F
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
-from jobs.bookkeeping import bookkeeping_transaction, bookkeeping_update
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.effects import JobAttempt
 from jobs.errors import TransientError, UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
@@ -82,21 +84,14 @@ def execute(
         unknown = exc
     now = timezone.now()
     lease, needs_heartbeat = attempt_lease(spec)
-    claimed = bookkeeping_update(
-        _sql(
-            'UPDATE {table} SET "status" = %s, "attempts" = "attempts" + 1, "started_at" = %s, '
-            '"lease_expires_at" = %s, "worker" = %s WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
-        ),
-        [
-            JobStatus.RUNNING.value,
-            _db_time(now),
-            _db_time(now + lease),
-            worker_name(),
-            job_id,
-            dispatch,
-            JobStatus.QUEUED.value,
-        ],
-    )
+    with bookkeeping_transaction():
+        claimed = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            lease_expires_at=now + lease,
+            worker=worker_name(),
+        )
     if not claimed:
         return "stale delivery: dropped"
     if spec is None:
@@ -201,30 +196,14 @@ def _record_failure(
     )
 
 
-def _sql(template: str) -> str:
-    return template.format(table=connection.ops.quote_name(JobRecord._meta.db_table))
-
-
-def _db_time(value: object) -> object:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
 def job_succeeded(*, job_id: int, dispatch: int, duration_ms: float, result: object) -> None:
-    updated = bookkeeping_update(
-        _sql(
-            'UPDATE {table} SET "status" = %s, "finished_at" = %s, "duration_ms" = %s, "result" = %s '
-            'WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
-        ),
-        [
-            JobStatus.SUCCEEDED.value,
-            _db_time(timezone.now()),
-            duration_ms,
-            "" if result is None else str(result)[:RESULT_MAX_CHARS],
-            job_id,
-            dispatch,
-            JobStatus.RUNNING.value,
-        ],
-    )
+    with bookkeeping_transaction():
+        updated = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED,
+            finished_at=timezone.now(),
+            duration_ms=duration_ms,
+            result="" if result is None else str(result)[:RESULT_MAX_CHARS],
+        )
     if not updated:
         logger.warning("Job %s finished after it was declared lost; its outcome was already recorded", job_id)
 

@@ -17,7 +17,7 @@ from accounts.models import User
 from caching.circuit import CircuitOpenError, breaker_for
 from caching.redis import STORE_ERRORS
 from core.exceptions import Conflict
-from jobs.bookkeeping import bookkeeping_insert, bookkeeping_transaction
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.brokers import JobMessage, RedisBroker, broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
@@ -105,13 +105,10 @@ def enqueue(
     the same key is queued, running or waiting to retry.
     """
     spec, (record,) = _new_jobs(task, [args], priority, delay, dedupe_key)
-    if not dedupe_key:
-        bookkeeping_insert(record)  # inside a transaction: commits with the caller's rows, as durably
-    else:
-        with bookkeeping_transaction():
-            existing = _insert_deduped(record)
-        if existing is not None:
-            return existing
+    with bookkeeping_transaction():  # inside a caller's transaction: commits with its rows, as durably
+        existing = _insert_deduped(record) if dedupe_key else record.save(force_insert=True)
+    if existing is not None:
+        return existing
     _push_on_commit(spec, [record])
     return record
 
