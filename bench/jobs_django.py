@@ -129,7 +129,8 @@ def throughput(jobs: int, timeout: float, producer: str) -> dict[str, Any]:
     )
     seconds = (span["last_finished"] - span["first_enqueued"]).total_seconds()
     drain = (span["last_finished"] - span["first_started"]).total_seconds()
-    durations = sorted(JobRecord.objects.values_list("duration_ms", flat=True))
+    # Only finished attempts have a duration (a record still queued from a redelivery has none).
+    durations = sorted(JobRecord.objects.filter(duration_ms__isnull=False).values_list("duration_ms", flat=True))
     return {
         "producer": producer,
         "jobs": jobs,

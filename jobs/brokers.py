@@ -75,13 +75,10 @@ class JobMessage:
 class TrackedJobsBroker:
     """Mixed into a django-q2 broker class; see the module docstring."""
 
-    @staticmethod
-    def queue_of(list_key: str) -> str:
-        return list_key
-
     @property
     def queue(self) -> str:
-        return self.queue_of(self.list_key)  # type: ignore[attr-defined]
+        # django-q2's Redis broker stores queue "x" under the key "django_q:x:q"; the ORM one under "x".
+        return self.list_key.removeprefix("django_q:").removesuffix(":q")  # type: ignore[attr-defined]
 
     def push_jobs(self, messages: list[JobMessage]) -> None:
         raise NotImplementedError
@@ -97,13 +94,16 @@ class TrackedJobsBroker:
         django-q2's Stat does not record its queue, and the dashboard counts workers per priority.
         """
         super().set_stat(key, value, timeout)  # type: ignore[misc]
-        self._store_queue(self._queue_key(key.rsplit(":", 1)[-1]), timeout)
+        if (store := self._stat_store()) is not None:
+            store.set(self._queue_key(key.rsplit(":", 1)[-1]), self.queue, timeout)
 
-    def _store_queue(self, key: str, timeout: int) -> None:
+    def _stat_store(self) -> Any:
+        """Where django-q2 keeps this broker's cluster heartbeats: a Django cache or the Redis client."""
         raise NotImplementedError
 
     def queue_of_cluster(self, cluster_id: object) -> str:
-        raise NotImplementedError
+        queue = store.get(self._queue_key(cluster_id)) if (store := self._stat_store()) is not None else None
+        return queue.decode() if isinstance(queue, bytes) else (queue or "")
 
 
 class OrmBroker(TrackedJobsBroker, orm.ORM):
@@ -118,12 +118,8 @@ class OrmBroker(TrackedJobsBroker, orm.ORM):
             db.close_old_connections()
         return super().dequeue()
 
-    def _store_queue(self, key: str, timeout: int) -> None:
-        if self.cache is not None:
-            self.cache.set(key, self.queue, timeout)
-
-    def queue_of_cluster(self, cluster_id: object) -> str:
-        return (self.cache.get(self._queue_key(cluster_id)) if self.cache is not None else None) or ""
+    def _stat_store(self) -> Any:
+        return self.cache
 
     def push_jobs(self, messages: list[JobMessage]) -> None:
         now = timezone.now()
@@ -133,11 +129,6 @@ class OrmBroker(TrackedJobsBroker, orm.ORM):
 
 
 class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
-    @staticmethod
-    def queue_of(list_key: str) -> str:
-        # django-q2 stores queue "x" under the Redis key "django_q:x:q".
-        return list_key.removeprefix("django_q:").removesuffix(":q")
-
     def dequeue(self):
         task = self._blocking_client().blpop(self.list_key, BLOCKING_POP_S)
         return [(None, task[1])] if task else None
@@ -159,12 +150,8 @@ class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
             )
         return client
 
-    def _store_queue(self, key: str, timeout: int) -> None:
-        self.connection.set(key, self.queue, timeout)
-
-    def queue_of_cluster(self, cluster_id: object) -> str:
-        queue = self.connection.get(self._queue_key(cluster_id))
-        return queue.decode() if isinstance(queue, bytes) else (queue or "")
+    def _stat_store(self) -> Any:
+        return self.connection
 
     def push_jobs(self, messages: list[JobMessage]) -> None:
         self.connection.rpush(self.list_key, *(message.package() for message in messages))

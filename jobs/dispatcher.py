@@ -125,23 +125,16 @@ def recover_stuck(*, priority: Priority, broker: TrackedJobsBroker | None = None
 
 
 class Dispatching:
-    """Mixed into a tracked-jobs broker: runs the dispatcher of its priority from the pusher loop."""
+    """Mixed into a tracked-jobs broker: runs the dispatcher of its priority from the pusher loop.
+
+    Its state starts from class defaults (django-q2 pickles a broker into the pusher without
+    it), so a cluster recovers stuck jobs on its first tick, then every ``RECOVER_INTERVAL_S``.
+    """
 
     queue: str
-
-    def __init__(self, list_key: str | None = None):
-        super().__init__(list_key=list_key)  # type: ignore[call-arg]
-        self._init_dispatcher()
-
-    def __setstate__(self, state: tuple) -> None:
-        super().__setstate__(state)  # type: ignore[misc]
-        self._init_dispatcher()
-
-    def _init_dispatcher(self) -> None:
-        self.priority = priority_of_queue(self.queue)
-        self._next_dispatch = 0.0
-        self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
-        self._dispatch_failing = False
+    _next_dispatch = 0.0
+    _next_recover = 0.0
+    _dispatch_failing = False
 
     def dequeue(self):
         self.dispatcher_tick()
@@ -149,18 +142,18 @@ class Dispatching:
 
     def dispatcher_tick(self) -> None:
         """Called by the cluster's pusher before each pull; cheap unless a period elapsed."""
-        if self.priority is None:
-            return
         now = time.monotonic()
-        if now < self._next_dispatch:
+        priority = priority_of_queue(self.queue)
+        if priority is None or now < self._next_dispatch:
             return
         self._next_dispatch = now + DISPATCH_INTERVAL_S
+        broker: TrackedJobsBroker = self  # type: ignore[assignment]
         try:
-            while dispatch_due(priority=self.priority, broker=self) == DISPATCH_BATCH:  # type: ignore[arg-type]
+            while dispatch_due(priority=priority, broker=broker) == DISPATCH_BATCH:
                 pass
             if now >= self._next_recover:
                 self._next_recover = now + RECOVER_INTERVAL_S
-                recover_stuck(priority=self.priority, broker=self)  # type: ignore[arg-type]
+                recover_stuck(priority=priority, broker=broker)
         except Exception:
             # The pusher must keep pulling even while the database hiccups; the next tick retries.
             # An outage is logged once, when it starts, not once a second while it lasts.

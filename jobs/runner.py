@@ -1,11 +1,12 @@
 """What a django-q2 worker runs for every tracked job: claim, run, record the outcome.
 
 The worker calls ``execute`` with the job's id and the dispatch number of the message.
-The claim is one conditional UPDATE; a message that does not match its job's current
-dispatch (a duplicate, a stale redelivery, a job already done) is dropped there, so a
-task body never runs twice for one dispatch. Failures never escape to django-q2: they
-are classified (transient: retry with backoff; anything else: dead letter at once) and
-recorded on the job, so the same logic works with brokers that cannot redeliver (Redis).
+The claim is one conditional UPDATE (committed asynchronously, ``jobs.bookkeeping``); a
+message that does not match its job's current dispatch (a duplicate, a stale redelivery, a
+job already done) is dropped there, so a task body never runs twice for one dispatch.
+Failures never escape to django-q2: they are classified (transient: retry with backoff;
+anything else: dead letter at once) and recorded on the job, so the same logic works with
+brokers that cannot redeliver (Redis).
 
 The claim also takes a lease on the job (``lease_expires_at``): django-q2 stops an attempt
 at its task's own timeout (the message carries it), so a worker that has not reported
@@ -27,10 +28,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import F
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
-from jobs.bookkeeping import bookkeeping_transaction, bookkeeping_update
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.effects import JobAttempt
 from jobs.errors import TransientError, UnknownTask
 from jobs.models import DeadLetter, JobRecord, JobStatus
@@ -54,56 +56,34 @@ class EffectUnconfirmed(TransientError):
     """The task returned while an effect it claimed was neither confirmed nor released."""
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:100]
-
-
-def attempt_lease(spec: JobSpec | None) -> tuple[timedelta, bool]:
-    """The lease an attempt takes, and whether a heartbeat must keep renewing it.
-
-    django-q2 lets an attempt run for the task's own timeout, else the cluster's.
-    """
-    cluster_timeout = settings.Q_CLUSTER["timeout"]
-    timeout = (spec.timeout if spec is not None else None) or cluster_timeout
-    if timeout > cluster_timeout:
-        return timedelta(seconds=HEARTBEAT_LEASE_S), True
-    return timedelta(seconds=timeout + LEASE_GRACE_S), False
-
-
 def execute(
     job_id: int, dispatch: int, attempts: int, max_attempts: int, task: str, args: list[Any], request_id: str = ""
 ) -> str:
-    attempt = attempts + 1
     spec: JobSpec | None = None
     unknown: UnknownTask | None = None
     try:
         spec = get_spec(task)
     except UnknownTask as exc:
         unknown = exc
+    # django-q2 lets an attempt run for the task's own timeout, else the cluster's.
+    cluster_timeout: int = settings.Q_CLUSTER["timeout"]
+    timeout = (spec.timeout if spec else None) or cluster_timeout
+    needs_heartbeat = timeout > cluster_timeout
     now = timezone.now()
-    lease, needs_heartbeat = attempt_lease(spec)
-    claimed = bookkeeping_update(
-        _sql(
-            'UPDATE {table} SET "status" = %s, "attempts" = "attempts" + 1, "started_at" = %s, '
-            '"lease_expires_at" = %s, "worker" = %s WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
-        ),
-        [
-            JobStatus.RUNNING.value,
-            _db_time(now),
-            _db_time(now + lease),
-            worker_name(),
-            job_id,
-            dispatch,
-            JobStatus.QUEUED.value,
-        ],
-    )
+    lease = HEARTBEAT_LEASE_S if needs_heartbeat else timeout + LEASE_GRACE_S
+    with bookkeeping_transaction():
+        claimed = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease),
+            worker=f"{socket.gethostname()}:{os.getpid()}"[:100],
+        )
     if not claimed:
         return "stale delivery: dropped"
+    failed = {"job_id": job_id, "dispatch": dispatch, "attempt": attempts + 1, "max_attempts": max_attempts}
     if spec is None:
-        error: BaseException = unknown or UnknownTask(task)
-        job_attempt_failed(
-            job_id=job_id, dispatch=dispatch, attempt=attempt, max_attempts=max_attempts, task=task, exc=error
-        )
+        job_attempt_failed(**failed, task=task, exc=unknown or UnknownTask(task))
         return "unknown task: dead"
     started = time.perf_counter()
     heartbeat = Heartbeat(job_id=job_id, dispatch=dispatch) if needs_heartbeat else nullcontext()
@@ -112,17 +92,24 @@ def execute(
             result = spec.func(*args)
         except TimeoutException as exc:
             # Record the attempt, then let django-q2 replace this worker as it intends to.
-            _record_failure(spec, job_id, dispatch, attempt, max_attempts, exc, started)
+            _record_failure(spec, failed, exc, started)
             raise
         except Exception as exc:
-            _record_failure(spec, job_id, dispatch, attempt, max_attempts, exc, started)
+            _record_failure(spec, failed, exc, started)
             return "failed"
-    if effects.unconfirmed:
-        keys = ", ".join(sorted(effects.unconfirmed))
-        error = EffectUnconfirmed(f"Effects neither confirmed nor released: {keys}")
-        _record_failure(spec, job_id, dispatch, attempt, max_attempts, error, started)
-        return "failed"
-    job_succeeded(job_id=job_id, dispatch=dispatch, duration_ms=_elapsed_ms(started), result=result)
+        if effects.unconfirmed:
+            keys = ", ".join(sorted(effects.unconfirmed))
+            _record_failure(spec, failed, EffectUnconfirmed(f"Effects neither confirmed nor released: {keys}"), started)
+            return "failed"
+    with bookkeeping_transaction():
+        succeeded = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED,
+            finished_at=timezone.now(),
+            duration_ms=_elapsed_ms(started),
+            result="" if result is None else str(result)[:RESULT_MAX_CHARS],
+        )
+    if not succeeded:
+        logger.warning("Job %s finished after it was declared lost; its outcome was already recorded", job_id)
     return "succeeded"
 
 
@@ -144,8 +131,10 @@ class Heartbeat:
 
     def beat(self) -> bool:
         """Renew the lease; False once the job has moved on (recovered as lost, or finished)."""
+        lease = timezone.now() + timedelta(seconds=HEARTBEAT_LEASE_S)
+        running = JobRecord.objects.filter(pk=self.job_id, dispatch=self.dispatch, status=JobStatus.RUNNING)
         try:
-            return job_lease_renew(job_id=self.job_id, dispatch=self.dispatch)
+            return bool(running.update(lease_expires_at=lease))
         except DatabaseError as exc:
             # The lease outlasts a few missed beats; the next one tries again.
             logger.warning("Heartbeat of job %s could not renew its lease: %s", self.job_id, exc)
@@ -161,72 +150,18 @@ class Heartbeat:
             connection.close()  # this thread's own connection
 
 
-def job_lease_renew(*, job_id: int, dispatch: int) -> bool:
-    lease = timezone.now() + timedelta(seconds=HEARTBEAT_LEASE_S)
-    return bool(
-        JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING).update(lease_expires_at=lease)
-    )
-
-
 def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _record_failure(
-    spec: JobSpec, job_id: int, dispatch: int, attempt: int, max_attempts: int, exc: BaseException, started: float
-) -> None:
+def _record_failure(spec: JobSpec, failed: dict[str, int], exc: BaseException, started: float) -> None:
     # Reported before it is recorded: the dead-letter log line below would otherwise reach
     # Sentry first without the job's context (and the SDK drops the second report of one error).
-    capture_job_exception(
-        exc,
-        job={
-            "id": job_id,
-            "name": spec.name,
-            "priority": spec.priority.value,
-            "attempt": attempt,
-            "max_attempts": max_attempts,
-            "will_retry": spec.is_transient(exc) and attempt < max_attempts,
-            "request_id": current_request_id(),
-        },
-    )
-    job_attempt_failed(
-        job_id=job_id,
-        dispatch=dispatch,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        task=spec.name,
-        exc=exc,
-        duration_ms=_elapsed_ms(started),
-        spec=spec,
-    )
-
-
-def _sql(template: str) -> str:
-    return template.format(table=connection.ops.quote_name(JobRecord._meta.db_table))
-
-
-def _db_time(value: object) -> object:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def job_succeeded(*, job_id: int, dispatch: int, duration_ms: float, result: object) -> None:
-    updated = bookkeeping_update(
-        _sql(
-            'UPDATE {table} SET "status" = %s, "finished_at" = %s, "duration_ms" = %s, "result" = %s '
-            'WHERE "id" = %s AND "dispatch" = %s AND "status" = %s'
-        ),
-        [
-            JobStatus.SUCCEEDED.value,
-            _db_time(timezone.now()),
-            duration_ms,
-            "" if result is None else str(result)[:RESULT_MAX_CHARS],
-            job_id,
-            dispatch,
-            JobStatus.RUNNING.value,
-        ],
-    )
-    if not updated:
-        logger.warning("Job %s finished after it was declared lost; its outcome was already recorded", job_id)
+    context = {"id": failed["job_id"], "name": spec.name, "priority": spec.priority.value}
+    will_retry = spec.is_transient(exc) and failed["attempt"] < failed["max_attempts"]
+    context |= {"attempt": failed["attempt"], "max_attempts": failed["max_attempts"], "will_retry": will_retry}
+    capture_job_exception(exc, job=context | {"request_id": current_request_id()})
+    job_attempt_failed(**failed, task=spec.name, exc=exc, duration_ms=_elapsed_ms(started))
 
 
 def job_attempt_failed(
@@ -238,7 +173,6 @@ def job_attempt_failed(
     task: str,
     exc: BaseException,
     duration_ms: float | None = None,
-    spec: JobSpec | None = None,
 ) -> JobStatus | None:
     """Record a failed attempt: schedule the next one with backoff, or dead-letter the job.
 
@@ -248,26 +182,22 @@ def job_attempt_failed(
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX_CHARS]
     details = "".join(traceback.format_exception(exc))[-ERROR_MAX_CHARS:]
-    if spec is None:
-        try:
-            spec = get_spec(task)
-        except UnknownTask:
-            spec = None
+    outcome: dict[str, Any] = {
+        "finished_at": now,
+        "duration_ms": duration_ms,
+        "last_error": error,
+        "last_traceback": details,
+    }
+    try:
+        spec: JobSpec | None = get_spec(task)
+    except UnknownTask:
+        spec = None
     running = JobRecord.objects.filter(pk=job_id, dispatch=dispatch, status=JobStatus.RUNNING)
     if spec is not None and spec.is_transient(exc) and attempt < max_attempts:
         eta = now + spec.backoff(attempt)
         with bookkeeping_transaction():
-            updated = running.update(
-                status=JobStatus.FAILED,
-                eta=eta,
-                dispatched_at=None,
-                finished_at=now,
-                duration_ms=duration_ms,
-                last_error=error,
-                last_traceback=details,
-            )
-        if not updated:
-            return None
+            if not running.update(status=JobStatus.FAILED, eta=eta, dispatched_at=None, **outcome):
+                return None
         logger.warning(
             "Job %s (%s) attempt %s/%s failed, retrying at %s: %s",
             job_id,
@@ -279,18 +209,9 @@ def job_attempt_failed(
         )
         return JobStatus.FAILED
     with bookkeeping_transaction():
-        if not running.update(
-            status=JobStatus.DEAD, finished_at=now, duration_ms=duration_ms, last_error=error, last_traceback=details
-        ):
+        if not running.update(status=JobStatus.DEAD, **outcome):
             return None
         job = JobRecord.objects.values("task", "priority", "args", "attempts", "enqueued_at").get(pk=job_id)
         DeadLetter.objects.create(job_id=job_id, error=error, traceback=details, failed_at=now, **job)
-    logger.error(
-        "Job %s (%s) is dead after %s attempt(s): %s",
-        job_id,
-        task,
-        attempt,
-        error,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
+    logger.error("Job %s (%s) is dead after %s attempt(s): %s", job_id, task, attempt, error, exc_info=exc)
     return JobStatus.DEAD

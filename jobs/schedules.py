@@ -31,19 +31,14 @@ class RecurringJob:
     at: datetime.time
 
     def next_run(self, now: datetime.datetime) -> datetime.datetime:
-        if self.every == DAILY:
-            candidate = now.replace(hour=self.at.hour, minute=self.at.minute, second=0, microsecond=0)
-            step = datetime.timedelta(days=1)
-        else:
-            candidate = now.replace(minute=self.at.minute, second=0, microsecond=0)
-            step = datetime.timedelta(hours=1)
+        hour = self.at.hour if self.every == DAILY else now.hour
+        candidate = now.replace(hour=hour, minute=self.at.minute, second=0, microsecond=0)
+        step = datetime.timedelta(days=1) if self.every == DAILY else datetime.timedelta(hours=1)
         return candidate if candidate > now else candidate + step
 
     def runs_at(self, when: datetime.datetime) -> bool:
         when = when.astimezone(datetime.UTC)
-        if self.every == DAILY:
-            return (when.hour, when.minute) == (self.at.hour, self.at.minute)
-        return when.minute == self.at.minute
+        return when.minute == self.at.minute and (self.every != DAILY or when.hour == self.at.hour)
 
 
 # One entry per recurring task, daily ones in time-of-day order, then the hourly ones. The
@@ -86,20 +81,21 @@ def schedules_sync(
     now = now or timezone.now()
     created, updated, unchanged = [], [], []
     for entry in recurring:
+        spec = get_spec(entry.task)
         wanted = {
             "func": FIRE,
-            "args": repr((get_spec(entry.task).name,)),
+            "args": repr((spec.name,)),
             "kwargs": None,
             "hook": None,
             "schedule_type": entry.every,
             "minutes": None,
             "repeats": -1,
-            "cluster": queue_name(get_spec(entry.task).priority),
+            "cluster": queue_name(spec.priority),
         }
-        schedules = list(Schedule.objects.select_for_update().filter(name=entry.name).order_by("pk"))
-        for duplicate in schedules[1:]:
-            duplicate.delete()
-        schedule = schedules[0] if schedules else None
+        same_name = Schedule.objects.select_for_update().filter(name=entry.name).order_by("pk")
+        schedule = same_name.first()
+        if schedule is not None:
+            same_name.exclude(pk=schedule.pk).delete()  # one schedule per name
         if schedule is None:
             Schedule.objects.create(name=entry.name, next_run=entry.next_run(now), **wanted)
             created.append(entry.name)

@@ -82,37 +82,30 @@ def _clusters() -> tuple[list[dict[str, Any]], str]:
 
 
 def _queues(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per priority: depth in the broker, and pending records by state (delayed: queued, not due yet)."""
+    queued = Q(status=JobStatus.QUEUED)
     counts = {
-        (row["priority"], row["status"]): row["n"]
+        row.pop("priority"): row
         for row in JobRecord.objects.filter(status__in=PENDING_STATUSES)
-        .values("priority", "status")
-        .annotate(n=Count("id"))
+        .values("priority")
+        .annotate(
+            queued=Count("id", filter=queued),
+            delayed=Count("id", filter=queued & Q(dispatched_at__isnull=True, eta__gt=timezone.now())),
+            running=Count("id", filter=Q(status=JobStatus.RUNNING)),
+            retrying=Count("id", filter=Q(status=JobStatus.FAILED)),
+        )
         .order_by()
     }
-    now = timezone.now()
-    delayed = dict(
-        JobRecord.objects.filter(status=JobStatus.QUEUED, dispatched_at__isnull=True, eta__gt=now)
-        .values_list("priority")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
     queues = []
     for priority in Priority:
         try:
             depth, error = broker_for(priority).queue_size(), ""
         except Exception as exc:
             depth, error = None, f"{type(exc).__name__}: {exc}"
+        pending = counts.get(priority.value, dict.fromkeys(("queued", "delayed", "running", "retrying"), 0))
+        workers = sum(c["workers"] for c in clusters if c["priority"] == priority.value)
         queues.append(
-            {
-                "priority": priority.value,
-                "broker_depth": depth,
-                "queued": counts.get((priority.value, JobStatus.QUEUED), 0),
-                "delayed": delayed.get(priority.value, 0),
-                "running": counts.get((priority.value, JobStatus.RUNNING), 0),
-                "retrying": counts.get((priority.value, JobStatus.FAILED), 0),
-                "workers": sum(c["workers"] for c in clusters if c["priority"] == priority.value),
-                "broker_error": error,
-            }
+            {"priority": priority.value, "broker_depth": depth, **pending, "workers": workers, "broker_error": error}
         )
     return queues
 

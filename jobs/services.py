@@ -17,7 +17,7 @@ from accounts.models import User
 from caching.circuit import CircuitOpenError, breaker_for
 from caching.redis import STORE_ERRORS
 from core.exceptions import Conflict
-from jobs.bookkeeping import bookkeeping_insert, bookkeeping_transaction
+from jobs.bookkeeping import bookkeeping_transaction
 from jobs.brokers import JobMessage, RedisBroker, broker_for
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, DeadLetter, DeadLetterState, JobRecord, JobStatus
 from jobs.priorities import Priority
@@ -105,13 +105,10 @@ def enqueue(
     the same key is queued, running or waiting to retry.
     """
     spec, (record,) = _new_jobs(task, [args], priority, delay, dedupe_key)
-    if not dedupe_key:
-        bookkeeping_insert(record)  # inside a transaction: commits with the caller's rows, as durably
-    else:
-        with bookkeeping_transaction():
-            existing = _insert_deduped(record)
-        if existing is not None:
-            return existing
+    with bookkeeping_transaction():  # inside a caller's transaction: commits with its rows, as durably
+        existing = _insert_deduped(record) if dedupe_key else record.save(force_insert=True)
+    if existing is not None:
+        return existing
     _push_on_commit(spec, [record])
     return record
 
@@ -190,13 +187,23 @@ def enqueue_from_schedule(task: str, *args: Any) -> int:
     return enqueue(spec.name, *args, dedupe_key=f"schedule:{spec.name}"[:200]).pk
 
 
-@transaction.atomic
-def dead_letter_retry(*, dead_letter: DeadLetter, actor: User | None = None) -> JobRecord:
-    """Queue a dead job again with a fresh set of attempts."""
-    dead_letter = DeadLetter.objects.select_for_update().select_related("job").get(pk=dead_letter.pk)
+def _resolve(dead_letter: DeadLetter, state: DeadLetterState, actor: User | None) -> DeadLetter:
+    """Lock an open dead letter and mark it resolved (inside the caller's transaction)."""
+    dead_letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
     if dead_letter.state != DeadLetterState.OPEN:
         raise Conflict(f"This dead letter was already {dead_letter.state}.", code="dead_letter_resolved")
-    now = timezone.now()
+    dead_letter.state, dead_letter.resolved_at, dead_letter.resolved_by = state, timezone.now(), actor
+    dead_letter.save(update_fields=["state", "resolved_at", "resolved_by"])
+    return dead_letter
+
+
+@transaction.atomic
+def dead_letter_retry(*, dead_letter: DeadLetter, actor: User | None = None) -> JobRecord:
+    """Queue a dead job again with a fresh set of attempts.
+
+    The dispatcher of its priority hands it to the broker within about a second.
+    """
+    dead_letter = _resolve(dead_letter, DeadLetterState.RETRIED, actor)
     try:
         with transaction.atomic():
             JobRecord.objects.filter(pk=dead_letter.job_id, status=JobStatus.DEAD).update(
@@ -212,26 +219,13 @@ def dead_letter_retry(*, dead_letter: DeadLetter, actor: User | None = None) -> 
         raise Conflict(
             "Another job with the same dedupe key is pending; it will do this work.", code="dedupe_key_pending"
         ) from None
-    dead_letter.state = DeadLetterState.RETRIED
-    dead_letter.resolved_at = now
-    dead_letter.resolved_by = actor
-    dead_letter.save(update_fields=["state", "resolved_at", "resolved_by"])
-    job = JobRecord.objects.get(pk=dead_letter.job_id)
-    # Handed to the broker by the dispatcher of its priority within about a second.
-    return job
+    return JobRecord.objects.get(pk=dead_letter.job_id)
 
 
 @transaction.atomic
 def dead_letter_discard(*, dead_letter: DeadLetter, actor: User | None = None) -> DeadLetter:
     """Accept the loss: the job stays dead and the letter leaves the open list."""
-    dead_letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
-    if dead_letter.state != DeadLetterState.OPEN:
-        raise Conflict(f"This dead letter was already {dead_letter.state}.", code="dead_letter_resolved")
-    dead_letter.state = DeadLetterState.DISCARDED
-    dead_letter.resolved_at = timezone.now()
-    dead_letter.resolved_by = actor
-    dead_letter.save(update_fields=["state", "resolved_at", "resolved_by"])
-    return dead_letter
+    return _resolve(dead_letter, DeadLetterState.DISCARDED, actor)
 
 
 def jobs_prune(*, older_than: datetime.datetime, dry_run: bool = False, batch_size: int = 5000) -> int:

@@ -162,3 +162,12 @@ def test_job_record_pages_are_read_only():
     page = client.get(reverse("admin:jobs_jobrecord_change", args=[job.pk]))
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
+
+
+def test_a_delayed_job_counts_as_queued_and_delayed_on_its_priority():
+    eta = timezone.now() + datetime.timedelta(minutes=5)
+    record(status=JobStatus.QUEUED, priority=Priority.HIGH, eta=eta, duration_ms=None)
+
+    high = next(queue for queue in job_stats()["queues"] if queue["priority"] == "high")
+
+    assert (high["queued"], high["delayed"], high["running"], high["retrying"]) == (1, 1, 0, 0)
