@@ -11,7 +11,7 @@ from typing import Any
 
 from django.utils.functional import empty
 
-from observability.context import current_request_var, request_id_var
+from observability.context import current_work
 
 PROBE_PATHS = frozenset({"/health/", "/health/ready/", "/metrics"})
 # Fields every JSON line has, null when the record is not about a request.
@@ -37,8 +37,9 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         values = record.__dict__
         # Django logs 4xx/5xx responses after the middleware has returned, passing the request.
-        request = current_request_var.get() or values.get("request")
-        request_id = request_id_var.get() or getattr(request, "request_id", None)
+        work = current_work.get()
+        request = (work and work.request) or values.get("request")
+        request_id = (work and work.request_id) or getattr(request, "request_id", None)
         if request_id is not None:
             values.setdefault("request_id", request_id)
         if "status_code" in values:  # Django's request logger names it so
