@@ -71,14 +71,11 @@ class RequestObservabilityMiddleware:
         series = self._series.get((view, method, status))
         if series is None:
             series = self._series[(view, method, status)] = (
-                counters.requests_by_method.labels(method),
-                counters.responses_by_status.labels(str(status)),
                 counters.responses_by_status_view_method.labels(str(status), view, method),
                 counters.requests_latency_by_view_method.labels(view, method),
             )
-        for counter in series[:3]:
-            counter.inc()
-        series[3].observe(seconds)
+        series[0].inc()
+        series[1].observe(seconds)
 
     def _record(self, request: HttpRequest, status: int, duration_ms: float, work: Work) -> None:
         endpoint, view = endpoint_of(request)
