@@ -165,6 +165,8 @@ def main() -> int:
 
 
 def count_instructions(env: dict[str, str], requests: int) -> int:
+    if str(ROOT) not in sys.path:  # run as a script, bench/ itself is on the path
+        sys.path.insert(0, str(ROOT))
     from bench.instructions import read_counts
 
     child = [sys.executable, "-m", "bench.observability_overhead"]
