@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from observability.logging import logging_config
-
 _created_multiproc_dir = False
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="staybase-metrics-")
@@ -43,10 +41,11 @@ max_requests_jitter = max_requests // 10
 accesslog = None
 errorlog = "-"
 
-# gunicorn's own lines (worker boots, timeouts) in the app's format: the app's configuration.
-logconfig_dict = logging_config(
-    log_format=os.environ.get("LOG_FORMAT") or ("json" if os.environ.get("DJANGO_ENV") == "production" else "text")
-)
+# gunicorn's own lines (worker boots, timeouts) in the app's format: the app's LOGGING itself. Read
+# here, after PROMETHEUS_MULTIPROC_DIR is set; a settings error stops the master before any fork.
+from config.settings import LOGGING  # noqa: E402
+
+logconfig_dict = LOGGING
 
 
 def on_starting(server: Any) -> None:

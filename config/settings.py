@@ -15,8 +15,6 @@ import dj_database_url
 from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
-from observability.logging import logging_config
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -667,7 +665,47 @@ REALTIME_PING_TIMEOUT_S = float(env_str("REALTIME_PING_TIMEOUT_S", "20"))
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if IS_PRODUCTION else "text")
 if LOG_FORMAT not in {"json", "text"}:
     raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'.")
-LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_context": {"()": "observability.logging.RequestContextFilter"},
+        "probe_answers": {"()": "observability.logging.ProbeAnswerFilter"},
+    },
+    "formatters": {
+        "json": {"()": "observability.logging.JsonFormatter"},
+        "text": {"()": "observability.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_context"],
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Replaces Django's own "django" console handler, which would print every line twice.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # One line per request: the access log (staybase.request). Django's request logger would
+        # add a warning per 4xx ("Bad Request: /path") and runserver another; both keep their
+        # errors (5xx, with the traceback only django.request has).
+        "django.request": {
+            "handlers": ["console"],
+            "level": "ERROR",
+            "propagate": False,
+            "filters": ["probe_answers"],
+        },
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # gunicorn's own lines (worker boots, timeouts) in the same format as the app's. No
+        # level: gunicorn's --log-level (default info) stays in charge.
+        "gunicorn.error": {"handlers": ["console"], "propagate": False},
+        # The app logs each request itself, with its request id; gunicorn's access line would
+        # repeat it. Probes and scrapes are not logged per request at all.
+        "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+    },
+}
 
 # Names this process's instance in every response (X-Staybase-Instance), behind any load balancer.
 INSTANCE_NAME = env_str("STAYBASE_INSTANCE") or os.uname().nodename

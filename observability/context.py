@@ -1,8 +1,8 @@
-"""What the current unit of work is: a request id, the request itself, its database time.
+"""What the current unit of work is: a request or a job, with its id and its database time.
 
-Context variables rather than thread-locals, so the same code serves WSGI threads, ASGI
-tasks and job workers. Kept free of Django imports: the logging configuration imports this
-module before the app registry exists.
+A context variable rather than a thread-local, so the same code serves WSGI threads, ASGI tasks
+and job workers. Kept free of Django imports: the logging configuration imports this module
+before the app registry exists.
 """
 
 import os
@@ -19,40 +19,36 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/+-]{0,127}$")
 
 
 @dataclass
-class QueryStats:
-    """SQL issued by one request or job: counted by the execute wrapper in observability.db."""
+class Work:
+    """A request (``request`` set) or a job; SQL counted by the execute wrapper in observability.db."""
 
-    count: int = 0
-    seconds: float = 0.0
-
-
-request_id_var: ContextVar[str | None] = ContextVar("staybase_request_id", default=None)
-current_request_var: ContextVar[Any] = ContextVar("staybase_current_request", default=None)
-query_stats_var: ContextVar[QueryStats | None] = ContextVar("staybase_query_stats", default=None)
+    request_id: str
+    request: Any = None
+    queries: int = 0
+    query_seconds: float = 0.0
 
 
-def new_request_id() -> str:
-    # 128 random bits as 32 hex digits, like uuid4().hex without building a UUID object.
-    return os.urandom(16).hex()
+current_work: ContextVar[Work | None] = ContextVar("staybase_work", default=None)
 
 
 def accept_request_id(incoming: str | None) -> str:
-    """The client's or proxy's id when it is sane, otherwise a fresh one."""
+    """The client's or proxy's id when it is sane, otherwise 128 random bits as 32 hex digits."""
     if incoming and _SANE_REQUEST_ID.match(incoming):
         return incoming
-    return new_request_id()
+    return os.urandom(16).hex()
 
 
 def current_request_id() -> str | None:
-    return request_id_var.get()
+    work = current_work.get()
+    return work.request_id if work is not None else None
 
 
 @contextmanager
 def bound_request_id(request_id: str | None) -> Iterator[str]:
     """Run a block (a job, a command) under ``request_id``, or a new id when there is none."""
-    value = accept_request_id(request_id)
-    token = request_id_var.set(value)
+    work = Work(accept_request_id(request_id))
+    token = current_work.set(work)
     try:
-        yield value
+        yield work.request_id
     finally:
-        request_id_var.reset(token)
+        current_work.reset(token)

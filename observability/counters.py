@@ -16,12 +16,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from observability.multiprocess import directory_lock
 
-# django-prometheus's request metrics (its names, help and PROMETHEUS_LATENCY_BUCKETS), only the
-# six the alerts and the dashboard read: its middleware pair updates about a dozen series per
-# request, each a locked write to a shared file in multiprocess mode, which the observability
-# benchmark showed costing more than the view it measured. Recorded by observability.middleware.
-requests_by_method = Counter("django_http_requests_total_by_method", "Count of requests by method.", ["method"])
-responses_by_status = Counter("django_http_responses_total_by_status", "Count of responses by status.", ["status"])
+# django-prometheus's request metrics (its names, help and PROMETHEUS_LATENCY_BUCKETS): its
+# middleware pair updates about a dozen series per request, each a locked write to a shared file
+# in multiprocess mode, which cost more than the view it measured. Each request is counted once,
+# by observability.middleware; its per-method and per-status totals are added up at scrape time
+# (observability.metrics).
 responses_by_status_view_method = Counter(
     "django_http_responses_total_by_status_view_method",
     "Count of responses by status, view, method.",

@@ -18,7 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django_prometheus.db import connections_total, errors_total, execute_many_total, execute_total
 from django_prometheus.db import query_duration_seconds as query_duration
 
-from observability.context import current_request_var, query_stats_var
+from observability.context import current_work
 from observability.counters import slow_queries_total
 from observability.perfstats import perf_store
 
@@ -71,16 +71,16 @@ class QueryInstrument:
             if many:
                 self._executed_many.inc(rows)
             self._duration.observe(elapsed)
-            if (stats := query_stats_var.get()) is not None:
-                stats.count += 1
-                stats.seconds += elapsed
+            if (work := current_work.get()) is not None:
+                work.queries += 1
+                work.query_seconds += elapsed
             if elapsed * 1000 >= settings.SLOW_QUERY_MS:
                 self._slow(sql, round(elapsed * 1000, 1))
 
     def _slow(self, sql: str, duration_ms: float) -> None:
         text = fingerprint(sql)
         fid = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
-        request = current_request_var.get()
+        request = getattr(current_work.get(), "request", None)
         path = request.path if request is not None else None
         slow_queries_total.labels(self.alias, self.vendor).inc()
         extra = {"query_ms": duration_ms, "fingerprint": text, "fingerprint_id": fid, "db_alias": self.alias}

@@ -1,8 +1,7 @@
 """Log records that carry their request: a filter adds the context, two formatters render it.
 
 Production writes one JSON object per line for the log pipeline; development writes
-readable text. ``logging_config`` is the one configuration of Django (``config.settings``)
-and of the gunicorn master (``config/gunicorn.py``), with the formatter from ``LOG_FORMAT``.
+readable text. ``LOGGING`` in config.settings wires them up, for Django and the gunicorn master.
 """
 
 import datetime
@@ -12,8 +11,11 @@ from typing import Any
 
 from django.utils.functional import empty
 
-from observability.context import current_request_var, request_id_var
+from observability.context import current_work
 
+# No formatter here prints a record's thread or process: the logging module's documented switches
+# spare every record looking them up (a tenth of the cost of an access-log line).
+logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 PROBE_PATHS = frozenset({"/health/", "/health/ready/", "/metrics"})
 # Fields every JSON line has, null when the record is not about a request.
 CORE_FIELDS = ("request_id", "user_id", "method", "path", "status", "duration_ms")
@@ -38,8 +40,9 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         values = record.__dict__
         # Django logs 4xx/5xx responses after the middleware has returned, passing the request.
-        request = current_request_var.get() or values.get("request")
-        request_id = request_id_var.get() or getattr(request, "request_id", None)
+        work = current_work.get()
+        request = (work and work.request) or values.get("request")
+        request_id = (work and work.request_id) or getattr(request, "request_id", None)
         if request_id is not None:
             values.setdefault("request_id", request_id)
         if "status_code" in values:  # Django's request logger names it so
@@ -97,47 +100,3 @@ class TextFormatter(logging.Formatter):
         super().__init__(
             "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s", defaults={"request_id": "-"}
         )
-
-
-def logging_config(*, log_format: str, level: str = "INFO") -> dict[str, Any]:
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {
-            "request_context": {"()": "observability.logging.RequestContextFilter"},
-            "probe_answers": {"()": "observability.logging.ProbeAnswerFilter"},
-        },
-        "formatters": {
-            "json": {"()": "observability.logging.JsonFormatter"},
-            "text": {"()": "observability.logging.TextFormatter"},
-        },
-        "handlers": {
-            "console": {
-                "class": "logging.StreamHandler",
-                "formatter": log_format,
-                "filters": ["request_context"],
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["console"], "level": level},
-        "loggers": {
-            # Replaces Django's own "django" console handler, which would print every line twice.
-            "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-            # One line per request: the access log (staybase.request). Django's request logger would
-            # add a warning per 4xx ("Bad Request: /path") and runserver another; both keep their
-            # errors (5xx, with the traceback only django.request has).
-            "django.request": {
-                "handlers": ["console"],
-                "level": "ERROR",
-                "propagate": False,
-                "filters": ["probe_answers"],
-            },
-            "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-            # gunicorn's own lines (worker boots, timeouts) in the same format as the app's. No
-            # level: gunicorn's --log-level (default info) stays in charge.
-            "gunicorn.error": {"handlers": ["console"], "propagate": False},
-            # The app logs each request itself, with its request id; gunicorn's access line would
-            # repeat it. Probes and scrapes are not logged per request at all.
-            "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
-        },
-    }

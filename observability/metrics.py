@@ -9,6 +9,7 @@ never runs heavy queries and several workers answering scrapes share one computa
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from typing import Any
@@ -18,7 +19,7 @@ from django.core.cache import cache as django_cache
 from django.core.signals import setting_changed
 from django.db import connections
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from caching.redis import STORE_ERRORS
@@ -211,8 +212,41 @@ def _new_registry_for_new_settings(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_new_registry_for_new_settings, dispatch_uid="observability.platform_registry")
 
 
+class Collected(Collector):
+    """Families already read (every worker's), with django-prometheus's per-method and per-status
+    request totals added up from the per-view series the middleware counts."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, dict[str, float]] = {"method": defaultdict(float), "status": defaultdict(float)}
+        for family in self.families:
+            yield family
+            for sample in family.samples:
+                if label := _ADDED_UP.get(sample.name):
+                    totals[label][sample.labels[label]] += sample.value
+        for label, (name, documentation) in _TOTALS.items():
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for value, total in sorted(totals[label].items()):
+                family.add_metric([value], total)
+            yield family
+
+
+_ADDED_UP = {
+    "django_http_requests_latency_seconds_by_view_method_count": "method",
+    "django_http_responses_total_by_status_view_method_total": "status",
+}
+_TOTALS = {
+    "method": ("django_http_requests_total_by_method", "Count of requests by method."),
+    "status": ("django_http_responses_total_by_status", "Count of responses by status."),
+}
+
+
 def render_metrics() -> bytes:
     """Text exposition: every worker's metrics (or this process's), then the platform ones."""
     with every_process() as registry:
-        processes = generate_latest(registry or REGISTRY)
-    return processes + generate_latest(platform_registry())
+        families = list((registry or REGISTRY).collect())
+    collected = CollectorRegistry(auto_describe=False)
+    collected.register(Collected(families))
+    return generate_latest(collected) + generate_latest(platform_registry())

@@ -1,21 +1,20 @@
 """The last hour, minute by minute: the staff Performance page and the active-users gauge.
 
-Prometheus holds the cumulative counters and histograms; what they cannot answer without a
-Prometheus server is "which endpoint, in the last N minutes" and "who was active in the last
-15", and this store serves those two and nothing else. A minute is a bag of fields: per
-endpoint a count ``c``, 5xx errors ``e``, a duration sum ``s`` and a log-spaced latency
-histogram ``b<i>`` (buckets 10 % apart, so percentiles are exact to within 10 %); per
-slow-query fingerprint a count, a sum, a max ``m``, the text ``q`` and the last path ``p``.
-Each process gathers its fields in memory. With Redis it adds them into one hash per minute,
-shared by every process, at most every ``FLUSH_INTERVAL_S`` (slow queries at once), and
-forgets them; without it the memory is the store: the embedded default has one web process.
+Prometheus holds the cumulative counters; "which endpoint, in the last N minutes" and "who was
+active in the last 15" need a windowed store, and this is it. A minute is a bag of fields: per
+endpoint a count ``c``, 5xx errors ``e``, a duration sum ``s`` and a latency histogram ``b<i>``
+(bounds 10 % apart); per slow-query fingerprint a count, a sum, a max ``m``, the text ``q`` and the
+last path ``p``. Each process gathers its fields in memory. With Redis it adds them into one hash
+per minute, at most every ``FLUSH_INTERVAL_S`` (slow queries at once), and forgets them; without
+it the memory is the store: the embedded default has one web process.
 """
 
 import datetime
 import math
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -36,6 +35,7 @@ BUCKET_GROWTH = 1.1
 MAX_BUCKET = 140  # 1.1 ** 140 ms is about 10 minutes: beyond any request timeout
 SEP = "\t"  # between endpoint (or query) and field name; never in a URL route
 QUERY = "sql "  # fields of a slow query; endpoints start with an upper-case method
+TEXT, MAX = ("q", "p"), "m"
 _TTL_S = (RETENTION_MINUTES + 2) * 60
 
 Fields = dict[str, Any]
@@ -51,6 +51,16 @@ def bucket_upper_ms(index: int) -> float:
 
 def current_minute() -> int:
     return int(time.time() // 60)
+
+
+def _merge(fields: Fields, name: str, value: Any) -> None:
+    kind = name[-1]
+    if kind in TEXT:
+        fields[name] = value
+    elif kind == MAX:
+        fields[name] = max(fields.get(name, 0.0), value)
+    else:
+        fields[name] = fields.get(name, 0) + value
 
 
 class PerfStore:
@@ -76,13 +86,7 @@ class PerfStore:
                     del self._minutes[old]
             fields = self._minutes[minute]
             for name, value in items:
-                kind = name[-1]
-                if kind in ("q", "p"):
-                    fields[name] = value
-                elif kind == "m":
-                    fields[name] = max(fields.get(name, 0.0), value)
-                else:
-                    fields[name] = fields.get(name, 0) + value
+                _merge(fields, name, value)
 
     def record_request(self, endpoint: str, duration_ms: float, error: bool) -> None:
         key = endpoint + SEP
@@ -111,9 +115,9 @@ class PerfStore:
         for minute, fields in pending.items():
             key, maxima = raw_key("obs", "perf", minute), raw_key("obs", "perf-max", minute)
             for name, value in fields.items():
-                if name[-1] in ("q", "p"):
+                if name[-1] in TEXT:
                     pipe.hset(key, name, value)
-                elif name[-1] == "m":
+                elif name[-1] == MAX:
                     pipe.zadd(maxima, {name: value}, gt=True)  # a max that several processes keep
                 else:
                     pipe.hincrbyfloat(key, name, value)
@@ -186,8 +190,8 @@ def _new_store_for_new_caches(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_new_store_for_new_caches, dispatch_uid="observability.perf_store")
 
 
-def _percentile(buckets: Counter[int], total: int, q: float) -> float | None:
-    seen = 0
+def _percentile(buckets: Mapping[int, float], total: int, q: float) -> float | None:
+    seen = 0.0
     for index in sorted(buckets):
         seen += buckets[index]
         if seen >= q * total:
@@ -195,14 +199,15 @@ def _percentile(buckets: Counter[int], total: int, q: float) -> float | None:
     return round(bucket_upper_ms(max(buckets)), 1) if total else None
 
 
-def _summary(totals: Fields) -> Fields:
-    count, errors = int(totals["c"]), int(totals["e"])
+def _summary(fields: Fields) -> Fields:
+    count, errors, total_ms = int(fields.get("c", 0)), int(fields.get("e", 0)), fields.get("s", 0.0)
+    buckets = {int(name[1:]): value for name, value in fields.items() if name[0] == "b"}
     return {
         "count": count,
         "errors": errors,
         "error_rate": round(errors / count, 4) if count else 0.0,
-        "avg_ms": round(totals["s"] / count, 1) if count else None,
-        **{f"p{round(q * 100)}_ms": _percentile(totals["b"], count, q) for q in (0.50, 0.95, 0.99)},
+        "avg_ms": round(total_ms / count, 1) if count else None,
+        **{f"p{round(q * 100)}_ms": _percentile(buckets, count, q) for q in (0.50, 0.95, 0.99)},
     }
 
 
@@ -211,38 +216,31 @@ def performance_report(*, minutes: int, limit: int) -> Fields:
     last = current_minute()
     first = last - minutes + 1
     stored = perf_store().minutes(first, last)
-
-    def totals() -> Fields:
-        return {"c": 0, "e": 0, "s": 0.0, "b": Counter()}
-
-    per_endpoint: dict[str, Fields] = defaultdict(totals)
-    overall, timeline = totals(), []
-    queries: dict[str, Fields] = defaultdict(lambda: {"c": 0, "s": 0.0, "m": 0.0, "q": "", "p": None})
+    endpoints: dict[str, Fields] = defaultdict(dict)
+    queries: dict[str, Fields] = defaultdict(dict)
+    overall: Fields = {}
+    timeline = []
     for minute in range(first, last + 1):  # oldest first: a query's newest text and path win
-        this_minute = totals()
+        this_minute: Fields = {}
         for field, value in stored.get(minute, {}).items():
             key, _, name = field.rpartition(SEP)
-            if key.startswith(QUERY):
-                row = queries[key.removeprefix(QUERY)]
-                row[name] = max(row["m"], value) if name == "m" else value if name in ("q", "p") else row[name] + value
-                continue
-            for target in (per_endpoint[key], this_minute, overall):
-                if name[0] == "b":
-                    target["b"][int(name[1:])] += int(value)
-                else:
-                    target[name] += value
-        stamp = datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC)
-        timeline.append({"minute": stamp, **_summary(this_minute)})
-    endpoints = sorted(
-        ({"endpoint": endpoint, **_summary(data)} for endpoint, data in per_endpoint.items()),
-        key=lambda row: (-row["count"], row["endpoint"]),
-    )
+            targets = (
+                [queries[key.removeprefix(QUERY)]] if key.startswith(QUERY) else [endpoints[key], this_minute, overall]
+            )
+            for target in targets:
+                _merge(target, name, value)
+        timeline.append(
+            {"minute": datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC), **_summary(this_minute)}
+        )
     slowest = sorted(queries.items(), key=lambda item: (-item[1]["m"], item[0]))[:limit]
     return {
         "window_minutes": minutes,
         "slow_query_ms": settings.SLOW_QUERY_MS,
         "totals": _summary(overall),
-        "endpoints": endpoints,
+        "endpoints": sorted(
+            ({"endpoint": key, **_summary(fields)} for key, fields in endpoints.items()),
+            key=lambda row: (-row["count"], row["endpoint"]),
+        ),
         "timeline": timeline,
         "slowest_queries": [
             {
@@ -250,8 +248,8 @@ def performance_report(*, minutes: int, limit: int) -> Fields:
                 "fingerprint": row["q"],
                 "count": int(row["c"]),
                 "max_ms": round(row["m"], 1),
-                "avg_ms": round(row["s"] / row["c"], 1) if row["c"] else None,
-                "last_path": row["p"],
+                "avg_ms": round(row["s"] / row["c"], 1),
+                "last_path": row.get("p"),
             }
             for fid, row in slowest
         ],

@@ -68,7 +68,13 @@ def _per_pid_counts(metrics_dir: Path, scratch: Path) -> dict[int, float]:
         shutil.copy(path, single / path.name)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(single))
-        counts[pid] = parse_metrics(generate_latest(registry).decode()).get(NOT_FOUND, 0.0)
+        # A worker's file holds the per-view series; the per-status total is added up at scrape time.
+        samples = parse_metrics(generate_latest(registry).decode())
+        counts[pid] = sum(
+            value
+            for (name, labels), value in samples.items()
+            if name == "django_http_responses_total_by_status_view_method_total" and ("status", "404") in labels
+        )
     return counts
 
 
