@@ -15,15 +15,14 @@ socket that still sees a room offset jump fetches the missing ones from the log 
 
 import asyncio
 import datetime
-import functools
 import json
 import logging
 import os
 import socket as socket_module
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -34,11 +33,11 @@ from prometheus_client import REGISTRY
 
 from realtime import selectors
 from realtime.db import database_sync_to_async
-from realtime.limits import SocketLimits, socket_limits_from_settings
+from realtime.limits import SocketLimits, socket_limits_from_settings, user_key
 from realtime.messages import event_message
 from realtime.models import SocketProcess
 from realtime.rooms import Viewer
-from realtime.services import WAKE_GROUP
+from realtime.services import WAKE_GROUP, RoomHead, rooms_open
 
 if TYPE_CHECKING:
     from realtime.consumers import SocketConsumer
@@ -63,6 +62,51 @@ def _timestamp(iso: str) -> float | None:
         return datetime.datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Batched(Generic[Item, Result]):
+    """Calls made while the previous batch runs wait, and then go together: one worker-thread
+    hop (one query, one Redis pipeline) for a whole reconnect wave instead of one per socket.
+
+    ``run_many`` gets the items in call order and returns one result per item.
+    """
+
+    def __init__(self, run_many: Callable[[list[Item]], list[Result]], *, blocking: bool, limit: int = 500) -> None:
+        self.run_many = run_many
+        self.blocking = blocking
+        self.limit = limit
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._waiting.append((item, future))
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the rest of this loop turn's callers join the first batch
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.limit], self._waiting[self.limit :]
+            batch = [(item, future) for item, future in batch if future.get_loop() is loop]
+            items = [item for item, _ in batch]
+            try:
+                results = await database_sync_to_async(self.run_many)(items) if self.blocking else self.run_many(items)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 class Hub:
@@ -91,6 +135,13 @@ class Hub:
         self._releases: list[tuple[list[str], str]] = []
         self._last_id: int | None = None
         self._holes: dict[int, float] = {}
+        self._admit: Batched[tuple[str, str, int], bool] = Batched(limits.admit_many, blocking=limits.blocking)
+        self._authenticate: Batched[tuple[str, str, int], tuple[Viewer | None, bool]] = Batched(
+            self._authenticate_many, blocking=True
+        )
+        self._heads: Batched[tuple[list[str], list[str]], dict[str, RoomHead | None]] = Batched(
+            _heads_many, blocking=True
+        )
 
     @classmethod
     def from_settings(cls) -> "Hub":
@@ -135,8 +186,7 @@ class Hub:
 
     # --- connection limits (realtime.limits) --------------------------------------------
     async def admit(self, consumer: "SocketConsumer", key: str, limit: int) -> bool:
-        admit = functools.partial(self.limits.admit, key=key, socket_id=consumer.socket_id, limit=limit)
-        admitted = await database_sync_to_async(admit)() if self.limits.blocking else admit()
+        admitted = await self._admit((key, consumer.socket_id, limit))
         if admitted:
             self.admitted(consumer, key)
         return admitted
@@ -147,6 +197,27 @@ class Hub:
             consumer.limit_keys.append(key)
         else:
             self._release([key], consumer.socket_id)  # closed while it was being admitted
+
+    async def authenticate(self, consumer: "SocketConsumer", token: str, user_limit: int) -> tuple[Viewer | None, bool]:
+        """The token's viewer (None: no such token) and whether its user's socket limit let
+        this socket in; batched with the other sockets authenticating meanwhile."""
+        viewer, admitted = await self._authenticate((token, consumer.socket_id, user_limit))
+        if admitted and viewer is not None:
+            self.admitted(consumer, user_key(viewer.user_id))
+        return viewer, admitted
+
+    def _authenticate_many(self, requests: list[tuple[str, str, int]]) -> list[tuple[Viewer | None, bool]]:
+        """One query for the batch's tokens, one pipeline for their users' places."""
+        tokens = selectors.token_viewers(sorted({token for token, _, _ in requests}))
+        viewers = {key: Viewer(**flags) for key, flags in tokens.items()}
+        found = [(viewers.get(token), socket_id, limit) for token, socket_id, limit in requests]
+        wanted = [
+            (user_key(viewer.user_id), socket_id, limit)
+            for viewer, socket_id, limit in found
+            if viewer is not None and viewer.is_active
+        ]
+        places = iter(self.limits.admit_many(wanted) if wanted else [])
+        return [(viewer, next(places) if viewer is not None and viewer.is_active else False) for viewer, _, _ in found]
 
     def _release(self, keys: list[str], socket_id: str) -> None:
         if not self.limits.blocking:
@@ -161,6 +232,10 @@ class Hub:
         await asyncio.sleep(0)
         batch, self._releases = self._releases, []
         await database_sync_to_async(self.limits.release_many)(batch)
+
+    async def heads(self, rooms: list[str], oldest_for: list[str]) -> dict[str, RoomHead | None]:
+        """realtime.services.rooms_open, batched with the other sockets joining meanwhile."""
+        return await self._heads((rooms, oldest_for))
 
     def join(self, consumer: "SocketConsumer", room: str) -> None:
         self.rooms[room].add(consumer)
@@ -321,3 +396,11 @@ class Hub:
                 "dropped": int(dropped),
             },
         )
+
+
+def _heads_many(requests: list[tuple[list[str], list[str]]]) -> list[dict[str, RoomHead | None]]:
+    """One read of the heads of every room the batch asks for; each caller gets its own."""
+    rooms = list(dict.fromkeys(room for wanted, _ in requests for room in wanted))
+    oldest_for = list(dict.fromkeys(room for _, oldest in requests for room in oldest))
+    heads = rooms_open(rooms=rooms, oldest_for=oldest_for)
+    return [{room: heads[room] for room in wanted} for wanted, _ in requests]

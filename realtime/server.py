@@ -33,7 +33,10 @@ def socket_server(*, host: str, port: int, debug: bool = False) -> SocketServer:
         ws_ping_timeout=settings.REALTIME_PING_TIMEOUT_S,
         lifespan="off",
         access_log=debug,
-        log_level="info",
+        # Django's LOGGING formats uvicorn's lines too; its per-connection lines ("connection
+        # open", "[accepted]") are INFO: a reconnect wave of 10,000 sockets would log 30,000.
+        log_config=None,
+        log_level="info" if debug else "warning",
         timeout_graceful_shutdown=10,
     )
     return SocketServer(config)
