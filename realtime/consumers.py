@@ -255,6 +255,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             self._auth_timer.cancel()
             self._auth_timer = None
         self.viewer = viewer
+        self.hub.authenticated(self)
         rooms = rooms_joined_on_auth(viewer)
         self._enqueue_control({"type": "auth.ok", "user_id": viewer.user_id, "rooms": rooms})
         wanted = [(room, since.get(room) if _valid_since(since.get(room)) else None) for room in rooms]

@@ -133,6 +133,11 @@ class Hub:
         self.rooms: dict[str, set[SocketConsumer]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
         self._releases: list[tuple[list[str], str]] = []
+        # Authenticated sockets, for the re-checks: by token (with the viewer all of them have,
+        # absent while they may differ), and those of a session.
+        self._by_token: dict[str, set[SocketConsumer]] = {}
+        self._token_viewer: dict[str, Viewer] = {}
+        self._by_session: set[SocketConsumer] = set()
         self._last_id: int | None = None
         self._holes: dict[int, float] = {}
         self._admit: Batched[tuple[str, str, int], bool] = Batched(limits.admit_many, blocking=limits.blocking)
@@ -175,10 +180,31 @@ class Hub:
         self.ensure_started()
         self.sockets.add(consumer)
 
+    def authenticated(self, consumer: "SocketConsumer") -> None:
+        """``consumer`` is authenticated (its viewer, and its token or session key, are set)."""
+        if consumer not in self.sockets:
+            return  # closed while it was being authenticated
+        if consumer.token_key is None:
+            self._by_session.add(consumer)
+            return
+        members = self._by_token.setdefault(consumer.token_key, set())
+        if not members:
+            self._token_viewer[consumer.token_key] = consumer.viewer
+        elif self._token_viewer.get(consumer.token_key) != consumer.viewer:
+            self._token_viewer.pop(consumer.token_key, None)  # the next re-check visits them all
+        members.add(consumer)
+
     def discard(self, consumer: "SocketConsumer") -> None:
         if consumer not in self.sockets:
             return
         self.sockets.discard(consumer)
+        self._by_session.discard(consumer)
+        members = self._by_token.get(consumer.token_key) if consumer.token_key else None
+        if members is not None:
+            members.discard(consumer)
+            if not members:
+                del self._by_token[consumer.token_key]
+                self._token_viewer.pop(consumer.token_key, None)
         for room in list(consumer.joined):
             self.leave(consumer, room)
         if consumer.limit_keys:
@@ -335,26 +361,36 @@ class Hub:
                 logger.exception("realtime: re-checking socket credentials failed")
 
     async def _revalidate_once(self) -> None:
-        consumers = [c for c in self.sockets if c.viewer.user_id is not None]
-        if not consumers:
+        # Per token, not per socket: 10,000 sockets of a few thousand tokens are a few thousand
+        # comparisons per tick, and only the sockets of a token whose user changed are visited.
+        token_keys = sorted(self._by_token)
+        session_consumers = list(self._by_session)
+        if not token_keys and not session_consumers:
             return
-        token_keys = sorted({c.token_key for c in consumers if c.token_key})
-        session_consumers = [c for c in consumers if c.session_key]
         tokens, sessions, users = await database_sync_to_async(self._credentials)(
             token_keys,
-            sorted({c.session_key for c in session_consumers}),
-            sorted({c.viewer.user_id for c in session_consumers}),
+            sorted({c.session_key for c in session_consumers if c.session_key}),
+            sorted({c.viewer.user_id for c in session_consumers if c.viewer.user_id is not None}),
         )
-        for consumer in consumers:
-            if consumer.token_key:
-                flags = tokens.get(consumer.token_key)
-            else:
-                flags = users.get(consumer.viewer.user_id) if consumer.session_key in sessions else None
+        for key in token_keys:
+            flags = tokens.get(key)
             viewer = Viewer(**flags) if flags else None
-            if viewer is None or not viewer.is_active or viewer.user_id != consumer.viewer.user_id:
-                await consumer.revoke()
-            else:
-                consumer.viewer = viewer
+            if key not in self._by_token or (viewer is not None and self._token_viewer.get(key) == viewer):
+                continue
+            for consumer in list(self._by_token[key]):
+                await self._recheck(consumer, viewer)
+            if key in self._by_token and viewer is not None:
+                self._token_viewer[key] = viewer
+        for consumer in session_consumers:
+            flags = users.get(consumer.viewer.user_id) if consumer.session_key in sessions else None
+            await self._recheck(consumer, Viewer(**flags) if flags else None)
+
+    @staticmethod
+    async def _recheck(consumer: "SocketConsumer", viewer: Viewer | None) -> None:
+        if viewer is None or not viewer.is_active or viewer.user_id != consumer.viewer.user_id:
+            await consumer.revoke()
+        else:
+            consumer.viewer = viewer
 
     @staticmethod
     def _credentials(
