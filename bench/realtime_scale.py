@@ -9,8 +9,9 @@ Socket processes (``manage.py runsockets``) listen on ports from --base-port; th
 also says how much CPU the socket processes and the clients used (/proc/<pid>/stat). The loss row
 starts its own ``redis-server`` on --base-port + 379 (never the machine's) and restarts it.
 Events are written by separate processes through ``realtime.services.events_emit``, one
-transaction per event, as a booking would; latency runs from just before that transaction to the
-client's receive.
+transaction per event, as a booking would; latency runs from the commit (the writer notes the time
+``event_emit`` returned, per room and offset) to the client's receive; "from before" adds the
+transaction itself (the time the writer put into the event).
 """
 
 import argparse
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.realtime import PYTHON, bench_env, manage, manage_user_id, prepare, rss_kib  # noqa: E402
+from bench.realtime import PYTHON, bench_env, manage, prepare, rss_kib  # noqa: E402
 
 FDS = 65536
 PROPERTY_ROOM = "property:900001"
@@ -90,6 +91,7 @@ class Worker:
         self.tracked = tracked
         self.clients: list[Client] = []
         self.latencies: list[float] = []
+        self.receipts: list[tuple[str, int, float]] = []  # (room, offset, received at)
         self.first_sent = self.last_received = None
         self.errors: dict[str, int] = {}
         self.recording = False
@@ -141,6 +143,7 @@ class Worker:
             if sent is not None and self.recording:
                 now = time.time()
                 self.latencies.append(now - sent)
+                self.receipts.append((room, message["offset"], now))
                 self.first_sent = sent if self.first_sent is None else min(self.first_sent, sent)
                 self.last_received = now
         elif kind in ("subscribed", "resync"):
@@ -188,7 +191,7 @@ class Worker:
         return {"subscribed": sum("epoch" in c.positions.get(room, {}) for c in chosen)}
 
     def reset(self) -> dict:
-        self.latencies, self.first_sent, self.last_received, self.errors = [], None, None, {}
+        self.latencies, self.receipts, self.first_sent, self.last_received, self.errors = [], [], None, None, {}
         for client in self.clients:
             client.seen, client.resyncs = {}, set()
         self.recording = True
@@ -218,6 +221,7 @@ class Worker:
                     short += 1
         return {
             "latencies": self.latencies,
+            "receipts": self.receipts,
             "first_sent": self.first_sent,
             "last_received": self.last_received,
             "open": sum(c.ws is not None for c in self.clients),
@@ -341,7 +345,8 @@ def write(first):
     # queue on its counter row (offsets are in commit order), so many rooms for many events/s.
     for i in range(first, count, threads):
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
-        event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
+        row = event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
+        sys.stdout.write(f"E {row.room} {row.offset} {time.time()}\n")  # one write: threads never interleave
     connection.close()
 
 
@@ -377,9 +382,21 @@ def writers(
     ]
 
 
-def wait_writers(procs: list) -> float:
-    """The achieved rate, events/s."""
-    return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+def wait_writers(procs: list, commits: dict | None = None) -> float:
+    """The achieved rate, events/s; ``commits`` gets each event's commit time by (room, offset)."""
+    rate = 0.0
+    for proc in procs:
+        lines = proc.communicate()[0].strip().splitlines()
+        rate += float(lines[-1])
+        if commits is not None:
+            for line in lines[:-1]:
+                _, room, offset, at = line.split()
+                commits[(room, int(offset))] = float(at)
+    return rate
+
+
+def since_commit(receipts: list, commits: dict) -> list[float]:
+    return [at - commits[(room, offset)] for room, offset, at in receipts if (room, offset) in commits]
 
 
 def room_last_offset(env: dict[str, str], room: str) -> int:
@@ -393,6 +410,7 @@ def room_last_offset(env: dict[str, str], room: str) -> int:
 def merged(results: list[dict]) -> dict:
     out = {
         "latencies": [x for r in results for x in r["latencies"]],
+        "receipts": [x for r in results for x in r["receipts"]],
         "first_sent": min((r["first_sent"] for r in results if r["first_sent"]), default=None),
         "last_received": max((r["last_received"] for r in results if r["last_received"]), default=None),
         "open": sum(r["open"] for r in results),
@@ -420,7 +438,6 @@ class Bench:
         self.env = bench_env()
         self.env.setdefault("DB_POOL_MAX_SIZE", "8")
         self.token = prepare(self.env)
-        self.host_room = f"host:{manage_user_id(self.env)}"
         self.rows: list[tuple[str, str, str]] = []
 
     def row(self, what: str, result: str, limits: str) -> None:
@@ -469,6 +486,7 @@ class Bench:
         server.stop(signal.SIGTERM)
         server.start()
         await server.ready()
+        ready = time.time()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if sum(p["resumed"] for p in clients.call("progress")) >= self.args.sockets:
@@ -477,9 +495,11 @@ class Bench:
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
         resumed = state["resumed_at"]
         last = max(resumed) - started if resumed else float("nan")
+        median = percentile([t - started for t in resumed], 0.5)
         self.row(
             f"{self.args.sockets:,} sockets: SIGTERM, restart, all reconnected and resumed",
-            f"{last:.1f} s ({len(resumed):,} resumed; median {percentile([t - started for t in resumed], 0.5):.1f} s)",
+            f"{last:.1f} s after SIGTERM, {max(resumed) - ready if resumed else float('nan'):.1f} s after the new "
+            f"process accepted ({len(resumed):,} resumed; median {median:.1f} s)",
             f"{self.cpu(servers, clients, mark)}; retried errors: {errors_text(state['errors'])}",
         )
 
@@ -487,19 +507,19 @@ class Bench:
         count = int(rate * seconds)
         clients.call("reset")
         mark = self.mark(servers, clients)
-        achieved = wait_writers(
-            writers(
-                self.env, self.host_room, "booking.created", count, rate, self.args.writers, self.args.writer_threads
-            )
-        )
+        commits: dict = {}
+        rooms = ",".join(BOOKING_ROOMS)
+        procs = writers(self.env, rooms, "booking.created", count, rate, self.args.writers, self.args.writer_threads)
+        achieved = wait_writers(procs, commits)
         await self.settle(clients, count * len(clients.pipes))
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
-        lat = state["latencies"]
+        lat, before = since_commit(state["receipts"], commits), state["latencies"]
         self.row(
-            f"latency commit → receive, {rate:.0f} booking events/s ({achieved:.0f}/s achieved), "
-            f"{self.args.sockets:,} connected",
+            f"latency commit → receive, {rate:.0f} booking events/s ({achieved:.0f}/s achieved) over "
+            f"{len(BOOKING_ROOMS)} rooms, {self.args.sockets:,} connected",
             f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms "
-            f"({len(lat):,} of {count * len(clients.pipes):,} received)",
+            f"({len(lat):,} of {count * len(clients.pipes):,} received); from before the transaction: "
+            f"p50 {percentile(before, 0.5) * 1000:.1f} ms, p99 {percentile(before, 0.99) * 1000:.1f} ms",
             self.cpu(servers, clients, mark),
         )
 
@@ -516,14 +536,17 @@ class Bench:
         clients.call("reset")
         mark = self.mark(servers, clients)
         rate = self.args.fanout_rate
-        achieved = wait_writers(writers(self.env, room, "broadcast", events, rate, 1, self.args.writer_threads))
+        commits: dict = {}
+        procs = writers(self.env, room, "broadcast", events, rate, 1, self.args.writer_threads)
+        achieved = wait_writers(procs, commits)
         await self.settle(clients, events * members, timeout_s=60)
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
-        lat = state["latencies"]
-        span = (state["last_received"] or 0) - (state["first_sent"] or 0)
+        lat = since_commit(state["receipts"], commits)
+        span = (state["last_received"] or 0) - min(commits.values(), default=0)
         self.row(
             f"fan-out: {events} events at {achieved:.0f}/s to {members:,} subscribers ({room})",
-            f"{len(lat) / span:,.0f} deliveries/s, p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
+            f"{len(lat) / span:,.0f} deliveries/s (first commit to last receive), "
+            f"commit → receive p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(lat, 0.99) * 1000:.0f} ms ({len(lat):,} of {events * members:,})",
             self.cpu(servers, clients, mark),
         )
