@@ -139,6 +139,8 @@ class Hub:
         self._token_viewer: dict[str, Viewer] = {}
         self._by_session: set[SocketConsumer] = set()
         self._last_id: int | None = None
+        # Per room with members: (epoch, offset) up to which every event was dispatched.
+        self._dispatched: dict[str, tuple[str, int]] = {}
         self._holes: dict[int, float] = {}
         self._admit: Batched[tuple[str, str, int], bool] = Batched(limits.admit_many, blocking=limits.blocking)
         self._authenticate: Batched[tuple[str, str, int], tuple[Viewer | None, bool]] = Batched(
@@ -272,14 +274,25 @@ class Hub:
             members.discard(consumer)
             if not members:
                 del self.rooms[room]
+                self._dispatched.pop(room, None)
 
     def dispatch(self, messages: Iterable[dict[str, Any]]) -> None:
         for message in messages:
-            members = self.rooms.get(message["room"])
-            if members:
-                outgoing = Outgoing(message)
-                for consumer in list(members):
-                    consumer.offer(outgoing)
+            room = message["room"]
+            members = self.rooms.get(room)
+            if not members:
+                continue
+            # Most events come twice, from the layer and from the log poll: the second time
+            # every member has it already (one that joined since read a head that includes it).
+            epoch, offset = message["epoch"], message["offset"]
+            seen = self._dispatched.get(room)
+            if seen is not None and seen[0] == epoch and offset <= seen[1]:
+                continue
+            if seen is None or seen[0] != epoch or offset == seen[1] + 1:
+                self._dispatched[room] = (epoch, offset)
+            outgoing = Outgoing(message)
+            for consumer in list(members):
+                consumer.offer(outgoing)
 
     async def drain(self, *, timeout_s: float = 5.0) -> None:
         """Graceful shutdown: no new sockets; every open one is told to reconnect elsewhere."""
