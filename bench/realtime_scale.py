@@ -292,6 +292,7 @@ class SocketProcess:
     def __init__(self, port: int, env: dict[str, str]) -> None:
         self.port, self.env = port, env
         self.process: subprocess.Popen | None = None
+        self.spent_s = 0.0  # CPU of the processes that ran on this port before the current one
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -317,12 +318,21 @@ class SocketProcess:
         if self.process is None:
             return
         self.process.send_signal(sig)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        pid = self.process.pid
+        # Waited for without reaping it: the CPU it used is read from the zombie.
+        deadline = time.monotonic() + 30
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+            if time.monotonic() > deadline:
+                self.process.kill()
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                break
+            time.sleep(0.05)
+        self.spent_s += cpu_s(pid)
+        self.process.wait()
         self.process = None
+
+    def cpu_s(self) -> float:
+        return self.spent_s + (cpu_s(self.process.pid) if self.process is not None else 0.0)
 
     @property
     def pid(self) -> int:
@@ -446,12 +456,12 @@ class Bench:
 
     def cpu(self, servers: list[SocketProcess], clients: Clients, since: tuple[float, float, float]) -> str:
         wall = time.monotonic() - since[2]
-        server = sum(cpu_s(s.pid) for s in servers) - since[0]
+        server = sum(s.cpu_s() for s in servers) - since[0]
         client = clients.cpu_s() - since[1]
         return f"CPU over {wall:.1f} s: servers {server:.1f} s ({server / wall:.0%}), clients {client:.1f} s"
 
     def mark(self, servers: list[SocketProcess], clients: Clients) -> tuple[float, float, float]:
-        return sum(cpu_s(s.pid) for s in servers), clients.cpu_s(), time.monotonic()
+        return sum(s.cpu_s() for s in servers), clients.cpu_s(), time.monotonic()
 
     async def connect_all(self, servers: list[SocketProcess], clients: Clients, label: str) -> None:
         empty = {s.port: rss_kib(s.pid) for s in servers}
