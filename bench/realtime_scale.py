@@ -356,7 +356,7 @@ def write(first):
     for i in range(first, count, threads):
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
         row = event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
-        sys.stdout.write(f"E {row.room} {row.offset} {time.time()}\n")  # one write: threads never interleave
+        sys.stdout.write(f"E {row.room} {row.offset} {time.time()}\\n")  # one write: threads never interleave
     connection.close()
 
 
