@@ -454,11 +454,26 @@ class Bench:
         self.rows.append((what, result, limits))
         print(f"| {what} | {result} | {limits} |", flush=True)
 
-    def cpu(self, servers: list[SocketProcess], clients: Clients, since: tuple[float, float, float]) -> str:
+    def cpu(
+        self,
+        servers: list[SocketProcess],
+        clients: Clients,
+        since: tuple[float, float, float],
+        per: tuple[int, str] | None = None,
+    ) -> str:
+        """The CPU the servers and the clients used since ``since``; with ``per`` (count, what),
+        also the servers' per connect (ms) or per delivery (µs)."""
         wall = time.monotonic() - since[2]
         server = sum(s.cpu_s() for s in servers) - since[0]
         client = clients.cpu_s() - since[1]
-        return f"CPU over {wall:.1f} s: servers {server:.1f} s ({server / wall:.0%}), clients {client:.1f} s"
+        text = f"CPU over {wall:.1f} s: servers {server:.1f} s ({server / wall:.0%}), clients {client:.1f} s"
+        if per is not None and per[0]:
+            count, what = per
+            if what == "delivery":
+                text += f"; servers {server / count * 1e6:.1f} µs per delivery"
+            else:
+                text += f"; servers {server / count * 1e3:.2f} ms per {what}"
+        return text
 
     def mark(self, servers: list[SocketProcess], clients: Clients) -> tuple[float, float, float]:
         return sum(s.cpu_s() for s in servers), clients.cpu_s(), time.monotonic()
@@ -472,7 +487,7 @@ class Bench:
         started = time.perf_counter()
         clients.call("connect", [{"count": n, "first": f} for n, f in zip(counts, starts, strict=True)], ports=ports)
         seconds = time.perf_counter() - started
-        cpu = self.cpu(servers, clients, mark)
+        cpu = self.cpu(servers, clients, mark, per=(self.args.sockets, "connect"))
         await asyncio.sleep(3.0)
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
         per_socket = sum(rss_kib(s.pid) - empty[s.port] for s in servers) / self.args.sockets
@@ -510,7 +525,8 @@ class Bench:
             f"{self.args.sockets:,} sockets: SIGTERM, restart, all reconnected and resumed",
             f"{last:.1f} s after SIGTERM, {max(resumed) - ready if resumed else float('nan'):.1f} s after the new "
             f"process accepted ({len(resumed):,} resumed; median {median:.1f} s)",
-            f"{self.cpu(servers, clients, mark)}; retried errors: {errors_text(state['errors'])}",
+            f"{self.cpu(servers, clients, mark, per=(len(resumed), 'reconnect'))}; "
+            f"retried errors: {errors_text(state['errors'])}",
         )
 
     async def latency(self, servers: list[SocketProcess], clients: Clients, rate: float, seconds: float) -> None:
@@ -558,10 +574,11 @@ class Bench:
             f"{len(lat) / span:,.0f} deliveries/s (first commit to last receive), "
             f"commit → receive p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(lat, 0.99) * 1000:.0f} ms ({len(lat):,} of {events * members:,})",
-            self.cpu(servers, clients, mark),
+            self.cpu(servers, clients, mark, per=(len(lat), "delivery")),
         )
 
-    async def memory(self) -> None:
+    async def cost(self) -> None:
+        """What a socket costs the server, in memory and CPU (not wall time): connect, idle, broadcast."""
         server = SocketProcess(self.args.base_port, self.env)
         server.start()
         clients = Clients(self.args.clients, self.token, [])
@@ -569,6 +586,7 @@ class Bench:
             await server.ready()
             await asyncio.sleep(1.0)
             await self.connect_all([server], clients, "one socket process")
+            await self.fanout([server], clients, "broadcast", self.args.sockets, self.args.broadcast_events)
         finally:
             clients.close()
             server.stop()
@@ -720,7 +738,10 @@ def main() -> None:
     parser.add_argument("--loss-seconds", type=float, default=20)
     parser.add_argument("--loss-rate", type=float, default=10)
     parser.add_argument(
-        "--only", choices=["scale", "loss", "memory"], default=None, help="memory: RSS per idle socket only (untimed)"
+        "--only",
+        choices=["scale", "loss", "cost"],
+        default=None,
+        help="cost: RSS per idle socket, server CPU per connect and per delivery (CPU time, not wall time)",
     )
     args = parser.parse_args()
     raise_fd_limit()
@@ -730,8 +751,8 @@ def main() -> None:
     runtime += " + Redis" if bench.env.get("REDIS_URL") else " + in-memory layer"
     print(f"\n{runtime}; {args.clients} client processes, {os.cpu_count()} CPUs shared with the servers\n")
     print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
-    if args.only == "memory":
-        asyncio.run(bench.memory())
+    if args.only == "cost":
+        asyncio.run(bench.cost())
     if args.only in (None, "scale"):
         asyncio.run(bench.one_and_two())
     if args.only in (None, "loss"):

@@ -139,8 +139,11 @@ class Hub:
         self._token_viewer: dict[str, Viewer] = {}
         self._by_session: set[SocketConsumer] = set()
         self._last_id: int | None = None
-        # Per room with members: (epoch, offset) up to which every event was dispatched.
+        # Per room with members: (epoch, offset) up to which every event was dispatched, and
+        # the events that arrived ahead of a missing offset (realtime.hub.Hub.dispatch).
         self._dispatched: dict[str, tuple[str, int]] = {}
+        self._held: dict[str, dict[int, dict[str, Any]]] = {}
+        self.hold_s = 2 * poll_interval_s + 0.1
         self._holes: dict[int, float] = {}
         self._admit: Batched[tuple[str, str, int], bool] = Batched(limits.admit_many, blocking=limits.blocking)
         self._authenticate: Batched[tuple[str, str, int], tuple[Viewer | None, bool]] = Batched(
@@ -275,24 +278,55 @@ class Hub:
             if not members:
                 del self.rooms[room]
                 self._dispatched.pop(room, None)
+                self._held.pop(room, None)
 
     def dispatch(self, messages: Iterable[dict[str, Any]]) -> None:
+        """Hand events to their rooms' sockets, in offset order per room.
+
+        Most events come twice, from the layer and from the log poll: the second time every
+        member has it already (one that joined since read a head that includes it). Copies
+        published by concurrent writers of one room may arrive out of order: one that comes
+        ahead of a missing offset is held until that one arrives (the log poll brings it within
+        a poll) instead of sending every member off to read the gap from the log on its own,
+        a thousand reads for a thousand subscribers. Held past ``hold_s``, it goes anyway and
+        each socket fills its gap from the log.
+        """
         for message in messages:
             room = message["room"]
-            members = self.rooms.get(room)
-            if not members:
+            if not self.rooms.get(room):
                 continue
-            # Most events come twice, from the layer and from the log poll: the second time
-            # every member has it already (one that joined since read a head that includes it).
             epoch, offset = message["epoch"], message["offset"]
             seen = self._dispatched.get(room)
-            if seen is not None and seen[0] == epoch and offset <= seen[1]:
-                continue
-            if seen is None or seen[0] != epoch or offset == seen[1] + 1:
-                self._dispatched[room] = (epoch, offset)
-            outgoing = Outgoing(message)
-            for consumer in list(members):
-                consumer.offer(outgoing)
+            if seen is not None and seen[0] == epoch:
+                if offset <= seen[1]:
+                    continue
+                if offset > seen[1] + 1:
+                    held = self._held.setdefault(room, {})
+                    if not held:
+                        asyncio.get_running_loop().call_later(self.hold_s, self._release_held, room, epoch)
+                    held[offset] = message
+                    continue
+            self._send(room, message)
+            held = self._held.get(room)
+            while held and offset + 1 in held:
+                offset += 1
+                self._send(room, held.pop(offset))
+            if held is not None and not held:
+                del self._held[room]
+
+    def _send(self, room: str, message: dict[str, Any]) -> None:
+        self._dispatched[room] = (message["epoch"], message["offset"])
+        outgoing = Outgoing(message)
+        for consumer in list(self.rooms.get(room, ())):
+            consumer.offer(outgoing)
+
+    def _release_held(self, room: str, epoch: str) -> None:
+        held = self._held.pop(room, None)
+        if not held or not self.rooms.get(room):
+            return
+        for offset in sorted(held):
+            if held[offset]["epoch"] == epoch:
+                self._send(room, held[offset])
 
     async def drain(self, *, timeout_s: float = 5.0) -> None:
         """Graceful shutdown: no new sockets; every open one is told to reconnect elsewhere."""
