@@ -143,7 +143,9 @@ class Hub:
         # the events that arrived ahead of a missing offset (realtime.hub.Hub.dispatch).
         self._dispatched: dict[str, tuple[str, int]] = {}
         self._held: dict[str, dict[int, dict[str, Any]]] = {}
-        self.hold_s = 2 * poll_interval_s + 0.1
+        # The log poll brings a missing offset within a poll or two; a loaded database makes a poll
+        # take a second, and letting go sooner costs one log read per subscriber.
+        self.hold_s = max(1.0, 5 * poll_interval_s)
         self._holes: dict[int, float] = {}
         self._admit: Batched[tuple[str, str, int], bool] = Batched(limits.admit_many, blocking=limits.blocking)
         self._authenticate: Batched[tuple[str, str, int], tuple[Viewer | None, bool]] = Batched(
@@ -287,7 +289,7 @@ class Hub:
         member has it already (one that joined since read a head that includes it). Copies
         published by concurrent writers of one room may arrive out of order: one that comes
         ahead of a missing offset is held until that one arrives (the log poll brings it within
-        a poll) instead of sending every member off to read the gap from the log on its own,
+        a poll or two) instead of sending every member off to read the gap from the log on its own,
         a thousand reads for a thousand subscribers. Held past ``hold_s``, it goes anyway and
         each socket fills its gap from the log.
         """
