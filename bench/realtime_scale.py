@@ -732,8 +732,10 @@ def main() -> None:
     parser.add_argument("--writer-threads", type=int, default=20, help="threads (database connections) per writer")
     parser.add_argument("--base-port", type=int, default=21000)
     parser.add_argument("--latency-seconds", type=float, default=10)
-    parser.add_argument("--fanout-events", type=int, default=100)
-    parser.add_argument("--fanout-rate", type=float, default=20, help="one room: its writes queue on one row")
+    parser.add_argument("--fanout-events", type=int, default=200)
+    parser.add_argument(
+        "--fanout-rate", type=float, default=50, help="one room (its writes queue on one row); x 1,000 > 25,000/s"
+    )
     parser.add_argument("--broadcast-events", type=int, default=10)
     parser.add_argument("--loss-seconds", type=float, default=20)
     parser.add_argument("--loss-rate", type=float, default=10)
