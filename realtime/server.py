@@ -17,6 +17,10 @@ class SocketServer(uvicorn.Server):
         # and gets 1012, so it resumes on another socket process without losing events.
         from config.asgi import hub
 
+        # Listening stops first: a client told to reconnect must not land here again (10,000
+        # of them retrying a draining process kept it busy handshaking for 15 s).
+        for server in self.servers:
+            server.close()
         await hub.drain()
         await super().shutdown(sockets=sockets)
 
