@@ -7,6 +7,8 @@ the process without bound. Per-message deflate is off: it costs hundreds of KiB 
 (uvicorn #1862) and our messages are small.
 """
 
+import gc
+
 import uvicorn
 from django.conf import settings
 
@@ -43,4 +45,11 @@ def socket_server(*, host: str, port: int, debug: bool = False) -> SocketServer:
         log_level="info" if debug else "warning",
         timeout_graceful_shutdown=10,
     )
+    # With 10,000 sockets a full garbage collection walks millions of objects and stops the loop
+    # for 0.3-1 s (measured: gen-2 pauses while 10,000 sockets connected, and during a 500
+    # events/s stream). The application's own objects, loaded by now, live as long as the process:
+    # frozen, they are never walked again; and a full collection waits for ten times as many
+    # younger ones (10,000 connects: 8.3 s instead of 12.1 s).
+    gc.freeze()
+    gc.set_threshold(*gc.get_threshold()[:2], 100)
     return SocketServer(config)
