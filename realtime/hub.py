@@ -143,6 +143,7 @@ class Hub:
         # the events that arrived ahead of a missing offset (realtime.hub.Hub.dispatch).
         self._dispatched: dict[str, tuple[str, int]] = {}
         self._held: dict[str, dict[int, dict[str, Any]]] = {}
+        self._filling: set[asyncio.Task] = set()
         # The log poll brings a missing offset within a poll or two; a loaded database makes a poll
         # take a second, and letting go sooner costs one log read per subscriber.
         self.hold_s = max(1.0, 5 * poll_interval_s)
@@ -290,8 +291,8 @@ class Hub:
         published by concurrent writers of one room may arrive out of order: one that comes
         ahead of a missing offset is held until that one arrives (the log poll brings it within
         a poll or two) instead of sending every member off to read the gap from the log on its own,
-        a thousand reads for a thousand subscribers. Held past ``hold_s``, it goes anyway and
-        each socket fills its gap from the log.
+        a thousand reads for a thousand subscribers. Held past ``hold_s``, the hub reads the gap
+        from the log once.
         """
         for message in messages:
             room = message["room"]
@@ -323,12 +324,27 @@ class Hub:
             consumer.offer(outgoing)
 
     def _release_held(self, room: str, epoch: str) -> None:
+        if room in self._held:
+            task = asyncio.get_running_loop().create_task(self._fill_gap(room, epoch))
+            self._filling.add(task)
+            task.add_done_callback(self._filling.discard)
+
+    async def _fill_gap(self, room: str, epoch: str) -> None:
+        """The missing offsets did not come within ``hold_s`` (a loop busy with a burst also
+        handles the poll late): one read of the room's log for all its subscribers, then the held
+        events. If the read fails they go as they are, and each socket fills its gap itself."""
+        seen = self._dispatched.get(room)
+        if seen is not None and seen[0] == epoch and self.rooms.get(room):
+            try:
+                read = database_sync_to_async(selectors.room_events_after)
+                self.dispatch(await read(room, seen[1], limit=self.batch))
+            except Exception:
+                logger.exception("realtime: reading a gap of %s from the log failed", room)
         held = self._held.pop(room, None)
-        if not held or not self.rooms.get(room):
-            return
-        for offset in sorted(held):
-            if held[offset]["epoch"] == epoch:
-                self._send(room, held[offset])
+        if held and self.rooms.get(room):
+            for offset in sorted(held):
+                if held[offset]["epoch"] == epoch:
+                    self._send(room, held[offset])
 
     async def drain(self, *, timeout_s: float = 5.0) -> None:
         """Graceful shutdown: no new sockets; every open one is told to reconnect elsewhere."""
