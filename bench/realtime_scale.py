@@ -9,12 +9,14 @@ Socket processes (``manage.py runsockets``) listen on ports from --base-port; th
 also says how much CPU the socket processes and the clients used (/proc/<pid>/stat). The loss row
 starts its own ``redis-server`` on --base-port + 379 (never the machine's) and restarts it.
 Events are written by separate processes through ``realtime.services.events_emit``, one
-transaction per event, as a booking would; latency runs from just before that transaction to the
-client's receive.
+transaction per event, as a booking would; latency runs from the commit (the writer notes the time
+``event_emit`` returned, per room and offset) to the client's receive; "from before" adds the
+transaction itself (the time the writer put into the event).
 """
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.realtime import PYTHON, bench_env, manage, manage_user_id, prepare, rss_kib  # noqa: E402
+from bench.realtime import PYTHON, bench_env, manage, prepare, rss_kib  # noqa: E402
 
 FDS = 65536
 PROPERTY_ROOM = "property:900001"
@@ -90,6 +92,7 @@ class Worker:
         self.tracked = tracked
         self.clients: list[Client] = []
         self.latencies: list[float] = []
+        self.receipts: list[tuple[str, int, float]] = []  # (room, offset, received at)
         self.first_sent = self.last_received = None
         self.errors: dict[str, int] = {}
         self.recording = False
@@ -141,6 +144,7 @@ class Worker:
             if sent is not None and self.recording:
                 now = time.time()
                 self.latencies.append(now - sent)
+                self.receipts.append((room, message["offset"], now))
                 self.first_sent = sent if self.first_sent is None else min(self.first_sent, sent)
                 self.last_received = now
         elif kind in ("subscribed", "resync"):
@@ -178,7 +182,10 @@ class Worker:
         return {"seconds": time.perf_counter() - started}
 
     async def subscribe(self, room: str, count: int) -> dict:
-        chosen = [c for c in self.clients if room not in c.extra_rooms][:count]
+        # The least subscribed first: one socket with all 40 booking rooms would resubscribe past
+        # the per-socket message burst on every reconnect (4429) and never resume.
+        candidates = [c for c in self.clients if room not in c.extra_rooms]
+        chosen = sorted(candidates, key=lambda c: len(c.extra_rooms))[:count]
         for client in chosen:
             client.extra_rooms.append(room)
             await client.ws.send(json.dumps({"type": "subscribe", "room": room}))
@@ -188,7 +195,11 @@ class Worker:
         return {"subscribed": sum("epoch" in c.positions.get(room, {}) for c in chosen)}
 
     def reset(self) -> dict:
-        self.latencies, self.first_sent, self.last_received, self.errors = [], None, None, {}
+        # This process's own full garbage collections (thousands of connections: hundreds of ms)
+        # would count as delivery latency: what lives now is left out of every later collection.
+        gc.collect()
+        gc.freeze()
+        self.latencies, self.receipts, self.first_sent, self.last_received, self.errors = [], [], None, None, {}
         for client in self.clients:
             client.seen, client.resyncs = {}, set()
         self.recording = True
@@ -218,6 +229,7 @@ class Worker:
                     short += 1
         return {
             "latencies": self.latencies,
+            "receipts": self.receipts,
             "first_sent": self.first_sent,
             "last_received": self.last_received,
             "open": sum(c.ws is not None for c in self.clients),
@@ -288,6 +300,7 @@ class SocketProcess:
     def __init__(self, port: int, env: dict[str, str]) -> None:
         self.port, self.env = port, env
         self.process: subprocess.Popen | None = None
+        self.spent_s = 0.0  # CPU of the processes that ran on this port before the current one
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -313,12 +326,21 @@ class SocketProcess:
         if self.process is None:
             return
         self.process.send_signal(sig)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        pid = self.process.pid
+        # Waited for without reaping it: the CPU it used is read from the zombie.
+        deadline = time.monotonic() + 30
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+            if time.monotonic() > deadline:
+                self.process.kill()
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                break
+            time.sleep(0.05)
+        self.spent_s += cpu_s(pid)
+        self.process.wait()
         self.process = None
+
+    def cpu_s(self) -> float:
+        return self.spent_s + (cpu_s(self.process.pid) if self.process is not None else 0.0)
 
     @property
     def pid(self) -> int:
@@ -341,7 +363,8 @@ def write(first):
     # queue on its counter row (offsets are in commit order), so many rooms for many events/s.
     for i in range(first, count, threads):
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
-        event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
+        row = event_emit(room=rooms[i % len(rooms)], event=event, data={"sent": time.time()})
+        sys.stdout.write(f"E {row.room} {row.offset} {time.time()}\\n")  # one write: threads never interleave
     connection.close()
 
 
@@ -377,9 +400,21 @@ def writers(
     ]
 
 
-def wait_writers(procs: list) -> float:
-    """The achieved rate, events/s."""
-    return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+def wait_writers(procs: list, commits: dict | None = None) -> float:
+    """The achieved rate, events/s; ``commits`` gets each event's commit time by (room, offset)."""
+    rate = 0.0
+    for proc in procs:
+        lines = proc.communicate()[0].strip().splitlines()
+        rate += float(lines[-1])
+        if commits is not None:
+            for line in lines[:-1]:
+                _, room, offset, at = line.split()
+                commits[(room, int(offset))] = float(at)
+    return rate
+
+
+def since_commit(receipts: list, commits: dict) -> list[float]:
+    return [at - commits[(room, offset)] for room, offset, at in receipts if (room, offset) in commits]
 
 
 def room_last_offset(env: dict[str, str], room: str) -> int:
@@ -393,6 +428,7 @@ def room_last_offset(env: dict[str, str], room: str) -> int:
 def merged(results: list[dict]) -> dict:
     out = {
         "latencies": [x for r in results for x in r["latencies"]],
+        "receipts": [x for r in results for x in r["receipts"]],
         "first_sent": min((r["first_sent"] for r in results if r["first_sent"]), default=None),
         "last_received": max((r["last_received"] for r in results if r["last_received"]), default=None),
         "open": sum(r["open"] for r in results),
@@ -420,21 +456,35 @@ class Bench:
         self.env = bench_env()
         self.env.setdefault("DB_POOL_MAX_SIZE", "8")
         self.token = prepare(self.env)
-        self.host_room = f"host:{manage_user_id(self.env)}"
         self.rows: list[tuple[str, str, str]] = []
 
     def row(self, what: str, result: str, limits: str) -> None:
         self.rows.append((what, result, limits))
         print(f"| {what} | {result} | {limits} |", flush=True)
 
-    def cpu(self, servers: list[SocketProcess], clients: Clients, since: tuple[float, float, float]) -> str:
+    def cpu(
+        self,
+        servers: list[SocketProcess],
+        clients: Clients,
+        since: tuple[float, float, float],
+        per: tuple[int, str] | None = None,
+    ) -> str:
+        """The CPU the servers and the clients used since ``since``; with ``per`` (count, what),
+        also the servers' per connect (ms) or per delivery (µs)."""
         wall = time.monotonic() - since[2]
-        server = sum(cpu_s(s.pid) for s in servers) - since[0]
+        server = sum(s.cpu_s() for s in servers) - since[0]
         client = clients.cpu_s() - since[1]
-        return f"CPU over {wall:.1f} s: servers {server:.1f} s ({server / wall:.0%}), clients {client:.1f} s"
+        text = f"CPU over {wall:.1f} s: servers {server:.1f} s ({server / wall:.0%}), clients {client:.1f} s"
+        if per is not None and per[0]:
+            count, what = per
+            if what == "delivery":
+                text += f"; servers {server / count * 1e6:.1f} µs per delivery"
+            else:
+                text += f"; servers {server / count * 1e3:.2f} ms per {what}"
+        return text
 
     def mark(self, servers: list[SocketProcess], clients: Clients) -> tuple[float, float, float]:
-        return sum(cpu_s(s.pid) for s in servers), clients.cpu_s(), time.monotonic()
+        return sum(s.cpu_s() for s in servers), clients.cpu_s(), time.monotonic()
 
     async def connect_all(self, servers: list[SocketProcess], clients: Clients, label: str) -> None:
         empty = {s.port: rss_kib(s.pid) for s in servers}
@@ -445,7 +495,7 @@ class Bench:
         started = time.perf_counter()
         clients.call("connect", [{"count": n, "first": f} for n, f in zip(counts, starts, strict=True)], ports=ports)
         seconds = time.perf_counter() - started
-        cpu = self.cpu(servers, clients, mark)
+        cpu = self.cpu(servers, clients, mark, per=(self.args.sockets, "connect"))
         await asyncio.sleep(3.0)
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
         per_socket = sum(rss_kib(s.pid) - empty[s.port] for s in servers) / self.args.sockets
@@ -469,6 +519,7 @@ class Bench:
         server.stop(signal.SIGTERM)
         server.start()
         await server.ready()
+        ready = time.time()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if sum(p["resumed"] for p in clients.call("progress")) >= self.args.sockets:
@@ -477,29 +528,32 @@ class Bench:
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
         resumed = state["resumed_at"]
         last = max(resumed) - started if resumed else float("nan")
+        median = percentile([t - started for t in resumed], 0.5)
         self.row(
             f"{self.args.sockets:,} sockets: SIGTERM, restart, all reconnected and resumed",
-            f"{last:.1f} s ({len(resumed):,} resumed; median {percentile([t - started for t in resumed], 0.5):.1f} s)",
-            f"{self.cpu(servers, clients, mark)}; retried errors: {errors_text(state['errors'])}",
+            f"{last:.1f} s after SIGTERM, {max(resumed) - ready if resumed else float('nan'):.1f} s after the new "
+            f"process accepted ({len(resumed):,} resumed; median {median:.1f} s)",
+            f"{self.cpu(servers, clients, mark, per=(len(resumed), 'reconnect'))}; "
+            f"retried errors: {errors_text(state['errors'])}",
         )
 
     async def latency(self, servers: list[SocketProcess], clients: Clients, rate: float, seconds: float) -> None:
         count = int(rate * seconds)
         clients.call("reset")
         mark = self.mark(servers, clients)
-        achieved = wait_writers(
-            writers(
-                self.env, self.host_room, "booking.created", count, rate, self.args.writers, self.args.writer_threads
-            )
-        )
+        commits: dict = {}
+        rooms = ",".join(BOOKING_ROOMS)
+        procs = writers(self.env, rooms, "booking.created", count, rate, self.args.writers, self.args.writer_threads)
+        achieved = wait_writers(procs, commits)
         await self.settle(clients, count * len(clients.pipes))
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
-        lat = state["latencies"]
+        lat, before = since_commit(state["receipts"], commits), state["latencies"]
         self.row(
-            f"latency commit → receive, {rate:.0f} booking events/s ({achieved:.0f}/s achieved), "
-            f"{self.args.sockets:,} connected",
+            f"latency commit → receive, {rate:.0f} booking events/s ({achieved:.0f}/s achieved) over "
+            f"{len(BOOKING_ROOMS)} rooms, {self.args.sockets:,} connected",
             f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms "
-            f"({len(lat):,} of {count * len(clients.pipes):,} received)",
+            f"({len(lat):,} of {count * len(clients.pipes):,} received); from before the transaction: "
+            f"p50 {percentile(before, 0.5) * 1000:.1f} ms, p99 {percentile(before, 0.99) * 1000:.1f} ms",
             self.cpu(servers, clients, mark),
         )
 
@@ -516,19 +570,23 @@ class Bench:
         clients.call("reset")
         mark = self.mark(servers, clients)
         rate = self.args.fanout_rate
-        achieved = wait_writers(writers(self.env, room, "broadcast", events, rate, 1, self.args.writer_threads))
+        commits: dict = {}
+        procs = writers(self.env, room, "broadcast", events, rate, 1, self.args.writer_threads)
+        achieved = wait_writers(procs, commits)
         await self.settle(clients, events * members, timeout_s=60)
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
-        lat = state["latencies"]
-        span = (state["last_received"] or 0) - (state["first_sent"] or 0)
+        lat = since_commit(state["receipts"], commits)
+        span = (state["last_received"] or 0) - min(commits.values(), default=0)
         self.row(
             f"fan-out: {events} events at {achieved:.0f}/s to {members:,} subscribers ({room})",
-            f"{len(lat) / span:,.0f} deliveries/s, p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
+            f"{len(lat) / span:,.0f} deliveries/s (first commit to last receive), "
+            f"commit → receive p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(lat, 0.99) * 1000:.0f} ms ({len(lat):,} of {events * members:,})",
-            self.cpu(servers, clients, mark),
+            self.cpu(servers, clients, mark, per=(len(lat), "delivery")),
         )
 
-    async def memory(self) -> None:
+    async def cost(self) -> None:
+        """What a socket costs the server, in memory and CPU (not wall time): connect, idle, broadcast."""
         server = SocketProcess(self.args.base_port, self.env)
         server.start()
         clients = Clients(self.args.clients, self.token, [])
@@ -536,6 +594,7 @@ class Bench:
             await server.ready()
             await asyncio.sleep(1.0)
             await self.connect_all([server], clients, "one socket process")
+            await self.fanout([server], clients, "broadcast", self.args.sockets, self.args.broadcast_events)
         finally:
             clients.close()
             server.stop()
@@ -681,13 +740,18 @@ def main() -> None:
     parser.add_argument("--writer-threads", type=int, default=20, help="threads (database connections) per writer")
     parser.add_argument("--base-port", type=int, default=21000)
     parser.add_argument("--latency-seconds", type=float, default=10)
-    parser.add_argument("--fanout-events", type=int, default=100)
-    parser.add_argument("--fanout-rate", type=float, default=20, help="one room: its writes queue on one row")
+    parser.add_argument("--fanout-events", type=int, default=200)
+    parser.add_argument(
+        "--fanout-rate", type=float, default=50, help="one room (its writes queue on one row); x 1,000 > 25,000/s"
+    )
     parser.add_argument("--broadcast-events", type=int, default=10)
     parser.add_argument("--loss-seconds", type=float, default=20)
     parser.add_argument("--loss-rate", type=float, default=10)
     parser.add_argument(
-        "--only", choices=["scale", "loss", "memory"], default=None, help="memory: RSS per idle socket only (untimed)"
+        "--only",
+        choices=["scale", "loss", "cost"],
+        default=None,
+        help="cost: RSS per idle socket, server CPU per connect and per delivery (CPU time, not wall time)",
     )
     args = parser.parse_args()
     raise_fd_limit()
@@ -697,8 +761,8 @@ def main() -> None:
     runtime += " + Redis" if bench.env.get("REDIS_URL") else " + in-memory layer"
     print(f"\n{runtime}; {args.clients} client processes, {os.cpu_count()} CPUs shared with the servers\n")
     print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
-    if args.only == "memory":
-        asyncio.run(bench.memory())
+    if args.only == "cost":
+        asyncio.run(bench.cost())
     if args.only in (None, "scale"):
         asyncio.run(bench.one_and_two())
     if args.only in (None, "loss"):

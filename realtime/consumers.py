@@ -17,9 +17,7 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from rest_framework.exceptions import AuthenticationFailed
 
-from caching.auth import CachedTokenAuthentication
 from core.client_ip import client_ip
 from realtime import metrics
 from realtime.db import database_sync_to_async
@@ -35,7 +33,6 @@ from realtime.rooms import (
     rooms_joined_on_auth,
 )
 from realtime.selectors import room_events_after
-from realtime.services import RoomHead, rooms_open
 
 # Deliberately absent from CHANNEL_LAYERS: get_channel_layer() then returns None and the
 # consumer gets no channel of its own; the process's Hub listens to the layer once for all.
@@ -240,26 +237,12 @@ class SocketConsumer(AsyncWebsocketConsumer):
         await self._authenticate_token(token, since)
 
     async def _authenticate_token(self, token: str, since: dict[str, Any]) -> None:
-        try:
-            viewer, admitted = await database_sync_to_async(self._token_viewer)(token)
-        except AuthenticationFailed:
+        viewer, admitted = await self.hub.authenticate(self, token, self._user_limit)
+        if viewer is None:
             await self._close(4401, "invalid token")
             return
         self.token_key = token
-        if admitted:
-            self.hub.admitted(self, user_key(viewer.user_id))
         await self._authenticated(viewer, admitted, since)
-
-    def _token_viewer(self, token: str) -> tuple[Viewer, bool]:
-        """On a worker thread: the token's user, and whether the user's socket limit lets it in
-        (one thread hop for both)."""
-        user, _ = CachedTokenAuthentication().authenticate_credentials(token)
-        viewer = Viewer.of(user)
-        if not viewer.is_active:
-            return viewer, False
-        return viewer, self.hub.limits.admit(
-            key=user_key(viewer.user_id), socket_id=self.socket_id, limit=self._user_limit
-        )
 
     async def _authenticated(self, viewer: Viewer, admitted: bool, since: dict[str, Any]) -> None:
         if not viewer.is_active:
@@ -272,6 +255,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             self._auth_timer.cancel()
             self._auth_timer = None
         self.viewer = viewer
+        self.hub.authenticated(self)
         rooms = rooms_joined_on_auth(viewer)
         self._enqueue_control({"type": "auth.ok", "user_id": viewer.user_id, "rooms": rooms})
         wanted = [(room, since.get(room) if _valid_since(since.get(room)) else None) for room in rooms]
@@ -297,9 +281,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             joining[room] = (state, since)
         if not joining:
             return
-        heads: dict[str, RoomHead | None] = await database_sync_to_async(rooms_open)(
-            rooms=list(joining), oldest_for=[room for room, (_, since) in joining.items() if since is not None]
-        )
+        heads = await self.hub.heads(list(joining), [room for room, (_, since) in joining.items() if since is not None])
         for room, (state, since) in joining.items():
             if self.joined.get(room) is not state:
                 continue  # unsubscribed (or closed) meanwhile

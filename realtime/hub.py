@@ -15,15 +15,14 @@ socket that still sees a room offset jump fetches the missing ones from the log 
 
 import asyncio
 import datetime
-import functools
 import json
 import logging
 import os
 import socket as socket_module
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -34,11 +33,11 @@ from prometheus_client import REGISTRY
 
 from realtime import selectors
 from realtime.db import database_sync_to_async
-from realtime.limits import SocketLimits, socket_limits_from_settings
+from realtime.limits import SocketLimits, socket_limits_from_settings, user_key
 from realtime.messages import event_message
 from realtime.models import SocketProcess
 from realtime.rooms import Viewer
-from realtime.services import WAKE_GROUP
+from realtime.services import WAKE_GROUP, RoomHead, rooms_open
 
 if TYPE_CHECKING:
     from realtime.consumers import SocketConsumer
@@ -65,6 +64,51 @@ def _timestamp(iso: str) -> float | None:
         return None
 
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Batched(Generic[Item, Result]):
+    """Calls made while the previous batch runs wait, and then go together: one worker-thread
+    hop (one query, one Redis pipeline) for a whole reconnect wave instead of one per socket.
+
+    ``run_many`` gets the items in call order and returns one result per item.
+    """
+
+    def __init__(self, run_many: Callable[[list[Item]], list[Result]], *, blocking: bool, limit: int = 500) -> None:
+        self.run_many = run_many
+        self.blocking = blocking
+        self.limit = limit
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._waiting.append((item, future))
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the rest of this loop turn's callers join the first batch
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.limit], self._waiting[self.limit :]
+            batch = [(item, future) for item, future in batch if future.get_loop() is loop]
+            items = [item for item, _ in batch]
+            try:
+                results = await database_sync_to_async(self.run_many)(items) if self.blocking else self.run_many(items)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
 class Hub:
     def __init__(
         self,
@@ -89,8 +133,28 @@ class Hub:
         self.rooms: dict[str, set[SocketConsumer]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
         self._releases: list[tuple[list[str], str]] = []
+        # Authenticated sockets, for the re-checks: by token (with the viewer all of them have,
+        # absent while they may differ), and those of a session.
+        self._by_token: dict[str, set[SocketConsumer]] = {}
+        self._token_viewer: dict[str, Viewer] = {}
+        self._by_session: set[SocketConsumer] = set()
         self._last_id: int | None = None
+        # Per room with members: (epoch, offset) up to which every event was dispatched, and
+        # the events that arrived ahead of a missing offset (realtime.hub.Hub.dispatch).
+        self._dispatched: dict[str, tuple[str, int]] = {}
+        self._held: dict[str, dict[int, dict[str, Any]]] = {}
+        self._filling: set[asyncio.Task] = set()
+        # The log poll brings a missing offset within a poll or two; a loaded database makes a poll
+        # take a second, and letting go sooner costs one log read per subscriber.
+        self.hold_s = max(1.0, 5 * poll_interval_s)
         self._holes: dict[int, float] = {}
+        self._admit: Batched[tuple[str, str, int], bool] = Batched(limits.admit_many, blocking=limits.blocking)
+        self._authenticate: Batched[tuple[str, str, int], tuple[Viewer | None, bool]] = Batched(
+            self._authenticate_many, blocking=True
+        )
+        self._heads: Batched[tuple[list[str], list[str]], dict[str, RoomHead | None]] = Batched(
+            _heads_many, blocking=True
+        )
 
     @classmethod
     def from_settings(cls) -> "Hub":
@@ -124,10 +188,31 @@ class Hub:
         self.ensure_started()
         self.sockets.add(consumer)
 
+    def authenticated(self, consumer: "SocketConsumer") -> None:
+        """``consumer`` is authenticated (its viewer, and its token or session key, are set)."""
+        if consumer not in self.sockets:
+            return  # closed while it was being authenticated
+        if consumer.token_key is None:
+            self._by_session.add(consumer)
+            return
+        members = self._by_token.setdefault(consumer.token_key, set())
+        if not members:
+            self._token_viewer[consumer.token_key] = consumer.viewer
+        elif self._token_viewer.get(consumer.token_key) != consumer.viewer:
+            self._token_viewer.pop(consumer.token_key, None)  # the next re-check visits them all
+        members.add(consumer)
+
     def discard(self, consumer: "SocketConsumer") -> None:
         if consumer not in self.sockets:
             return
         self.sockets.discard(consumer)
+        self._by_session.discard(consumer)
+        members = self._by_token.get(consumer.token_key) if consumer.token_key else None
+        if members is not None:
+            members.discard(consumer)
+            if not members:
+                del self._by_token[consumer.token_key]
+                self._token_viewer.pop(consumer.token_key, None)
         for room in list(consumer.joined):
             self.leave(consumer, room)
         if consumer.limit_keys:
@@ -135,8 +220,7 @@ class Hub:
 
     # --- connection limits (realtime.limits) --------------------------------------------
     async def admit(self, consumer: "SocketConsumer", key: str, limit: int) -> bool:
-        admit = functools.partial(self.limits.admit, key=key, socket_id=consumer.socket_id, limit=limit)
-        admitted = await database_sync_to_async(admit)() if self.limits.blocking else admit()
+        admitted = await self._admit((key, consumer.socket_id, limit))
         if admitted:
             self.admitted(consumer, key)
         return admitted
@@ -147,6 +231,27 @@ class Hub:
             consumer.limit_keys.append(key)
         else:
             self._release([key], consumer.socket_id)  # closed while it was being admitted
+
+    async def authenticate(self, consumer: "SocketConsumer", token: str, user_limit: int) -> tuple[Viewer | None, bool]:
+        """The token's viewer (None: no such token) and whether its user's socket limit let
+        this socket in; batched with the other sockets authenticating meanwhile."""
+        viewer, admitted = await self._authenticate((token, consumer.socket_id, user_limit))
+        if admitted and viewer is not None:
+            self.admitted(consumer, user_key(viewer.user_id))
+        return viewer, admitted
+
+    def _authenticate_many(self, requests: list[tuple[str, str, int]]) -> list[tuple[Viewer | None, bool]]:
+        """One query for the batch's tokens, one pipeline for their users' places."""
+        tokens = selectors.token_viewers(sorted({token for token, _, _ in requests}))
+        viewers = {key: Viewer(**flags) for key, flags in tokens.items()}
+        found = [(viewers.get(token), socket_id, limit) for token, socket_id, limit in requests]
+        wanted = [
+            (user_key(viewer.user_id), socket_id, limit)
+            for viewer, socket_id, limit in found
+            if viewer is not None and viewer.is_active
+        ]
+        places = iter(self.limits.admit_many(wanted) if wanted else [])
+        return [(viewer, next(places) if viewer is not None and viewer.is_active else False) for viewer, _, _ in found]
 
     def _release(self, keys: list[str], socket_id: str) -> None:
         if not self.limits.blocking:
@@ -162,6 +267,10 @@ class Hub:
         batch, self._releases = self._releases, []
         await database_sync_to_async(self.limits.release_many)(batch)
 
+    async def heads(self, rooms: list[str], oldest_for: list[str]) -> dict[str, RoomHead | None]:
+        """realtime.services.rooms_open, batched with the other sockets joining meanwhile."""
+        return await self._heads((rooms, oldest_for))
+
     def join(self, consumer: "SocketConsumer", room: str) -> None:
         self.rooms[room].add(consumer)
 
@@ -171,14 +280,71 @@ class Hub:
             members.discard(consumer)
             if not members:
                 del self.rooms[room]
+                self._dispatched.pop(room, None)
+                self._held.pop(room, None)
 
     def dispatch(self, messages: Iterable[dict[str, Any]]) -> None:
+        """Hand events to their rooms' sockets, in offset order per room.
+
+        Most events come twice, from the layer and from the log poll: the second time every
+        member has it already (one that joined since read a head that includes it). Copies
+        published by concurrent writers of one room may arrive out of order: one that comes
+        ahead of a missing offset is held until that one arrives (the log poll brings it within
+        a poll or two) instead of sending every member off to read the gap from the log on its own,
+        a thousand reads for a thousand subscribers. Held past ``hold_s``, the hub reads the gap
+        from the log once.
+        """
         for message in messages:
-            members = self.rooms.get(message["room"])
-            if members:
-                outgoing = Outgoing(message)
-                for consumer in list(members):
-                    consumer.offer(outgoing)
+            room = message["room"]
+            if not self.rooms.get(room):
+                continue
+            epoch, offset = message["epoch"], message["offset"]
+            seen = self._dispatched.get(room)
+            if seen is not None and seen[0] == epoch:
+                if offset <= seen[1]:
+                    continue
+                if offset > seen[1] + 1:
+                    held = self._held.setdefault(room, {})
+                    if not held:
+                        asyncio.get_running_loop().call_later(self.hold_s, self._release_held, room, epoch)
+                    held[offset] = message
+                    continue
+            self._send(room, message)
+            held = self._held.get(room)
+            while held and offset + 1 in held:
+                offset += 1
+                self._send(room, held.pop(offset))
+            if held is not None and not held:
+                del self._held[room]
+
+    def _send(self, room: str, message: dict[str, Any]) -> None:
+        self._dispatched[room] = (message["epoch"], message["offset"])
+        outgoing = Outgoing(message)
+        for consumer in list(self.rooms.get(room, ())):
+            consumer.offer(outgoing)
+
+    def _release_held(self, room: str, epoch: str) -> None:
+        if room in self._held:
+            task = asyncio.get_running_loop().create_task(self._fill_gap(room, epoch))
+            self._filling.add(task)
+            task.add_done_callback(self._filling.discard)
+
+    async def _fill_gap(self, room: str, epoch: str) -> None:
+        """The missing offsets did not come within ``hold_s`` (a loop busy with a burst also
+        handles the poll late): one read of the room's log for all its subscribers, then the held
+        events. If the read fails they go as they are, and each socket fills its gap itself."""
+        seen = self._dispatched.get(room)
+        if seen is not None and seen[0] == epoch and self.rooms.get(room):
+            try:
+                read = database_sync_to_async(selectors.room_events_after)
+                self.dispatch(await read(room, seen[1], limit=self.batch))
+            except Exception:
+                logger.exception("realtime: reading a gap of %s from the log failed", room)
+        held = self._held.pop(room, None)
+        if held and self.rooms.get(room):
+            for offset in sorted(held):
+                if held[offset]["epoch"] == epoch:
+                    self._send(room, held[offset])
 
     async def drain(self, *, timeout_s: float = 5.0) -> None:
         """Graceful shutdown: no new sockets; every open one is told to reconnect elsewhere."""
@@ -264,26 +430,36 @@ class Hub:
                 logger.exception("realtime: re-checking socket credentials failed")
 
     async def _revalidate_once(self) -> None:
-        consumers = [c for c in self.sockets if c.viewer.user_id is not None]
-        if not consumers:
+        # Per token, not per socket: 10,000 sockets of a few thousand tokens are a few thousand
+        # comparisons per tick, and only the sockets of a token whose user changed are visited.
+        token_keys = sorted(self._by_token)
+        session_consumers = list(self._by_session)
+        if not token_keys and not session_consumers:
             return
-        token_keys = sorted({c.token_key for c in consumers if c.token_key})
-        session_consumers = [c for c in consumers if c.session_key]
         tokens, sessions, users = await database_sync_to_async(self._credentials)(
             token_keys,
-            sorted({c.session_key for c in session_consumers}),
-            sorted({c.viewer.user_id for c in session_consumers}),
+            sorted({c.session_key for c in session_consumers if c.session_key}),
+            sorted({c.viewer.user_id for c in session_consumers if c.viewer.user_id is not None}),
         )
-        for consumer in consumers:
-            if consumer.token_key:
-                flags = tokens.get(consumer.token_key)
-            else:
-                flags = users.get(consumer.viewer.user_id) if consumer.session_key in sessions else None
+        for key in token_keys:
+            flags = tokens.get(key)
             viewer = Viewer(**flags) if flags else None
-            if viewer is None or not viewer.is_active or viewer.user_id != consumer.viewer.user_id:
-                await consumer.revoke()
-            else:
-                consumer.viewer = viewer
+            if key not in self._by_token or (viewer is not None and self._token_viewer.get(key) == viewer):
+                continue
+            for consumer in list(self._by_token[key]):
+                await self._recheck(consumer, viewer)
+            if key in self._by_token and viewer is not None:
+                self._token_viewer[key] = viewer
+        for consumer in session_consumers:
+            flags = users.get(consumer.viewer.user_id) if consumer.session_key in sessions else None
+            await self._recheck(consumer, Viewer(**flags) if flags else None)
+
+    @staticmethod
+    async def _recheck(consumer: "SocketConsumer", viewer: Viewer | None) -> None:
+        if viewer is None or not viewer.is_active or viewer.user_id != consumer.viewer.user_id:
+            await consumer.revoke()
+        else:
+            consumer.viewer = viewer
 
     @staticmethod
     def _credentials(
@@ -325,3 +501,11 @@ class Hub:
                 "dropped": int(dropped),
             },
         )
+
+
+def _heads_many(requests: list[tuple[list[str], list[str]]]) -> list[dict[str, RoomHead | None]]:
+    """One read of the heads of every room the batch asks for; each caller gets its own."""
+    rooms = list(dict.fromkeys(room for wanted, _ in requests for room in wanted))
+    oldest_for = list(dict.fromkeys(room for _, oldest in requests for room in oldest))
+    heads = rooms_open(rooms=rooms, oldest_for=oldest_for)
+    return [{room: heads[room] for room in wanted} for wanted, _ in requests]

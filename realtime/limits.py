@@ -54,12 +54,18 @@ class LocalSocketLimits:
         self._members: dict[str, set[str]] = defaultdict(set)
 
     def admit(self, *, key: str, socket_id: str, limit: int) -> bool:
+        return self.admit_many([(key, socket_id, limit)])[0]
+
+    def admit_many(self, requests: Iterable[tuple[str, str, int]]) -> list[bool]:
+        """``(key, socket_id, limit)`` each, in order: whether that socket got a place."""
+        admitted = []
         with self._lock:
-            members = self._members[key]
-            if len(members) >= limit:
-                return False
-            members.add(socket_id)
-            return True
+            for key, socket_id, limit in requests:
+                members = self._members[key]
+                admitted.append(len(members) < limit)
+                if admitted[-1]:
+                    members.add(socket_id)
+        return admitted
 
     def release(self, *, keys: Iterable[str], socket_id: str) -> None:
         self.release_many([(keys, socket_id)])
@@ -95,14 +101,23 @@ class RedisSocketLimits:
         return self._client
 
     def admit(self, *, key: str, socket_id: str, limit: int) -> bool:
+        return self.admit_many([(key, socket_id, limit)])[0]
+
+    def admit_many(self, requests: Iterable[tuple[str, str, int]]) -> list[bool]:
+        """``(key, socket_id, limit)`` each, in order, in one pipeline: a reconnect wave of
+        thousands of sockets is a few round trips, not one per socket."""
+        requests = list(requests)
         now = time.time()
         try:
-            self._redis()
-            admitted = self._admit(keys=[KEY_PREFIX + key], args=[now, now + self.ttl_s, limit, socket_id, SET_TTL_S])
+            pipe = self._redis().pipeline(transaction=False)
+            for key, socket_id, limit in requests:
+                self._admit(
+                    keys=[KEY_PREFIX + key], args=[now, now + self.ttl_s, limit, socket_id, SET_TTL_S], client=pipe
+                )
+            return [bool(admitted) for admitted in pipe.execute()]
         except STORE_ERRORS:
             metrics.limit_checks_failed_total.labels(operation="admit").inc()
-            return True
-        return bool(admitted)
+            return [True] * len(requests)
 
     def release(self, *, keys: Iterable[str], socket_id: str) -> None:
         self.release_many([(keys, socket_id)])
