@@ -18,12 +18,14 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from caching.circuit import CircuitOpenError, breaker_for
+from caching.redis import STORE_ERRORS
 from realtime.messages import event_message
 from realtime.metrics import events_emitted_total
 from realtime.models import Event, Room
@@ -141,9 +143,12 @@ class LayerPublisher:
     (30-70 ms of every emit under load). This keeps one loop thread per process, so the
     connections stay open. The in-memory layer (tests, the embedded default) is bound to the
     loop that serves the sockets, which ``async_to_sync`` finds.
-    """
 
-    TIMEOUT_S = 1.0
+    A Redis layer's copy goes through the Redis circuit breaker and waits at most one socket
+    timeout: a hung Redis costs the first emit of each process that wait (which opens the
+    circuit), and later emits skip the copy at once until the breaker's probe finds Redis
+    back. Sockets read skipped copies from the log.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -157,7 +162,15 @@ class LayerPublisher:
         if isinstance(layer, InMemoryChannelLayer):
             async_to_sync(layer.group_send)(group, message)
             return
-        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._running_loop()).result(self.TIMEOUT_S)
+        breaker_for("redis").call(lambda: self._send(layer, group, message), errors=(TimeoutError, *STORE_ERRORS))
+
+    def _send(self, layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._running_loop())
+        try:
+            future.result(settings.REDIS_SOCKET_TIMEOUT_S)
+        except TimeoutError:
+            future.cancel()  # a hung send would otherwise hold its connection in the loop forever
+            raise
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -179,6 +192,8 @@ def _published(messages: list[dict[str, Any]]) -> None:
         events_emitted_total.labels(event=message["event"]).inc()
     try:
         publisher.publish(WAKE_GROUP, {"type": "realtime.events", "events": messages})
+    except CircuitOpenError:
+        pass  # Redis is down, and the breaker said so once: the sockets read these from the log
     except Exception as exc:
         logger.warning("realtime: channel layer publish failed, sockets will read the log: %s", exc)
 
