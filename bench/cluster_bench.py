@@ -411,7 +411,8 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
         if status != 201:
             raise RuntimeError(f"could not create a listing: {status} {body}")
         listings.append((headers, body["id"]))
-    per_delay = args.sequences // 3
+    # Rounded up, so the three delays together run at least --sequences sequences.
+    per_writer = -(-args.sequences // (3 * writers))
     # Not a throughput figure: more CPU per instance only makes the 10,000 sequences finish sooner.
     set_cpu_quota(cluster, args.ryw_cpus)
     results = []
@@ -467,7 +468,7 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
                             counts["lagging"] += on_replica != title
 
             threads = [
-                threading.Thread(target=writer, args=(headers, pid, per_delay // writers), daemon=True)
+                threading.Thread(target=writer, args=(headers, pid, per_writer), daemon=True)
                 for headers, pid in listings
             ]
             for thread in threads:
@@ -499,6 +500,12 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
             f"| {delay} | {counts['sequences']:,} | {counts['stale']} | {counts['write_errors']} "
             f"| {counts['lagging']}/{checks} | {seconds:.0f} |"
         )
+    total = {key: sum(counts[key] for _, counts, _, _ in results) for key in ("sequences", "stale", "write_errors")}
+    lines.append(
+        f"| all | {total['sequences']:,} | {total['stale']} | {total['write_errors']} "
+        f"| {sum(counts['lagging'] for _, counts, _, _ in results)}/{sum(checks for *_, checks, _ in results)} "
+        f"| {sum(seconds for *_, seconds in results):.0f} |"
+    )
     routed = ", ".join(f"{alias}/{reason}={value:,.0f}" for (alias, reason), value in sorted(delta.items()))
     lines += [
         "",

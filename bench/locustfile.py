@@ -24,7 +24,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import requests
-from locust import HttpUser, between, events, task
+from locust import FastHttpUser, between, events, task
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
@@ -70,7 +70,7 @@ def prepare(environment, **kwargs) -> None:
     StaybaseUser.world = discover(environment.host.rstrip("/"))
 
 
-class StaybaseUser(HttpUser):
+class StaybaseUser(FastHttpUser):
     wait_time = between(0.5, 1.5)
     world: ClassVar[DemoWorld]
 

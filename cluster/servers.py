@@ -311,7 +311,7 @@ class PostgresServer(_Server):
         self._prepare()
         self._run(
             "pg_basebackup", "-h", HOST, "-p", str(primary.port), "-U", "postgres", "-D", str(self.data_dir),
-            "-R", "-X", "stream", "--no-sync",
+            "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
         )  # fmt: skip
         self._configure()
 
