@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -419,6 +420,7 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
     before = routed_reads(cluster)
     stop_readers = threading.Event()
     reader_counts = {"requests": 0, "errors": 0}
+    reader_failures: Counter[int] = Counter()  # status (0: no response) of each non-2xx read
 
     def reader(number: int) -> None:
         headers = {"X-Forwarded-For": f"10.30.{number}.1"}
@@ -428,7 +430,9 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
             position = (position + 1) % len(paths)
             status, _, _ = get(port, paths[position], headers=headers)
             reader_counts["requests"] += 1
-            reader_counts["errors"] += not 200 <= status < 300
+            if not 200 <= status < 300:
+                reader_counts["errors"] += 1
+                reader_failures[status] += 1
 
     readers = [threading.Thread(target=reader, args=(n,), daemon=True) for n in range(args.readers)]
     for thread in readers:
@@ -506,10 +510,12 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
         f"| {sum(counts['lagging'] for _, counts, _, _ in results)}/{sum(checks for *_, checks, _ in results)} "
         f"| {sum(seconds for *_, seconds in results):.0f} |"
     )
+    failures = ", ".join(f"{status}: {count}" for status, count in sorted(reader_failures.items()))
+    failures = f" ({failures})" if failures else ""
     routed = ", ".join(f"{alias}/{reason}={value:,.0f}" for (alias, reason), value in sorted(delta.items()))
     lines += [
         "",
-        f"Other clients: {reader_counts['requests']:,} requests, {reader_counts['errors']} non-2xx. "
+        f"Other clients: {reader_counts['requests']:,} requests, {reader_counts['errors']} non-2xx{failures}. "
         f"Database reads routed (all instances): {routed}; "
         f"reads that did not follow a write on the replica: "
         f"{100 * replica_reads / max(1, replica_reads + other_primary):.1f} %.",
