@@ -117,6 +117,29 @@ def test_a_broken_connection_opens_the_circuit_when_the_database_is_gone(breaker
     assert breaker.state == "open"
 
 
+@pytest.mark.django_db(transaction=True)  # the test database's own pooled connections, in autocommit
+def test_a_restart_between_two_requests_costs_one_request_not_one_per_pooled_connection(breaker):
+    if connection.pool is None:
+        pytest.skip("DB_POOL=0")
+    connection.ensure_connection()
+    connection.pool.wait()  # its min_size connections are open: one in use, the others idle
+    assert connection.pool.get_stats()["pool_available"] >= 1
+    params = {**connection.get_connection_params(), "autocommit": True}
+    with psycopg.connect(**params) as admin:  # what a restart does to them: every backend ends
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+    assert connection.is_usable() is False  # the request that found out
+    assert breaker.state == "closed"  # the server answers
+
+    connection.close()  # the next request takes a connection from the pool
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
 def test_the_pool_waits_briefly_and_gives_up_reconnecting_fast():
     pool = connection.settings_dict["OPTIONS"].get("pool")
     if not pool:

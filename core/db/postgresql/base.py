@@ -8,6 +8,8 @@ subclass as Django's docs describe for changing a built-in backend's behaviour.
 * A connection found broken after an error (``is_usable``, asked by Django at the end
   of a request) opens it too, once a bare connect confirms the server is gone: one
   connection killed on its own must not turn the process away from a healthy database.
+  When the server answers (it restarted between two requests), the pool drops every
+  connection the restart broke at once, so each is not found by a request of its own.
 * The half-open trial is that bare connect; when it succeeds, the pool drops the
   connections the outage left broken (``ConnectionPool.check``) before handing one out.
 """
@@ -40,10 +42,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 self._connect_once(self.get_connection_params())
             except self.Database.OperationalError as exc:
                 breaker.record_failure(exc)
+            else:
+                self._drop_broken_pooled()
         return False
 
     def _probe(self, conn_params: dict[str, Any]) -> None:
         self._connect_once(conn_params)
+        self._drop_broken_pooled()
+
+    def _drop_broken_pooled(self) -> None:
         if self.pool is not None and not self.pool.closed:
             self.pool.check()
 
