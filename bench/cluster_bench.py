@@ -541,6 +541,84 @@ def redis_ok(port: int) -> bool:
         return False
 
 
+class FailoverWitness:
+    """What the sockets and the job queue saw across a Redis failover: sockets through nginx
+    subscribed to the broadcast room (resuming with ``since`` when closed) while a producer
+    process emits events and queues a no-op job every tenth event."""
+
+    def __init__(self, cluster, port: int, tokens: list[str], *, events: int, rate: float):
+        self.cluster, self.events, self.rate = cluster, events, rate
+        self.clients = [ResumingClient(port, token) for token in tokens]
+        self.run_id = time.monotonic_ns()
+        self.job_ids: list[int] = []
+        self.jobs_done_s: float | None = None
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.subscribed = threading.Event()
+        self.produced = threading.Event()
+
+    def _script(self) -> str:
+        return (
+            "import time; from realtime.services import event_emit; from jobs.services import enqueue\n"
+            "from jobs.tasks import noop\n"
+            f"for n in range({self.events}):\n"
+            f"    event_emit(room='broadcast', event='broadcast', data={{'n': n, 'run': {self.run_id}}})\n"
+            "    if n % 10 == 0:\n"
+            f"        print(enqueue(noop, {self.run_id}, n).pk, flush=True)\n"
+            f"    time.sleep({1 / self.rate})\n"
+        )
+
+    async def _run(self) -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(client.run(stop)) for client in self.clients]
+        deadline = time.monotonic() + 30
+        while any(client.position is None for client in self.clients):
+            if time.monotonic() > deadline:
+                raise RuntimeError("sockets did not all subscribe within 30 s")
+            await asyncio.sleep(0.1)
+        self.subscribed.set()
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, "manage.py", "shell", "-v", "0", "-c", self._script(),
+            cwd=ROOT, env=self.cluster.app_env(), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        output, _ = await producer.communicate()
+        self.job_ids = [int(line) for line in output.split()]
+        self.produced.set()
+        deadline = time.monotonic() + 60
+        while any(len(set(c.seen)) < self.events for c in self.clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    def wait_for_jobs(self, since: float, timeout_s: float = 90) -> int:
+        """Until every job the producer queued has succeeded; how many did."""
+        script = (
+            "from jobs.models import JobRecord\n"
+            f"print(JobRecord.objects.filter(pk__in={self.job_ids}, status='succeeded').count())"
+        )
+        deadline = time.monotonic() + timeout_s
+        done = 0
+        while time.monotonic() < deadline:
+            completed = subprocess.run(
+                [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
+                cwd=ROOT, env=self.cluster.app_env(), capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            done = int(completed.stdout.strip() or 0)
+            if done == len(self.job_ids):
+                self.jobs_done_s = time.monotonic() - since
+                break
+            time.sleep(1)
+        return done
+
+    def row(self, jobs_done: int) -> str:
+        lost = sum(self.events - len(set(client.seen)) for client in self.clients)
+        duplicates = sum(len(client.seen) - len(set(client.seen)) for client in self.clients)
+        done_s = "never" if self.jobs_done_s is None else f"{self.jobs_done_s:.1f}"
+        return (
+            f"| {len(self.clients)} x {self.events} | {lost} | {duplicates} | {sum(c.resyncs for c in self.clients)} "
+            f"| {sum(c.reconnects for c in self.clients)} | {jobs_done}/{len(self.job_ids)} | {done_s} |"
+        )
+
+
 def measure_redis_failover(cluster, world: World, args) -> list[str]:
     import redis
 
@@ -550,6 +628,11 @@ def measure_redis_failover(cluster, world: World, args) -> list[str]:
     sentinel = redis.Redis(host=HOST, port=sentinels[0], socket_timeout=2)
     old_master = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", cluster_run.SENTINEL_MASTER)
     duration = max(args.duration, 40)
+    guests = demo_tokens(f"http://{HOST}:{port}", path=tokens_file(cluster))["guest"][:10]
+    witness = FailoverWitness(cluster, port, guests, events=400, rate=20)
+    witness.thread.start()
+    if not witness.subscribed.wait(40):
+        raise RuntimeError("the failover's sockets did not subscribe")
     thread, box = load_in_background(port, world.read_mix(), connections=12, duration_s=duration)
     time.sleep(5)
     killed_at = time.monotonic()
@@ -576,6 +659,9 @@ def measure_redis_failover(cluster, world: World, args) -> list[str]:
     result: WrkResult = box["result"]
     cluster.state["processes"].pop("redis-master")  # gone: nothing to stop later
     cluster.save()
+    witness.produced.wait(120)
+    witness.thread.join(90)
+    jobs_done = witness.wait_for_jobs(killed_at)
     return [
         "### d. Redis master SIGKILLed under load (cached read mix, 12 connections, 3 instances)",
         "",
@@ -585,6 +671,14 @@ def measure_redis_failover(cluster, world: World, args) -> list[str]:
         f"| {result.requests:,} | {result.non2xx + result.socket_errors} | {result.p99_ms:.0f} "
         f"| {promoted_s if promoted_s is None else f'{promoted_s:.1f}'} "
         f"| {followed_s if followed_s is None else f'{followed_s:.1f}'} |",
+        "",
+        f"Meanwhile {len(witness.clients)} sockets through nginx on the broadcast room (resuming with `since`)"
+        f" while a producer process emitted {witness.events} events at {witness.rate:.0f}/s across the kill and"
+        " queued a no-op job every tenth event:",
+        "",
+        "| sockets x events | lost | duplicates | resyncs | reconnects | jobs succeeded | all done after the kill, s |",
+        "|---|---|---|---|---|---|---|",
+        witness.row(jobs_done),
     ]
 
 
