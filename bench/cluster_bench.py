@@ -419,8 +419,8 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
     results = []
     before = routed_reads(cluster)
     stop_readers = threading.Event()
-    reader_counts = {"requests": 0, "errors": 0}
-    reader_failures: Counter[int] = Counter()  # status (0: no response) of each non-2xx read
+    reader_counts = {"requests": 0}
+    reader_failures: Counter[int] = Counter()  # status of each non-2xx read
 
     def reader(number: int) -> None:
         headers = {"X-Forwarded-For": f"10.30.{number}.1"}
@@ -431,7 +431,6 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
             status, _, _ = get(port, paths[position], headers=headers)
             reader_counts["requests"] += 1
             if not 200 <= status < 300:
-                reader_counts["errors"] += 1
                 reader_failures[status] += 1
 
     readers = [threading.Thread(target=reader, args=(n,), daemon=True) for n in range(args.readers)]
@@ -515,7 +514,7 @@ def measure_ryw(cluster, world: World, args) -> list[str]:
     routed = ", ".join(f"{alias}/{reason}={value:,.0f}" for (alias, reason), value in sorted(delta.items()))
     lines += [
         "",
-        f"Other clients: {reader_counts['requests']:,} requests, {reader_counts['errors']} non-2xx{failures}. "
+        f"Other clients: {reader_counts['requests']:,} requests, {reader_failures.total()} non-2xx{failures}. "
         f"Database reads routed (all instances): {routed}; "
         f"reads that did not follow a write on the replica: "
         f"{100 * replica_reads / max(1, replica_reads + other_primary):.1f} %.",
@@ -541,84 +540,6 @@ def redis_ok(port: int) -> bool:
         return False
 
 
-class FailoverWitness:
-    """What the sockets and the job queue saw across a Redis failover: sockets through nginx
-    subscribed to the broadcast room (resuming with ``since`` when closed) while a producer
-    process emits events and queues a no-op job every tenth event."""
-
-    def __init__(self, cluster, port: int, tokens: list[str], *, events: int, rate: float):
-        self.cluster, self.events, self.rate = cluster, events, rate
-        self.clients = [ResumingClient(port, token) for token in tokens]
-        self.run_id = time.monotonic_ns()
-        self.job_ids: list[int] = []
-        self.jobs_done_s: float | None = None
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self.subscribed = threading.Event()
-        self.produced = threading.Event()
-
-    def _script(self) -> str:
-        return (
-            "import time; from realtime.services import event_emit; from jobs.services import enqueue\n"
-            "from jobs.tasks import noop\n"
-            f"for n in range({self.events}):\n"
-            f"    event_emit(room='broadcast', event='broadcast', data={{'n': n, 'run': {self.run_id}}})\n"
-            "    if n % 10 == 0:\n"
-            f"        print(enqueue(noop, {self.run_id}, n).pk, flush=True)\n"
-            f"    time.sleep({1 / self.rate})\n"
-        )
-
-    async def _run(self) -> None:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(client.run(stop)) for client in self.clients]
-        deadline = time.monotonic() + 30
-        while any(client.position is None for client in self.clients):
-            if time.monotonic() > deadline:
-                raise RuntimeError("sockets did not all subscribe within 30 s")
-            await asyncio.sleep(0.1)
-        self.subscribed.set()
-        producer = await asyncio.create_subprocess_exec(
-            sys.executable, "manage.py", "shell", "-v", "0", "-c", self._script(),
-            cwd=ROOT, env=self.cluster.app_env(), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        output, _ = await producer.communicate()
-        self.job_ids = [int(line) for line in output.split()]
-        self.produced.set()
-        deadline = time.monotonic() + 60
-        while any(len(set(c.seen)) < self.events for c in self.clients) and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        stop.set()
-        await asyncio.gather(*tasks)
-
-    def wait_for_jobs(self, since: float, timeout_s: float = 90) -> int:
-        """Until every job the producer queued has succeeded; how many did."""
-        script = (
-            "from jobs.models import JobRecord\n"
-            f"print(JobRecord.objects.filter(pk__in={self.job_ids}, status='succeeded').count())"
-        )
-        deadline = time.monotonic() + timeout_s
-        done = 0
-        while time.monotonic() < deadline:
-            completed = subprocess.run(
-                [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
-                cwd=ROOT, env=self.cluster.app_env(), capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            done = int(completed.stdout.strip() or 0)
-            if done == len(self.job_ids):
-                self.jobs_done_s = time.monotonic() - since
-                break
-            time.sleep(1)
-        return done
-
-    def row(self, jobs_done: int) -> str:
-        lost = sum(self.events - len(set(client.seen)) for client in self.clients)
-        duplicates = sum(len(client.seen) - len(set(client.seen)) for client in self.clients)
-        done_s = "never" if self.jobs_done_s is None else f"{self.jobs_done_s:.1f}"
-        return (
-            f"| {len(self.clients)} x {self.events} | {lost} | {duplicates} | {sum(c.resyncs for c in self.clients)} "
-            f"| {sum(c.reconnects for c in self.clients)} | {jobs_done}/{len(self.job_ids)} | {done_s} |"
-        )
-
-
 def measure_redis_failover(cluster, world: World, args) -> list[str]:
     import redis
 
@@ -629,13 +550,11 @@ def measure_redis_failover(cluster, world: World, args) -> list[str]:
     old_master = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", cluster_run.SENTINEL_MASTER)
     duration = max(args.duration, 40)
     guests = demo_tokens(f"http://{HOST}:{port}", path=tokens_file(cluster))["guest"][:10]
-    witness = FailoverWitness(cluster, port, guests, events=400, rate=20)
-    witness.thread.start()
-    if not witness.subscribed.wait(40):
-        raise RuntimeError("the failover's sockets did not subscribe")
+    witness = BroadcastWitness(cluster, guests, events=400, rate=20, job_every=10)
+    witness.start()
     thread, box = load_in_background(port, world.read_mix(), connections=12, duration_s=duration)
     time.sleep(5)
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     os.killpg(cluster.state["processes"]["redis-master"]["pid"], signal.SIGKILL)
     promoted_s = followed_s = None
     while time.monotonic() - killed_at < duration - 6:
@@ -659,9 +578,10 @@ def measure_redis_failover(cluster, world: World, args) -> list[str]:
     result: WrkResult = box["result"]
     cluster.state["processes"].pop("redis-master")  # gone: nothing to stop later
     cluster.save()
-    witness.produced.wait(120)
-    witness.thread.join(90)
-    jobs_done = witness.wait_for_jobs(killed_at)
+    witness.finish()
+    jobs_done, all_done_at = witness.jobs_succeeded()
+    last_queued_s = max(at for _, at in witness.jobs) - killed_wall
+    all_done_s = "never" if all_done_at is None else f"{all_done_at - killed_wall:.1f}"
     return [
         "### d. Redis master SIGKILLed under load (cached read mix, 12 connections, 3 instances)",
         "",
@@ -676,9 +596,11 @@ def measure_redis_failover(cluster, world: World, args) -> list[str]:
         f" while a producer process emitted {witness.events} events at {witness.rate:.0f}/s across the kill and"
         " queued a no-op job every tenth event:",
         "",
-        "| sockets x events | lost | duplicates | resyncs | reconnects | jobs succeeded | all done after the kill, s |",
-        "|---|---|---|---|---|---|---|",
-        witness.row(jobs_done),
+        "| sockets x events | lost | duplicates | resyncs | reconnects | jobs succeeded "
+        "| last job queued after the kill, s | all jobs done after the kill, s |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {len(witness.clients)} x {witness.events} | {witness.counts()} | {jobs_done}/{len(witness.jobs)} "
+        f"| {last_queued_s:.1f} | {all_done_s} |",
     ]
 
 
@@ -706,8 +628,8 @@ class ResumingClient:
     """One socket through nginx that reconnects whenever it is closed and resumes the broadcast room
     from the last offset it saw (auth's ``since``), as the README's protocol asks clients to."""
 
-    def __init__(self, port: int, token: str):
-        self.port, self.token = port, token
+    def __init__(self, port: int, token: str, run_id: int):
+        self.port, self.token, self.run_id = port, token, run_id
         self.seen: list[int] = []
         self.position: dict | None = None
         self.reconnects = self.resyncs = 0
@@ -730,7 +652,8 @@ class ResumingClient:
                         except TimeoutError:
                             continue
                         if message["type"] == "event" and message["room"] == "broadcast":
-                            self.seen.append(message["data"]["n"])
+                            if message["data"].get("run") == self.run_id:  # not another producer's broadcast
+                                self.seen.append(message["data"]["n"])
                             self.position = {"offset": message["offset"], "epoch": message["epoch"]}
                         elif message["type"] == "resync":
                             self.resyncs += 1
@@ -745,51 +668,106 @@ class ResumingClient:
                 await asyncio.sleep(0.2)
 
 
-def measure_sockets(cluster, world: World, args) -> list[str]:
-    port = cluster.state["port"]
-    guests = demo_tokens(f"http://{HOST}:{port}", path=tokens_file(cluster))["guest"][:10]
-    clients = [ResumingClient(port, token) for token in guests for _ in range(2)]
-    events, rate = args.socket_events, 20
-    run_id = time.monotonic_ns()
-    script = (
-        "import time; from realtime.services import event_emit\n"
-        f"for n in range({events}):\n"
-        f"    event_emit(room='broadcast', event='broadcast', data={{'n': n, 'run': {run_id}}})\n"
-        f"    time.sleep({1 / rate})\n"
-    )
+class BroadcastWitness:
+    """What sockets saw of the broadcast room while something failed: sockets through nginx
+    (resuming with ``since`` when closed) while a producer process (``manage.py shell``, on the
+    cluster's settings) emits ``events`` at ``rate``/s and, with ``job_every``, queues a no-op job
+    every that many events, printing each job's id and the wall time it was queued.
 
-    async def scenario() -> float:
+    ``start()`` returns once every socket has subscribed and the producer has been started;
+    ``finish()`` waits for the producer and for every socket to have seen every event (60 s at most).
+    """
+
+    def __init__(self, cluster, tokens: list[str], *, events: int, rate: float, job_every: int = 0):
+        self.cluster, self.events, self.rate, self.job_every = cluster, events, rate, job_every
+        self.run_id = time.monotonic_ns()
+        self.clients = [ResumingClient(cluster.state["port"], token, self.run_id) for token in tokens]
+        self.jobs: list[tuple[int, float]] = []  # (job id, when it was queued: time.time())
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self, timeout_s: float = 40) -> None:
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise RuntimeError(f"sockets did not all subscribe within {timeout_s:.0f} s")
+
+    def finish(self, timeout_s: float = 180) -> None:
+        self._thread.join(timeout_s)
+
+    def _script(self) -> str:
+        script = "import time; from realtime.services import event_emit\n"
+        if self.job_every:
+            script += "from jobs.services import enqueue; from jobs.tasks import noop\n"
+        script += (
+            f"for n in range({self.events}):\n"
+            f"    event_emit(room='broadcast', event='broadcast', data={{'n': n, 'run': {self.run_id}}})\n"
+        )
+        if self.job_every:
+            script += (
+                f"    if n % {self.job_every} == 0:\n        print(enqueue(noop, n).pk, time.time(), flush=True)\n"
+            )
+        return script + f"    time.sleep({1 / self.rate})\n"
+
+    async def _run(self) -> None:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(client.run(stop)) for client in clients]
-        deadline = time.monotonic() + 30
-        while any(client.position is None for client in clients):  # all subscribed before the first event
-            if time.monotonic() > deadline:
-                raise RuntimeError("sockets did not all subscribe within 30 s")
+        tasks = [asyncio.create_task(client.run(stop)) for client in self.clients]
+        while any(client.position is None for client in self.clients):  # all subscribed before the first event
             await asyncio.sleep(0.1)
         producer = await asyncio.create_subprocess_exec(
-            sys.executable, "manage.py", "shell", "-c", script, cwd=ROOT, env=cluster.app_env()
-        )
-        await asyncio.sleep(5)
-        away_s = await asyncio.to_thread(cluster.restart_sockets)
-        await producer.wait()
-        deadline = time.monotonic() + 30
-        while any(len(set(client.seen)) < events for client in clients) and time.monotonic() < deadline:
+            sys.executable, "manage.py", "shell", "-v", "0", "-c", self._script(),
+            cwd=ROOT, env=self.cluster.app_env(), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        self._started.set()
+        output, _ = await producer.communicate()
+        self.jobs = [(int(pk), float(at)) for pk, at in (line.split() for line in output.decode().splitlines())]
+        deadline = time.monotonic() + 60
+        while any(len(set(c.seen)) < self.events for c in self.clients) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         stop.set()
         await asyncio.gather(*tasks)
-        return away_s
 
-    away_s = asyncio.run(scenario())
-    lost = sum(events - len(set(client.seen)) for client in clients)
-    duplicates = sum(len(client.seen) - len(set(client.seen)) for client in clients)
+    def counts(self) -> str:
+        """Table cells: lost | duplicates | resyncs | reconnects."""
+        lost = sum(self.events - len(set(client.seen)) for client in self.clients)
+        duplicates = sum(len(client.seen) - len(set(client.seen)) for client in self.clients)
+        resyncs, reconnects = sum(c.resyncs for c in self.clients), sum(c.reconnects for c in self.clients)
+        return f"{lost} | {duplicates} | {resyncs} | {reconnects}"
+
+    def jobs_succeeded(self, timeout_s: float = 90) -> tuple[int, float | None]:
+        """Polls until every queued job has succeeded: how many did, and the wall time the
+        poll saw the last one done (None: not all within ``timeout_s``)."""
+        ids = [pk for pk, _ in self.jobs]
+        script = (
+            "from jobs.models import JobRecord\n"
+            f"print(JobRecord.objects.filter(pk__in={ids}, status='succeeded').count())"
+        )
+        deadline, done = time.monotonic() + timeout_s, 0
+        while time.monotonic() < deadline:
+            completed = subprocess.run(
+                [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
+                cwd=ROOT, env=self.cluster.app_env(), capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            done = int(completed.stdout.strip() or 0)
+            if done == len(ids):
+                return done, time.time()
+            time.sleep(1)
+        return done, None
+
+
+def measure_sockets(cluster, world: World, args) -> list[str]:
+    guests = demo_tokens(f"http://{HOST}:{cluster.state['port']}", path=tokens_file(cluster))["guest"][:10]
+    witness = BroadcastWitness(cluster, guests * 2, events=args.socket_events, rate=20)
+    witness.start()
+    time.sleep(5)
+    away_s = cluster.restart_sockets()
+    witness.finish()
     return [
-        f"### e2. Socket process restarted while {events} events went out at {rate}/s to {len(clients)} sockets "
-        "(clients reconnect through nginx and resume with since)",
+        f"### e2. Socket process restarted while {witness.events} events went out at {witness.rate:.0f}/s to "
+        f"{len(witness.clients)} sockets (clients reconnect through nginx and resume with since)",
         "",
         "| sockets | events each | lost | duplicates | resyncs | reconnects | ws-1 away s |",
         "|---|---|---|---|---|---|---|",
-        f"| {len(clients)} | {events} | {lost} | {duplicates} | {sum(c.resyncs for c in clients)} "
-        f"| {sum(c.reconnects for c in clients)} | {away_s:.1f} |",
+        f"| {len(witness.clients)} | {witness.events} | {witness.counts()} | {away_s:.1f} |",
     ]
 
 

@@ -48,6 +48,8 @@ DEBIAN_PACKAGES = {"nginx": "nginx", "pgbouncer": "pgbouncer", "redis-sentinel":
 SENTINEL_MASTER = "staybase"
 WSGI_APP = "config.wsgi:application"
 PRIORITIES = ("critical", "high", "normal", "low")
+# SIGTERM to SIGKILL: longer than gunicorn's graceful_timeout (20 s) and the socket drain.
+STOP_TIMEOUT_S = 25
 
 
 PORT_RANGE_SIZE = 1000
@@ -257,7 +259,7 @@ class Cluster:
         """SIGTERM (every client is told to reconnect, then 1012), start again, wait for /health/ready/.
         Returns the seconds no socket process answered."""
         started = time.monotonic()
-        stop_group(self.state["processes"]["ws-1"]["pid"])
+        stop_group(self.state["processes"]["ws-1"]["pid"], signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
         self.start_sockets()
         deadline = time.monotonic() + ready_timeout_s
         while _http_status(self.state["ws_port"], "/health/ready/") != "200":
@@ -271,7 +273,7 @@ class Cluster:
         again and wait until it answers /health/ready/. Returns the seconds it was out of the upstream."""
         name = f"api-{number}"
         started = time.monotonic()
-        stop_group(self.state["processes"][name]["pid"])
+        stop_group(self.state["processes"][name]["pid"], signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
         self.start_api(number)
         port = self.state["api_ports"][number - 1]
         deadline = time.monotonic() + ready_timeout_s
@@ -389,7 +391,7 @@ http {{
     # --- stop -------------------------------------------------------------------------
     def stop_all(self) -> None:
         for name, entry in reversed(list(self.state["processes"].items())):
-            stop_group(entry["pid"], signal.SIGTERM, timeout_s=25)
+            stop_group(entry["pid"], signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
             print(f"stopped {name} (pid {entry['pid']})")
         for role in ("replica", "primary"):
             if self.state.get("postgres", {}).get(role):

@@ -162,7 +162,8 @@ class LayerPublisher:
         if isinstance(layer, InMemoryChannelLayer):
             async_to_sync(layer.group_send)(group, message)
             return
-        breaker_for("redis").call(lambda: self._send(layer, group, message), errors=(TimeoutError, *STORE_ERRORS))
+        # STORE_ERRORS holds OSError, so the wait's TimeoutError too
+        breaker_for("redis").call(lambda: self._send(layer, group, message), errors=STORE_ERRORS)
 
     def _send(self, layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._running_loop())
