@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User, UserTier
 from caching.circuit import breaker_for
+from observability.perfstats import perf_store
 from ratelimit.limiter import built_limiter, limiter
 from ratelimit.sites import RateLimitedAdminSite
 from tests.conftest import client_for
@@ -144,7 +145,7 @@ def broken_store(monkeypatch):
     monkeypatch.setattr(breaker_for("redis"), "probe", dead.ping)
     built_limiter.cache_clear()
     breaker_for("redis").reset()
-    yield
+    yield dead
     built_limiter.cache_clear()
     breaker_for("redis").reset()
 
@@ -190,8 +191,10 @@ def test_the_admin_login_is_limited_by_this_process_while_the_store_is_unreachab
     assert attempts[-1].json()["error"]["code"] == "throttled"
 
 
-def test_the_circuit_opens_so_requests_stop_waiting_on_a_dead_store(anon_client, broken_store, settings):
+def test_the_circuit_opens_so_requests_stop_waiting_on_a_dead_store(anon_client, broken_store, settings, monkeypatch):
     settings.CACHE_ENABLED = False  # only the (broken) limiter talks to "Redis" here; cache successes would close it
+    # Nor the request timings, flushed once a second: a flush that succeeds would reset the count.
+    monkeypatch.setattr(perf_store(), "client", broken_store)
     listing = PropertyFactory()
     for _ in range(5):
         assert anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 200
