@@ -7,6 +7,8 @@ They also record which queue a cluster serves beside its heartbeat: django-q2's 
 does not, and the dashboard counts workers per priority.
 """
 
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,8 @@ from django_q.signing import SignedPackage
 
 from caching.redis import client_with
 from jobs.priorities import queue_name
+
+logger = logging.getLogger(__name__)
 
 RUNNER = "jobs.runner.execute"
 BLOCKING_POP_S = 1
@@ -129,8 +133,23 @@ class OrmBroker(TrackedJobsBroker, orm.ORM):
 
 
 class RedisBroker(TrackedJobsBroker, redis_broker.Redis):
+    _pull_failing = False
+
     def dequeue(self):
-        task = self._blocking_client().blpop(self.list_key, BLOCKING_POP_S)
+        try:
+            task = self._blocking_client().blpop(self.list_key, BLOCKING_POP_S)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # django-q2 answers a failed pull by pausing the pusher for 10 s and then replacing
+            # it: a Redis failover (Sentinel promotes in ~3 s) would start the jobs queued
+            # meanwhile 10-15 s after Redis is back. Wait one pop's length and pull again.
+            if not self._pull_failing:
+                logger.warning("Redis is unreachable: %s pulls again every %s s", self.queue, BLOCKING_POP_S)
+            self._pull_failing = True
+            time.sleep(BLOCKING_POP_S)
+            return None
+        if self._pull_failing:
+            logger.warning("Redis is reachable again: %s pulls", self.queue)
+            self._pull_failing = False
         return [(None, task[1])] if task else None
 
     def _blocking_client(self) -> redis.Redis:

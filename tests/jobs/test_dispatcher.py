@@ -4,13 +4,16 @@ import datetime
 import time
 
 import pytest
+import redis
 from django.db import OperationalError
 from django.test import TestCase
 from django.utils import timezone
 from django_q.signing import SignedPackage
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobs.brokers import broker_for
-from jobs.dispatcher import LOST_AFTER, dispatch_due, recover_stuck
+from jobs.dispatcher import LOST_AFTER, RedisBroker, dispatch_due, recover_stuck
 from jobs.models import DeadLetter, JobRecord, JobStatus
 from jobs.priorities import Priority
 from jobs.runner import HEARTBEAT_LEASE_S, LEASE_GRACE_S, Heartbeat, execute
@@ -234,4 +237,27 @@ def test_a_database_outage_is_logged_once_by_the_dispatcher_not_once_a_tick(monk
     assert lines == [
         ("ERROR", "Job dispatcher for staybase-low failed; retrying every 1.0 s"),
         ("WARNING", "Job dispatcher for staybase-low works again"),
+    ]
+
+
+def test_a_redis_outage_keeps_the_pusher_pulling_instead_of_pausing_it(monkeypatch, caplog):
+    """django-q2 pauses a pusher whose pull raised for 10 s: jobs would start long after a failover."""
+    broker = RedisBroker(list_key="staybase-low")
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(broker, "_blocking_client", lambda: dead)
+    monkeypatch.setattr("jobs.brokers.BLOCKING_POP_S", 0.01)
+    caplog.set_level("DEBUG", logger="jobs.brokers")
+
+    assert [broker.dequeue() for _ in range(3)] == [None, None, None]  # no exception reaches the pusher
+
+    class BackAgain:
+        def blpop(self, key, timeout):
+            return (key.encode(), b"signed package")
+
+    monkeypatch.setattr(broker, "_blocking_client", BackAgain)
+    assert broker.dequeue() == [(None, b"signed package")]
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "jobs.brokers"]
+    assert lines == [
+        ("WARNING", "Redis is unreachable: staybase-low pulls again every 0.01 s"),
+        ("WARNING", "Redis is reachable again: staybase-low pulls"),
     ]
