@@ -174,7 +174,8 @@ def test_sigterm_tells_clients_to_reconnect_and_closes_1012(processes, authed):
     server.process.send_signal(signal.SIGTERM)
     assert receive_until(ws, "reconnect") == {"type": "reconnect"}
     with pytest.raises(ConnectionClosed) as closed:
-        ws.recv(timeout=10)
+        while True:  # what the outbox held before the signal may still follow: a loaded machine
+            ws.recv(timeout=10)
     assert closed.value.rcvd.code == 1012
     # uvicorn re-raises the signal it handled once it has shut down cleanly.
     assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
