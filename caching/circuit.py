@@ -22,7 +22,6 @@ with ``resynced``: see caching.backend.
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -66,7 +65,6 @@ class CircuitBreaker:
         self.probe = probe
         self._clock = clock
         self._lock = threading.Lock()
-        self.events: Counter[str] = Counter()
         self.reset()
 
     def reset(self) -> None:
@@ -76,7 +74,6 @@ class CircuitBreaker:
             self._trial_in_flight = False
             # Lost writes counted, and how many of them the last resync covered.
             self._lost_writes = self._resynced_writes = 0
-            self.events.clear()
             circuit_open.labels(self.name).set(0)  # a live process reports its breakers, open or not
 
     @property
@@ -90,7 +87,6 @@ class CircuitBreaker:
         return "half-open" if self._clock() - self._opened_at >= self.reset_timeout else "open"
 
     def _count(self, event: str) -> None:
-        self.events[event] += 1
         circuit_events_total.labels(self.name, event).inc()
         if event in ("opened", "closed"):
             circuit_open.labels(self.name).set(event == "opened")
