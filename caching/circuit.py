@@ -19,6 +19,7 @@ leaves ``resync_needed`` set until a caller has resynchronised the dependency an
 with ``resynced``: see caching.backend.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -177,22 +178,17 @@ class CircuitBreaker:
             self._resynced_writes = max(self._resynced_writes, lost_writes)
 
 
-_breakers: dict[str, CircuitBreaker] = {}
-_breakers_lock = threading.Lock()
-
-
+@functools.cache
 def breaker_for(name: str) -> CircuitBreaker:
     """The process's breaker for ``name``: CIRCUIT_BREAKER_FAILURES / CIRCUIT_BREAKER_RESET_S,
     or the dependency's own entry in CIRCUIT_BREAKERS (the database trips faster; a "probe"
-    there is the dotted path of the dependency's half-open trial)."""
-    with _breakers_lock:
-        if name not in _breakers:
-            options = {
-                "failure_threshold": settings.CIRCUIT_BREAKER_FAILURES,
-                "reset_timeout": settings.CIRCUIT_BREAKER_RESET_S,
-                **settings.CIRCUIT_BREAKERS.get(name, {}),
-            }
-            if isinstance(options.get("probe"), str):
-                options["probe"] = import_string(options["probe"])
-            _breakers[name] = CircuitBreaker(name, **options)
-        return _breakers[name]
+    there is the dotted path of the dependency's half-open trial). Redis's and the database's are
+    built in ObservabilityConfig.ready, before any thread could race functools.cache to a second."""
+    options = {
+        "failure_threshold": settings.CIRCUIT_BREAKER_FAILURES,
+        "reset_timeout": settings.CIRCUIT_BREAKER_RESET_S,
+        **settings.CIRCUIT_BREAKERS.get(name, {}),
+    }
+    if isinstance(options.get("probe"), str):
+        options["probe"] = import_string(options["probe"])
+    return CircuitBreaker(name, **options)
