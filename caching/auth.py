@@ -60,10 +60,6 @@ CONTEXT_FIELDS = (
 )
 
 
-def auth_cache_key(token_key: str) -> str:
-    return cache_key(KIND, _digest(token_key))
-
-
 def auth_changed_key(token_key: str) -> str:
     return cache_key(KIND, "changed", _digest(token_key))
 
@@ -91,8 +87,7 @@ def _loaded_names(model: type, fields: tuple[str, ...]) -> tuple[str, ...]:
 
 def context_keys(token_key: str) -> list[str]:
     """What resolving a token reads: its context, its change mark, the global generation."""
-    digest = _digest(token_key)
-    return [cache_key(KIND, digest), cache_key(KIND, "changed", digest), GLOBAL_GENERATION_KEY]
+    return [cache_key(KIND, _digest(token_key)), auth_changed_key(token_key), GLOBAL_GENERATION_KEY]
 
 
 def servable_context(found: dict[str, Any], keys: list[str]) -> dict[str, Any] | None:

@@ -140,7 +140,8 @@ for i, key in ipairs(KEYS) do
   else gen = tonumber(ARGV[2]); redis.call('SET', key, gen) end
   redis.call('EXPIRE', key, ARGV[3])
   out[i] = gen
-  redis.call('PUBLISH', ARGV[1], ARGV[3 + i] .. ' ' .. gen)
+  -- %d: Lua's own number-to-string (%.14g) would announce 16 digits as 1.79e+15
+  redis.call('PUBLISH', ARGV[1], ARGV[3 + i] .. ' ' .. string.format('%d', gen))
 end
 return out
 """

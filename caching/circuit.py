@@ -19,10 +19,10 @@ leaves ``resync_needed`` set until a caller has resynchronised the dependency an
 with ``resynced``: see caching.backend.
 """
 
+import functools
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -66,7 +66,6 @@ class CircuitBreaker:
         self.probe = probe
         self._clock = clock
         self._lock = threading.Lock()
-        self.events: Counter[str] = Counter()
         self.reset()
 
     def reset(self) -> None:
@@ -76,7 +75,6 @@ class CircuitBreaker:
             self._trial_in_flight = False
             # Lost writes counted, and how many of them the last resync covered.
             self._lost_writes = self._resynced_writes = 0
-            self.events.clear()
             circuit_open.labels(self.name).set(0)  # a live process reports its breakers, open or not
 
     @property
@@ -90,7 +88,6 @@ class CircuitBreaker:
         return "half-open" if self._clock() - self._opened_at >= self.reset_timeout else "open"
 
     def _count(self, event: str) -> None:
-        self.events[event] += 1
         circuit_events_total.labels(self.name, event).inc()
         if event in ("opened", "closed"):
             circuit_open.labels(self.name).set(event == "opened")
@@ -181,22 +178,17 @@ class CircuitBreaker:
             self._resynced_writes = max(self._resynced_writes, lost_writes)
 
 
-_breakers: dict[str, CircuitBreaker] = {}
-_breakers_lock = threading.Lock()
-
-
+@functools.cache
 def breaker_for(name: str) -> CircuitBreaker:
     """The process's breaker for ``name``: CIRCUIT_BREAKER_FAILURES / CIRCUIT_BREAKER_RESET_S,
     or the dependency's own entry in CIRCUIT_BREAKERS (the database trips faster; a "probe"
-    there is the dotted path of the dependency's half-open trial)."""
-    with _breakers_lock:
-        if name not in _breakers:
-            options = {
-                "failure_threshold": settings.CIRCUIT_BREAKER_FAILURES,
-                "reset_timeout": settings.CIRCUIT_BREAKER_RESET_S,
-                **settings.CIRCUIT_BREAKERS.get(name, {}),
-            }
-            if isinstance(options.get("probe"), str):
-                options["probe"] = import_string(options["probe"])
-            _breakers[name] = CircuitBreaker(name, **options)
-        return _breakers[name]
+    there is the dotted path of the dependency's half-open trial). Redis's and the database's are
+    built in ObservabilityConfig.ready, before any thread could race functools.cache to a second."""
+    options = {
+        "failure_threshold": settings.CIRCUIT_BREAKER_FAILURES,
+        "reset_timeout": settings.CIRCUIT_BREAKER_RESET_S,
+        **settings.CIRCUIT_BREAKERS.get(name, {}),
+    }
+    if isinstance(options.get("probe"), str):
+        options["probe"] = import_string(options["probe"])
+    return CircuitBreaker(name, **options)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from caching import backend, l1
-from caching.keys import cache_key, generation_key
+from caching.keys import generation_key
 from caching.stats import cache_stats_counter
 
 logger = logging.getLogger(__name__)
@@ -204,31 +204,6 @@ def _wait_for_winner(kind: str, key: str, spaces: tuple[str, ...]) -> Any | None
             cache_stats_counter.add(kind, "hits")
             return entry.value
     return None
-
-
-def cached(
-    *, kind: str, key: Callable[..., list[object]], namespaces: Callable[..., list[str]], ttl: int | None = None
-):
-    """Decorator for selectors: ``@cached(kind="market", key=lambda *, city, **_: [city.lower()],
-    namespaces=lambda *, city, **_: [f"market:{city.lower()}"])``. Keyword-only selectors."""
-
-    def decorate(func: Callable[..., T]) -> Callable[..., T]:
-        def wrapper(**kwargs: Any) -> T:
-            value, _ = get_or_compute(
-                kind=kind,
-                key=cache_key(kind, *key(**kwargs)),
-                namespaces=namespaces(**kwargs),
-                compute=lambda: func(**kwargs),
-                ttl=ttl,
-            )
-            return value
-
-        wrapper.__wrapped__ = func  # type: ignore[attr-defined]
-        wrapper.__name__ = func.__name__
-        wrapper.__doc__ = func.__doc__
-        return wrapper
-
-    return decorate
 
 
 def invalidate(namespaces: list[str]) -> None:

@@ -4,6 +4,7 @@ namespace once, however many rows or calls named it; nothing for what was rolled
 import datetime
 
 import pytest
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -13,6 +14,7 @@ from bookings.models import Booking, BookingStatus
 from caching import backend
 from caching import namespaces as ns
 from caching.invalidation import MAX_NAMESPACES_PER_COMMIT, invalidate_on_commit
+from caching.keys import generation_key
 from properties.cache import listing_namespaces
 from properties.models import Property
 from tests.factories import BookingFactory, PropertyFactory
@@ -172,3 +174,24 @@ def test_a_real_commit_bumps_once_after_it_and_a_real_rollback_never(bumps):
     # Outside a transaction (a shell, a script): right after the write.
     Property.objects.filter(pk=listing.pk).update(title="autocommit")
     assert bumps == [sorted(_listing(listing))]
+
+
+@pytest.mark.skipif(not backend.is_redis(), reason="invalidations are announced on Redis only")
+def test_an_invalidation_announces_its_generation_as_the_whole_number_it_is():
+    """The in-process tier mirrors the announced generation; one in Lua's %.14g float notation
+    (microsecond-clock generations have 16 digits) cannot be parsed and loses its last digits."""
+    namespace = "property:990001"
+    pubsub = backend.redis_client().pubsub()
+    pubsub.subscribe(backend.invalidation_channel())
+    try:
+        assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+        announced = []
+        for _ in range(2):  # a new counter (from the clock), then an increment
+            backend.bump_generations([namespace])
+            announced.append(pubsub.get_message(timeout=5)["data"].decode())
+    finally:
+        pubsub.close()
+
+    generation = cache.get(generation_key(namespace))
+    assert generation > 10**14
+    assert announced == [f"{namespace} {generation - 1}", f"{namespace} {generation}"]

@@ -14,6 +14,7 @@ from django.db import OperationalError, connection, connections
 from caching.circuit import breaker_for
 from core.db.availability import DatabaseUnavailable
 from core.db.postgresql.base import DatabaseWrapper
+from tests.circuit_events import CircuitEvents
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +55,7 @@ def test_the_test_database_runs_on_the_breaker_backend():
 
 
 def test_an_open_circuit_refuses_to_connect_at_once(breaker, own_connection, monkeypatch):
+    events = CircuitEvents("database")
     breaker.record_failure(down())
     monkeypatch.setattr(psycopg, "connect", lambda **kwargs: pytest.fail("connected while the circuit is open"))
 
@@ -61,7 +63,7 @@ def test_an_open_circuit_refuses_to_connect_at_once(breaker, own_connection, mon
         own_connection.ensure_connection()
 
     assert own_connection.connection is None
-    assert breaker.events["short_circuited"] == 1
+    assert events["short_circuited"] == 1
 
 
 def test_a_failed_connect_opens_the_circuit(breaker, own_connection):
@@ -88,6 +90,7 @@ def test_the_half_open_probe_sees_the_database_back_and_the_connect_goes_through
 
 
 def test_the_half_open_probe_with_the_database_still_gone_refuses_and_reopens(breaker, own_connection, monkeypatch):
+    events = CircuitEvents("database")
     breaker.record_failure(down())
     monkeypatch.setattr(breaker, "reset_timeout", 0)
     own_connection.settings_dict["PORT"] = closed_port()
@@ -97,8 +100,8 @@ def test_the_half_open_probe_with_the_database_still_gone_refuses_and_reopens(br
 
     assert own_connection.connection is None
     # One outage, one opening: the failed probe is counted as a failure and keeps it open.
-    assert breaker.events["opened"] == 1
-    assert breaker.events["failures"] == 2
+    assert events["opened"] == 1
+    assert events["failures"] == 2
 
 
 def test_a_connection_broken_on_its_own_leaves_the_circuit_closed(breaker, own_connection):

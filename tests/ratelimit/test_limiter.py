@@ -17,6 +17,7 @@ from caching.circuit import breaker_for
 from observability.perfstats import perf_store
 from ratelimit.limiter import built_limiter, limiter
 from ratelimit.sites import RateLimitedAdminSite
+from tests.circuit_events import CircuitEvents
 from tests.conftest import client_for
 from tests.factories import PropertyFactory, UserFactory
 
@@ -194,13 +195,14 @@ def test_the_admin_login_is_limited_by_this_process_while_the_store_is_unreachab
 def test_the_circuit_opens_so_requests_stop_waiting_on_a_dead_store(anon_client, broken_store, settings, monkeypatch):
     settings.CACHE_ENABLED = False  # only the (broken) limiter talks to "Redis" here; cache successes would close it
     # Nor the request timings, flushed once a second: a flush that succeeds would reset the count.
+    events = CircuitEvents("redis")
     monkeypatch.setattr(perf_store(), "client", broken_store)
     listing = PropertyFactory()
     for _ in range(5):
         assert anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 200
 
     assert breaker_for("redis").state == "open"
-    assert breaker_for("redis").events["short_circuited"] >= 2
+    assert events["short_circuited"] >= 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -312,13 +314,14 @@ def redis_at_a_closed_port(settings):
 
 
 def test_with_redis_unreachable_the_api_still_answers_and_the_circuit_opens(anon_client, redis_at_a_closed_port):
+    events = CircuitEvents("redis")
     listing = PropertyFactory()
 
     statuses = [anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code for _ in range(6)]
 
     assert statuses == [200] * 6
     assert breaker_for("redis").state == "open"
-    assert breaker_for("redis").events["failures"] == 3  # later requests did not even try
+    assert events["failures"] == 3  # later requests did not even try
     assert login(anon_client).status_code == 400  # login still answers, limited by this process
 
 
