@@ -195,8 +195,8 @@ def test_the_admin_login_is_limited_by_this_process_while_the_store_is_unreachab
 def test_the_circuit_opens_so_requests_stop_waiting_on_a_dead_store(anon_client, broken_store, settings, monkeypatch):
     settings.CACHE_ENABLED = False  # only the (broken) limiter talks to "Redis" here; cache successes would close it
     # Nor the request timings, flushed once a second: a flush that succeeds would reset the count.
-    events = CircuitEvents("redis")
     monkeypatch.setattr(perf_store(), "client", broken_store)
+    events = CircuitEvents("redis")
     listing = PropertyFactory()
     for _ in range(5):
         assert anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 200
