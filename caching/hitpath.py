@@ -37,6 +37,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.urls import Resolver404, ResolverMatch, resolve
 from django.utils.cache import patch_vary_headers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
@@ -81,6 +82,10 @@ class CachedHitMiddleware:
         response = self._answer(request, token, route.match.func, route.view_class, route.plan, *route.arguments)
         if response is None:
             return None
+        if not token and route.anonymous_reads_session:
+            # SessionAuthentication looks for a session user when no token did: SessionMiddleware
+            # then marks the answer as depending on the cookie.
+            patch_vary_headers(response, ("Cookie",))
         return self.common.process_response(request, self.xframe.process_response(request, response))
 
     def _answer(
@@ -168,6 +173,7 @@ class Route:
     match: ResolverMatch
     view_class: type
     plan: tuple[str, Callable[..., Any]]  # the view's ``response_cache``: (kind, spec)
+    anonymous_reads_session: bool  # the view authenticates with SessionAuthentication too
 
     @property
     def arguments(self) -> tuple[tuple, dict]:
@@ -200,7 +206,10 @@ class CacheableRoutes:
             return None  # not remembered: unknown paths are what scanners send, each once
         view_class = getattr(match.func, "view_class", None)
         plan = getattr(getattr(view_class, "get", None), "response_cache", None)
-        route = None if plan is None else Route(match=match, view_class=view_class, plan=plan)  # type: ignore[arg-type]
+        route = None
+        if plan is not None:
+            sessions = any(issubclass(auth, SessionAuthentication) for auth in view_class.authentication_classes)  # type: ignore[union-attr]
+            route = Route(match=match, view_class=view_class, plan=plan, anonymous_reads_session=sessions)  # type: ignore[arg-type]
         if len(self._routes) >= self.MAX_PATHS:
             self._routes.clear()
         self._routes[key] = route
@@ -208,7 +217,10 @@ class CacheableRoutes:
 
 
 def _negotiates_json(request: HttpRequest) -> bool:
-    return request.headers.get("Accept", "").strip() in JSON_ACCEPTS and "format" not in request.GET
+    if request.META.get("HTTP_ACCEPT", "").strip() not in JSON_ACCEPTS:
+        return False
+    # Without a query string there is no ?format=: the query is not parsed for nothing.
+    return not request.META.get("QUERY_STRING") or "format" not in request.GET
 
 
 def _token(request: HttpRequest) -> str | None:
