@@ -1,10 +1,12 @@
-"""Cached GET responses answered before DRF's request cycle.
+"""Cached GET responses answered before URL dispatch and DRF's request cycle.
 
-A view method decorated with ``@cache_response`` is answered here, from ``process_view``
-(the URL resolved, every other middleware's request phase done), when its entry is fresh:
-the token is resolved, the view's permissions are checked, the request is counted by the
-rate limiter and the entry read, and the stored bytes go out with the headers DRF would
-have added.
+``CachedHitMiddleware`` sits right after the compression middleware. A GET of a view method
+decorated with ``@cache_response`` is answered there when its entry is fresh: the path is matched
+to its view (``CacheableRoutes``: resolved once per path), the token resolved, the view's
+permissions checked, the request counted by the rate limiter and the entry read, and the stored
+bytes go out with the headers DRF and the middleware below would have added (CommonMiddleware's
+host check and Content-Length, X-Frame-Options; sessions, CSRF, auth and messages add nothing to
+a response that used none of them, and a request with a session cookie is left to the view).
 
 On Redis that is ONE round trip, the rate limiter's script: it counts the request and reads
 the entry only while the token's context, its change mark and the global generation still
@@ -15,13 +17,13 @@ context is judged again, and the request answered on it or left to the view. Rev
 immediate, as with ``CachedTokenAuthentication``. Without Redis (the embedded default) the
 same steps run against the local-memory cache and the in-memory rate-limit store.
 
-Anything else falls through to the view unchanged: a miss, a stale entry, a token without a
-servable cached context, a refused authentication, a permission denied, a 429, Redis
-unreachable, a session cookie (SessionAuthentication may know the user), content negotiation
-other than JSON. The rate limiter has then already counted the request if it could: the
-outcome rides on the request (``RATE_LIMIT_OUTCOME``) and ``RuleThrottle`` reuses it instead
-of counting twice; the entry read rides along too, so the view's cache lookup needs no second
-round trip.
+Anything else goes down the middleware chain to the view unchanged: a miss, a stale entry, a
+token without a servable cached context, a refused authentication, a permission denied, a 429,
+Redis unreachable, a session cookie (SessionAuthentication may know the user), content
+negotiation other than JSON. The rate limiter has then already counted the request if it
+could: the outcome rides on the request (``RATE_LIMIT_OUTCOME``) and ``RuleThrottle`` reuses it
+instead of counting twice; the entry read rides along too, so the view's cache lookup needs no
+second round trip.
 """
 
 from collections.abc import Callable
@@ -31,7 +33,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.urls import Resolver404, ResolverMatch, resolve
 from django.utils.cache import patch_vary_headers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
@@ -51,25 +57,36 @@ class CachedHitMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.tokens = TokenContexts()
+        self.routes = CacheableRoutes()
+        # What the middleware between this one and the compression does to a request that uses
+        # no session, CSRF token, user or message: its own public hooks, so it stays theirs.
+        self.common = CommonMiddleware(get_response)
+        self.xframe = XFrameOptionsMiddleware(get_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self._hit(request)
+        return self.get_response(request) if response is None else response
 
-    def process_view(
-        self, request: HttpRequest, view_func: Callable[..., Any], view_args: tuple, view_kwargs: dict
-    ) -> HttpResponse | None:
+    def _hit(self, request: HttpRequest) -> HttpResponse | None:
         if request.method != "GET" or not settings.CACHE_HIT_PATH_ENABLED or not layer.enabled():
             return None
-        view_class = getattr(view_func, "view_class", None)
-        plan = getattr(getattr(view_class, "get", None), "response_cache", None)
-        if plan is None or not _negotiates_json(request) or settings.SESSION_COOKIE_NAME in request.COOKIES:
+        if settings.SESSION_COOKIE_NAME in request.COOKIES or not _negotiates_json(request):
             return None
-        if not backend.reads_trusted():
+        route = self.routes.match(request)
+        if route is None or not backend.reads_trusted():
             return None  # the view's first cache call repairs what an outage may have lost
         token = _token(request)
-        if token is None:
+        if token is None or self.common.process_request(request) is not None:
+            return None  # CommonMiddleware redirects (and checks the host: DisallowedHost is a 400)
+        request.resolver_match = route.match  # as URL dispatch sets it: metrics, logs, rate-limit rules
+        response = self._answer(request, token, route.match.func, route.view_class, route.plan, *route.arguments)
+        if response is None:
             return None
-        return self._answer(request, token, view_func, view_class, plan, view_args, view_kwargs)
+        if not token and route.anonymous_reads_session:
+            # SessionAuthentication looks for a session user when no token did: SessionMiddleware
+            # then marks the answer as depending on the cookie.
+            patch_vary_headers(response, ("Cookie",))
+        return self.common.process_response(request, self.xframe.process_response(request, response))
 
     def _answer(
         self, request: HttpRequest, token: str, view_func, view_class, plan, args: tuple, kwargs: dict, again=True
@@ -81,8 +98,7 @@ class CachedHitMiddleware:
             known = self.tokens.known(token)
             if known is None:
                 return None  # the view authenticates (and caches the context for the next request)
-            user = auth_cache.user_from_context(known.context)
-            auth = Token(key=token, user=user)
+            user, auth = known.user, known.auth
         drf_request = Request(request)
         # Sets request.user on the Django request too, as DRF's authentication does.
         drf_request.user, drf_request.auth = user, auth
@@ -152,8 +168,59 @@ class CachedHitMiddleware:
         return response
 
 
+@dataclass(frozen=True)
+class Route:
+    match: ResolverMatch
+    view_class: type
+    plan: tuple[str, Callable[..., Any]]  # the view's ``response_cache``: (kind, spec)
+    anonymous_reads_session: bool  # the view authenticates with SessionAuthentication too
+
+    @property
+    def arguments(self) -> tuple[tuple, dict]:
+        return self.match.args, self.match.kwargs
+
+
+class CacheableRoutes:
+    """The URL match of each path whose view caches its GET, resolved once per path and URLconf.
+
+    A handful of routes are cacheable, but their paths carry ids: up to ``MAX_PATHS`` paths are
+    remembered (a path of any other view as None, so it is not resolved twice either), then
+    forgotten at once and resolved again on their next request.
+    """
+
+    MAX_PATHS = 10_000
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], Route | None] = {}
+
+    def match(self, request: HttpRequest) -> Route | None:
+        urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
+        key = (str(urlconf), request.path_info)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        try:
+            match = resolve(request.path_info, urlconf)
+        except Resolver404:
+            return None  # not remembered: unknown paths are what scanners send, each once
+        view_class = getattr(match.func, "view_class", None)
+        plan = getattr(getattr(view_class, "get", None), "response_cache", None)
+        route = None
+        if plan is not None:
+            sessions = any(issubclass(auth, SessionAuthentication) for auth in view_class.authentication_classes)  # type: ignore[union-attr]
+            route = Route(match=match, view_class=view_class, plan=plan, anonymous_reads_session=sessions)  # type: ignore[arg-type]
+        if len(self._routes) >= self.MAX_PATHS:
+            self._routes.clear()
+        self._routes[key] = route
+        return route
+
+
 def _negotiates_json(request: HttpRequest) -> bool:
-    return request.headers.get("Accept", "").strip() in JSON_ACCEPTS and "format" not in request.GET
+    if request.META.get("HTTP_ACCEPT", "").strip() not in JSON_ACCEPTS:
+        return False
+    # Without a query string there is no ?format=: the query is not parsed for nothing.
+    return not request.META.get("QUERY_STRING") or "format" not in request.GET
 
 
 def _token(request: HttpRequest) -> str | None:
@@ -170,9 +237,19 @@ def _token(request: HttpRequest) -> str | None:
 
 @dataclass(frozen=True)
 class Known:
+    """A servable token context and the user and ``Token`` built from it, once per context: they
+    serve only as long as the guard holds, and only the hit path sees them (permissions, cache
+    spec, rate-limit rules, the access log's user id); a view authenticates on its own."""
+
     names: list[str]  # in Redis: the context, the change mark, the global generation
     guard: list[tuple[str, bytes | None]]  # those names and the raw values that made it servable
-    context: dict[str, Any]
+    user: Any
+    auth: Token
+
+    @classmethod
+    def built(cls, token: str, context: dict[str, Any], names: list[str], held: list[bytes | None]) -> "Known":
+        user = auth_cache.user_from_context(context)
+        return cls(names=names, guard=list(zip(names, held, strict=True)), user=user, auth=Token(key=token, user=user))
 
 
 class TokenContexts:
@@ -192,7 +269,7 @@ class TokenContexts:
         if not backend.is_redis():
             keys = auth_cache.context_keys(token)
             context = auth_cache.servable_context(backend.get_many(auth_cache.KIND, keys), keys)
-            return Known(names=[], guard=[], context=context) if context and context["is_active"] else None
+            return Known.built(token, context, [], []) if context and context["is_active"] else None
         known = self._known.get(token)
         if known is None:
             names = backend.redis_names(auth_cache.context_keys(token))
@@ -209,6 +286,6 @@ class TokenContexts:
             return None
         if len(self._known) >= self.MAX_TOKENS:
             self._known.clear()  # rebuilt from Redis at one round trip per token
-        known = Known(names=names, guard=list(zip(names, held, strict=True)), context=context)
+        known = Known.built(token, context, names, held)
         self._known[token] = known
         return known

@@ -100,6 +100,9 @@ MIDDLEWARE = [
     # Before anything that answers on its own (CommonMiddleware, throttles), so preflights pass.
     "corsheaders.middleware.CorsMiddleware",
     "config.middleware.SelectiveGZipMiddleware",
+    # A fresh cached GET is answered here, before URL dispatch and the middleware below
+    # (whose effects on such a response it adds itself: see caching/hitpath.py).
+    "caching.hitpath.CachedHitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,8 +111,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: the first to see a view's exception; a database outage becomes a 503 (core/db/).
     "core.db.middleware.DatabaseUnavailableMiddleware",
-    # Its process_view runs last: a fresh cached GET is answered before DRF's request cycle.
-    "caching.hitpath.CachedHitMiddleware",
 ]
 
 ROOT_URLCONF = env_str("DJANGO_ROOT_URLCONF", "config.urls")

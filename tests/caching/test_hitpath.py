@@ -107,3 +107,28 @@ def test_with_the_hit_path_off_the_view_answers_the_hit(settings, guest):
     assert second.content == first.content
     assert second["X-Cache"] == "HIT"
     assert calls == [1]
+
+
+def test_an_anonymous_hit_has_the_bytes_and_headers_of_the_full_path(anon_client, drf_refuses):
+    listing = PropertyFactory()
+    first = anon_client.get(f"/api/v1/properties/{listing.pk}/")
+    assert first["X-Cache"] == "MISS"
+
+    drf_refuses()
+    second = anon_client.get(f"/api/v1/properties/{listing.pk}/")
+
+    assert second["X-Cache"] in {"HIT", "L1"} and second.content == first.content
+    assert {k: v for k, v in second.items() if k not in MOVING} == {k: v for k, v in first.items() if k not in MOVING}
+    # What the middleware below the hit path adds, added on the hit path too.
+    assert second["X-Frame-Options"] == "DENY" and second["Content-Length"] == str(len(second.content))
+
+
+def test_a_host_not_allowed_is_refused_on_the_hit_path_too(anon_client, settings, drf_refuses):
+    listing = PropertyFactory()
+    assert anon_client.get(f"/api/v1/properties/{listing.pk}/").status_code == 200
+    settings.ALLOWED_HOSTS = ["api.example.com"]
+
+    drf_refuses()
+    refused = anon_client.get(f"/api/v1/properties/{listing.pk}/", HTTP_HOST="evil.example.com")
+
+    assert refused.status_code == 400
