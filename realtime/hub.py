@@ -133,6 +133,7 @@ class Hub:
         self.started_at = timezone.now()
         self.accepting = True
         self.sockets: set[SocketConsumer] = set()
+        self.connects = self.closes = 0  # counted for realtime.server.LongLivedSockets
         self.rooms: dict[str, set[SocketConsumer]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
         self._releases: list[tuple[list[str], str]] = []
@@ -194,6 +195,7 @@ class Hub:
     def add(self, consumer: "SocketConsumer") -> None:
         self.ensure_started()
         self.sockets.add(consumer)
+        self.connects += 1
 
     def authenticated(self, consumer: "SocketConsumer") -> None:
         """``consumer`` is authenticated (its viewer, and its token or session key, are set)."""
@@ -213,6 +215,7 @@ class Hub:
         if consumer not in self.sockets:
             return
         self.sockets.discard(consumer)
+        self.closes += 1
         self._by_session.discard(consumer)
         members = self._by_token.get(consumer.token_key) if consumer.token_key else None
         if members is not None:
