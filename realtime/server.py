@@ -9,6 +9,7 @@ the process without bound. Per-message deflate is off: it costs hundreds of KiB 
 
 import asyncio
 import gc
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -132,4 +133,8 @@ def socket_server(*, host: str, port: int, debug: bool = False) -> SocketServer:
     gc.freeze()
     gc.set_threshold(*gc.get_threshold()[:2], 100)
     gc.callbacks.append(GcPauses())
+    # The loop shares the GIL with the worker threads (database reads, the presence heartbeat's
+    # Redis pipeline): when it gives the GIL up for a send or a poll, a busy thread keeps it for a
+    # whole switch interval (5 ms by default) before the loop gets it back, per system call.
+    sys.setswitchinterval(0.001)
     return SocketServer(config)
