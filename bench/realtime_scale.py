@@ -28,9 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -342,6 +344,21 @@ class SocketProcess:
     def cpu_s(self) -> float:
         return self.spent_s + (cpu_s(self.process.pid) if self.process is not None else 0.0)
 
+    def stalls(self) -> dict[tuple[str, str], float]:
+        """The loop-lag and GC-pause histograms' buckets (cumulative) and sums from ``/metrics``."""
+        wanted = ("staybase_realtime_loop_lag_seconds", "staybase_realtime_gc_pause_seconds")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        found: dict[tuple[str, str], float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name not in wanted:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith(("_bucket", "_sum", "_count")):
+                    key = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    found[(sample.name, key)] = sample.value
+        return found
+
     @property
     def pid(self) -> int:
         return self.process.pid
@@ -443,6 +460,33 @@ def merged(results: list[dict]) -> dict:
     return out
 
 
+def stalls_text(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> str:
+    """What the socket process's loop did meanwhile: probes late by more than 10/50/250 ms, the
+    worst bucket, and the time its garbage collections took, by generation."""
+
+    def delta(name: str, labels: str) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    lag = "staybase_realtime_loop_lag_seconds"
+    probes = delta(lag + "_count", "")
+    late = {bound: probes - delta(lag + "_bucket", f"le={bound}") for bound in ("0.01", "0.05", "0.25", "1.0", "2.5")}
+    bounds = [float(labels.split("=")[1]) for name, labels in after if name == lag + "_bucket" and "+Inf" not in labels]
+    worst = next(
+        (f"≤ {b * 1000:g} ms" for b in sorted(bounds) if probes - delta(lag + "_bucket", f"le={b}") == 0), "> 2.5 s"
+    )
+    text = (
+        f"loop lag: {probes:.0f} probes, late > 10 ms {late['0.01']:.0f}, > 50 ms {late['0.05']:.0f}, "
+        f"> 250 ms {late['0.25']:.0f}, worst {worst}"
+    )
+    gc_name = "staybase_realtime_gc_pause_seconds"
+    for generation in ("0", "1", "2"):
+        count = delta(gc_name + "_count", f"generation={generation}")
+        if count:
+            total = delta(gc_name + "_sum", f"generation={generation}")
+            text += f"; gen-{generation} GC: {count:.0f}, {total * 1000:.0f} ms in all"
+    return text
+
+
 def errors_text(errors: dict[str, int]) -> str:
     return "; ".join(f"{n} x {name}" for name, n in sorted(errors.items(), key=lambda kv: -kv[1])[:3]) or "none"
 
@@ -541,6 +585,7 @@ class Bench:
         count = int(rate * seconds)
         clients.call("reset")
         mark = self.mark(servers, clients)
+        stalls = servers[0].stalls()
         commits: dict = {}
         rooms = ",".join(BOOKING_ROOMS)
         procs = writers(self.env, rooms, "booking.created", count, rate, self.args.writers, self.args.writer_threads)
@@ -554,7 +599,7 @@ class Bench:
             f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms "
             f"({len(lat):,} of {count * len(clients.pipes):,} received); from before the transaction: "
             f"p50 {percentile(before, 0.5) * 1000:.1f} ms, p99 {percentile(before, 0.99) * 1000:.1f} ms",
-            self.cpu(servers, clients, mark),
+            f"{self.cpu(servers, clients, mark, per=(count, 'event'))}; {stalls_text(stalls, servers[0].stalls())}",
         )
 
     async def settle(self, clients: Clients, expected: int, timeout_s: float = 30) -> None:
@@ -613,8 +658,10 @@ class Bench:
             await self.connect_all(servers, clients, "one socket process")
             for room in BOOKING_ROOMS:
                 clients.call("subscribe", room=room, count=1)
-            for rate in (100, 500):
+            for rate in self.args.rates:
                 await self.latency(servers, clients, rate, self.args.latency_seconds)
+            if self.args.only == "latency":
+                return
             clients.call("subscribe", room=PROPERTY_ROOM, count=-(-1000 // self.args.clients))
             await self.fanout(servers, clients, PROPERTY_ROOM, 1000, self.args.fanout_events)
             await self.fanout(servers, clients, "broadcast", self.args.sockets, self.args.broadcast_events)
@@ -749,9 +796,16 @@ def main() -> None:
     parser.add_argument("--loss-rate", type=float, default=10)
     parser.add_argument(
         "--only",
-        choices=["scale", "loss", "cost"],
+        choices=["scale", "loss", "cost", "latency"],
         default=None,
-        help="cost: RSS per idle socket, server CPU per connect and per delivery (CPU time, not wall time)",
+        help="cost: RSS per idle socket, server CPU per connect and per delivery (CPU time, not wall time); "
+        "latency: connect the sockets to one process, then only the latency rows (--rates)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        default=[100.0, 500.0],
+        help="booking events/s of the latency rows, comma-separated",
     )
     args = parser.parse_args()
     raise_fd_limit()
@@ -763,7 +817,7 @@ def main() -> None:
     print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
     if args.only == "cost":
         asyncio.run(bench.cost())
-    if args.only in (None, "scale"):
+    if args.only in (None, "scale", "latency"):
         asyncio.run(bench.one_and_two())
     if args.only in (None, "loss"):
         asyncio.run(bench.loss())

@@ -12,7 +12,7 @@ is no reason to refuse every client during an outage) and counted in
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from django.conf import settings
 
@@ -80,7 +80,7 @@ class LocalSocketLimits:
                         if not members:
                             del self._members[key]
 
-    def refresh(self, sockets: Iterable[tuple[str, list[str]]]) -> None:
+    def refresh(self, places: Mapping[str, Collection[str]]) -> None:
         """Nothing expires in a process that is alive."""
 
 
@@ -133,23 +133,19 @@ class RedisSocketLimits:
             # Their places expire within ttl_s.
             metrics.limit_checks_failed_total.labels(operation="release").inc()
 
-    def refresh(self, sockets: Iterable[tuple[str, list[str]]]) -> None:
-        """``(socket_id, keys)`` of this process's open sockets: still here for another ttl_s.
+    def refresh(self, places: Mapping[str, Collection[str]]) -> None:
+        """This process's open sockets, by limit key: still here for another ttl_s.
 
         Also puts back what a restarted (emptied) Redis lost; a socket released a moment ago
         may come back too, and expires within ttl_s.
         """
-        expires_at = time.time() + self.ttl_s
-        by_key: dict[str, list[str]] = defaultdict(list)
-        for socket_id, keys in sockets:
-            for key in keys:
-                by_key[key].append(socket_id)
-        if not by_key:
+        if not places:
             return
+        expires_at = time.time() + self.ttl_s
         try:
             pipe = self._redis().pipeline(transaction=False)
-            for key, members in by_key.items():
-                pipe.zadd(KEY_PREFIX + key, dict.fromkeys(members, expires_at))
+            for key, socket_ids in places.items():
+                pipe.zadd(KEY_PREFIX + key, dict.fromkeys(socket_ids, expires_at))
             pipe.execute()
         except STORE_ERRORS:
             metrics.limit_checks_failed_total.labels(operation="refresh").inc()

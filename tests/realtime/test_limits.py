@@ -49,11 +49,11 @@ def test_a_killed_process_sockets_expire_and_the_heartbeat_keeps_live_ones():
 
     # Only the live process heartbeats; the killed one's place expires.
     def admitted() -> bool:
-        alive.refresh([("live:a", ["user:9"])])
+        alive.refresh({"user:9": ["live:a"]})
         return alive.admit(key="user:9", socket_id="live:b", limit=2)
 
     assert wait_for(admitted, timeout=5)
-    alive.refresh([("live:a", ["user:9"]), ("live:b", ["user:9"])])
+    alive.refresh({"user:9": ["live:a", "live:b"]})
     assert not alive.admit(key="user:9", socket_id="live:c", limit=2)
 
 
@@ -64,7 +64,7 @@ def test_the_heartbeat_puts_back_what_a_flushed_redis_lost(settings):
     store = RedisSocketLimits(ttl_s=30)
     assert store.admit(key="user:5", socket_id="a", limit=1)
     shared_client().flushdb()
-    store.refresh([("a", ["user:5"])])
+    store.refresh({"user:5": ["a"]})
     assert not store.admit(key="user:5", socket_id="b", limit=1)
 
 
@@ -82,7 +82,7 @@ def test_with_redis_unreachable_sockets_are_let_in_and_counted(monkeypatch):
     before = failed("admit"), failed("refresh"), failed("release")
     started = time.monotonic()
     assert all(store.admit(key="user:1", socket_id=str(n), limit=1) for n in range(3))
-    store.refresh([("0", ["user:1"])])
+    store.refresh({"user:1": ["0"]})
     store.release(keys=["user:1"], socket_id="0")
     assert time.monotonic() - started < 10
     assert (failed("admit"), failed("refresh"), failed("release")) == (before[0] + 3, before[1] + 1, before[2] + 1)
