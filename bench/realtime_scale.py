@@ -45,6 +45,13 @@ PROPERTY_ROOM = "property:900001"
 # Booking events go to their hosts' rooms: many rooms, as many as the writer has threads.
 BOOKING_ROOMS = [f"property:{910000 + i}" for i in range(40)]
 LOSS_ROOM = "property:900002"
+# A client's reconnect backoff (README, Real-time: "Reconnecting"): full jitter, doubling, capped.
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 5.0
+
+
+def backoff_s(retry: int) -> float:
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**retry))
 
 
 def raise_fd_limit() -> None:
@@ -75,7 +82,18 @@ def percentile(values: list[float], fraction: float) -> float:
 class Client:
     """One authenticated socket that counts what it receives and resumes after a disconnect."""
 
-    __slots__ = ("extra_rooms", "port_index", "ports", "positions", "resumed_at", "resyncs", "seen", "waiting", "ws")
+    __slots__ = (
+        "closed_at",
+        "extra_rooms",
+        "port_index",
+        "ports",
+        "positions",
+        "resumed_at",
+        "resyncs",
+        "seen",
+        "waiting",
+        "ws",
+    )
 
     def __init__(self, ports: list[int], port_index: int) -> None:
         self.ports, self.port_index = ports, port_index
@@ -85,6 +103,7 @@ class Client:
         self.seen: dict[str, list[int]] = {}
         self.resyncs: set[str] = set()
         self.resumed_at: float | None = None
+        self.closed_at: float | None = None
         self.waiting: asyncio.Future | None = None
 
 
@@ -104,9 +123,15 @@ class Worker:
         name = type(exc).__name__ + (f": {str(exc)[:60]}" if str(exc) else "")
         self.errors[name] = self.errors.get(name, 0) + 1
 
-    async def open(self, client: Client) -> None:
-        """Connect (rotating over the socket processes until one answers), authenticate, resume."""
+    async def open(self, client: Client, *, reconnecting: bool = False) -> None:
+        """Connect (rotating over the socket processes until one answers), authenticate, resume.
+
+        Backs off as the README tells clients to (Real-time, "Reconnecting"): before each retry
+        a random delay in [0, min(5 s, 0.5 s x 2^attempt)] ("full jitter"), so a restart's
+        10,000 clients spread over the time instead of hammering a refused port together."""
         for attempt in range(400):
+            if reconnecting or attempt:
+                await asyncio.sleep(backoff_s(attempt if reconnecting else attempt - 1))
             port = client.ports[client.port_index % len(client.ports)]
             try:
                 ws = await websockets.connect(
@@ -131,7 +156,6 @@ class Worker:
             except Exception as exc:
                 self.error(exc)
                 client.port_index += 1
-                await asyncio.sleep(min(2.0, 0.05 * (attempt + 1)) * random.random())
         raise RuntimeError("gave up reconnecting")
 
     def handle(self, client: Client, message: dict) -> None:
@@ -165,7 +189,8 @@ class Worker:
                 self.error(exc)
             client.ws = None
             client.resumed_at = None
-            await self.open(client)
+            client.closed_at = time.time()
+            await self.open(client, reconnecting=True)
             client.resumed_at = time.time()
 
     async def connect(self, ports: list[int], count: int, first: int) -> dict:
@@ -203,7 +228,7 @@ class Worker:
         gc.freeze()
         self.latencies, self.receipts, self.first_sent, self.last_received, self.errors = [], [], None, None, {}
         for client in self.clients:
-            client.seen, client.resyncs = {}, set()
+            client.seen, client.resyncs, client.closed_at, client.resumed_at = {}, set(), None, None
         self.recording = True
         return {}
 
@@ -236,6 +261,7 @@ class Worker:
             "last_received": self.last_received,
             "open": sum(c.ws is not None for c in self.clients),
             "resumed_at": [c.resumed_at for c in self.clients if c.resumed_at is not None],
+            "closed_at": [c.closed_at for c in self.clients if c.closed_at is not None],
             "errors": self.errors,
             "exact": exact,
             "resynced": resynced,
@@ -299,14 +325,15 @@ def split(total: int, parts: int) -> list[int]:
 
 
 class SocketProcess:
-    def __init__(self, port: int, env: dict[str, str]) -> None:
-        self.port, self.env = port, env
+    def __init__(self, port: int, env: dict[str, str], *, reuse_port: bool = False) -> None:
+        self.port, self.env, self.reuse_port = port, env, reuse_port
         self.process: subprocess.Popen | None = None
         self.spent_s = 0.0  # CPU of the processes that ran on this port before the current one
 
     def start(self) -> None:
+        flags = ["--reuse-port"] if self.reuse_port else []
         self.process = subprocess.Popen(
-            [PYTHON, "manage.py", "runsockets", "--port", str(self.port)],
+            [PYTHON, "manage.py", "runsockets", "--port", str(self.port), *flags],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -323,6 +350,14 @@ class SocketProcess:
             except OSError:
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"socket process on {self.port} did not start")
+
+    async def listening(self) -> None:
+        """Until this process (not another one on the port: --reuse-port) listens on the port."""
+        deadline = time.monotonic() + 60
+        while not listens(self.pid, self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"socket process on {self.port} did not start")
+            await asyncio.sleep(0.02)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -362,6 +397,25 @@ class SocketProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a TCP socket listening on ``port`` (/proc: its descriptors'
+    socket inodes against the LISTEN rows of its network namespace's tables)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                return True
+    return False
 
 
 WRITER = """
@@ -450,6 +504,7 @@ def merged(results: list[dict]) -> dict:
         "last_received": max((r["last_received"] for r in results if r["last_received"]), default=None),
         "open": sum(r["open"] for r in results),
         "resumed_at": [x for r in results for x in r["resumed_at"]],
+        "closed_at": [x for r in results for x in r["closed_at"]],
         "errors": {},
     }
     for key in ("exact", "resynced", "short", "duplicated"):
@@ -555,31 +610,72 @@ class Bench:
             f"{cpu}; retried errors: {errors_text(state['errors'])}",
         )
 
-    async def restart(self, servers: list[SocketProcess], clients: Clients) -> None:
+    async def restart(self, servers: list[SocketProcess], clients: Clients, *, handover: bool = False) -> None:
+        """Replace the first socket process (SIGTERM), until every socket has reconnected and resumed.
+
+        Stop then start: the new process starts once the old one has exited. Hand-over (both with
+        --reuse-port): the new one starts first and the old one gets SIGTERM once the new one
+        listens, as a rollout does. Every phase is timed from the SIGTERM."""
         clients.call("reset")
-        mark = self.mark(servers, clients)
-        started = time.time()
-        server = servers[0]
-        server.stop(signal.SIGTERM)
-        server.start()
-        await server.ready()
-        ready = time.time()
+        old = servers[0]
+        new = servers[0] = SocketProcess(old.port, self.env, reuse_port=old.reuse_port)
+        mark = self.mark([old, new], clients)
+        if handover:
+            spawned = time.time()
+            new.start()
+            await new.listening()
+            listening = time.time()
+            sigterm = time.time()
+            old.stop(signal.SIGTERM)
+            exited = time.time()
+        else:
+            sigterm = time.time()
+            old.stop(signal.SIGTERM)
+            exited = spawned = time.time()
+            new.start()
+            await new.listening()
+            listening = time.time()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if sum(p["resumed"] for p in clients.call("progress")) >= self.args.sockets:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
         state = merged(clients.call("stats", room=None, last_offset=0, first_offset=1))
-        resumed = state["resumed_at"]
-        last = max(resumed) - started if resumed else float("nan")
-        median = percentile([t - started for t in resumed], 0.5)
+        resumed, closed = state["resumed_at"], state["closed_at"]
+        last = max(resumed, default=float("nan")) - sigterm
+        median = percentile([t - sigterm for t in resumed], 0.5)
+        closed_text = f"{max(closed) - sigterm:.1f} s" if closed else "-"
+        if handover:
+            phases = (
+                f"new process listening {listening - spawned:.1f} s after it started, then SIGTERM to the old one; "
+                f"from SIGTERM: last client closed {closed_text}, old process exited {exited - sigterm:.1f} s"
+            )
+        else:
+            phases = (
+                f"from SIGTERM: last client closed {closed_text}, old process exited {exited - sigterm:.1f} s, "
+                f"new process listening {listening - sigterm:.1f} s ({listening - spawned:.1f} s after it started)"
+            )
+        how = "hand-over (--reuse-port)" if handover else "stop then start"
         self.row(
-            f"{self.args.sockets:,} sockets: SIGTERM, restart, all reconnected and resumed",
-            f"{last:.1f} s after SIGTERM, {max(resumed) - ready if resumed else float('nan'):.1f} s after the new "
-            f"process accepted ({len(resumed):,} resumed; median {median:.1f} s)",
-            f"{self.cpu(servers, clients, mark, per=(len(resumed), 'reconnect'))}; "
-            f"retried errors: {errors_text(state['errors'])}",
+            f"{self.args.sockets:,} sockets: SIGTERM and {how}, all reconnected and resumed",
+            f"**{last:.1f} s** after SIGTERM ({len(resumed):,} resumed; median {median:.1f} s); {phases}",
+            f"{self.cpu([old, new], clients, mark, per=(len(resumed), 'reconnect'))}; "
+            f"retried errors: {errors_text(state['errors'])}; load average {os.getloadavg()[0]:.1f}",
         )
+
+    async def restarts(self) -> None:
+        """Only the restart rows: one socket process with --reuse-port, N sockets, both restarts."""
+        servers = [SocketProcess(self.args.base_port, self.env, reuse_port=True)]
+        servers[0].start()
+        await servers[0].listening()
+        clients = Clients(self.args.clients, self.token, [])
+        try:
+            await self.connect_all(servers, clients, "one socket process")
+            await self.restart(servers, clients)
+            await self.restart(servers, clients, handover=True)
+        finally:
+            clients.close()
+            servers[0].stop()
 
     async def latency(self, servers: list[SocketProcess], clients: Clients, rate: float, seconds: float) -> None:
         count = int(rate * seconds)
@@ -646,7 +742,7 @@ class Bench:
 
     async def one_and_two(self) -> None:
         ports = [self.args.base_port, self.args.base_port + 1]
-        servers = [SocketProcess(ports[0], self.env)]
+        servers = [SocketProcess(ports[0], self.env, reuse_port=True)]
         servers[0].start()
         await servers[0].ready()
         await asyncio.sleep(1.0)
@@ -666,6 +762,7 @@ class Bench:
             await self.fanout(servers, clients, PROPERTY_ROOM, 1000, self.args.fanout_events)
             await self.fanout(servers, clients, "broadcast", self.args.sockets, self.args.broadcast_events)
             await self.restart(servers, clients)
+            await self.restart(servers, clients, handover=True)
         finally:
             clients.close()
             for server in servers:
@@ -796,10 +893,11 @@ def main() -> None:
     parser.add_argument("--loss-rate", type=float, default=10)
     parser.add_argument(
         "--only",
-        choices=["scale", "loss", "cost", "latency"],
+        choices=["scale", "loss", "cost", "latency", "restart"],
         default=None,
         help="cost: RSS per idle socket, server CPU per connect and per delivery (CPU time, not wall time); "
-        "latency: connect the sockets to one process, then only the latency rows (--rates)",
+        "latency: connect the sockets to one process, then only the latency rows (--rates); "
+        "restart: the two restart rows alone",
     )
     parser.add_argument(
         "--rates",
@@ -817,6 +915,8 @@ def main() -> None:
     print("| measurement | result | what limits it |\n|---|---|---|", flush=True)
     if args.only == "cost":
         asyncio.run(bench.cost())
+    if args.only == "restart":
+        asyncio.run(bench.restarts())
     if args.only in (None, "scale", "latency"):
         asyncio.run(bench.one_and_two())
     if args.only in (None, "loss"):

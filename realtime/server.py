@@ -9,6 +9,7 @@ the process without bound. Per-message deflate is off: it costs hundreds of KiB 
 
 import asyncio
 import gc
+import socket
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -88,23 +89,39 @@ class LongLivedSockets:
 
 
 class SocketServer(uvicorn.Server):
-    async def startup(self, sockets=None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         from config.asgi import hub
 
         await super().startup(sockets=sockets)
         self._long_lived = asyncio.get_running_loop().create_task(LongLivedSockets().run(hub))
 
-    async def shutdown(self, sockets=None) -> None:
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Before uvicorn closes the listeners and connections: every client hears "reconnect"
         # and gets 1012, so it resumes on another socket process without losing events.
         from config.asgi import hub
 
         # Listening stops first: a client told to reconnect must not land here again (10,000
-        # of them retrying a draining process kept it busy handshaking for 15 s).
+        # of them retrying a draining process kept it busy handshaking for 15 s); with
+        # --reuse-port they land on the process that replaces this one.
         for server in self.servers:
             server.close()
+        # The process is exiting: collections of the drain's garbage (hundreds of them while
+        # 10,000 sockets close) free nothing that matters.
+        gc.disable()
         await hub.drain()
         await super().shutdown(sockets=sockets)
+
+
+def shared_port_socket(*, host: str, port: int) -> socket.socket:
+    """A socket bound with SO_REUSEPORT, so a new process can bind the port while the old one
+    still serves it (a restart without a refused connect: start new, wait until it listens,
+    SIGTERM old). Bound only: uvicorn listens once the application has loaded, and the kernel
+    sends a socket that does not listen yet no connections."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def socket_server(*, host: str, port: int, debug: bool = False) -> SocketServer:

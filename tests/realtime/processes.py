@@ -1,5 +1,6 @@
 """Real socket processes (manage.py runsockets) against this test database."""
 
+import contextlib
 import json
 import os
 import signal
@@ -33,13 +34,31 @@ def process_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on ``port`` (with --reuse-port another may too):
+    its descriptors' socket inodes against the LISTEN rows of /proc/<pid>/net/tcp."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                return True
+    return False
+
+
 class SocketProcess:
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.log_path = tmp_path / f"sockets-{self.port}.log"
+    def __init__(self, tmp_path: Path, *, port: int | None = None, reuse_port: bool = False, **env: str) -> None:
+        self.port = port or free_port()
+        self.log_path = tmp_path / f"sockets-{self.port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("w")
+        flags = ["--reuse-port"] if reuse_port else []
         self.process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "runsockets", "--port", str(self.port)],
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "runsockets", "--port", str(self.port), *flags],
             env=process_env(REALTIME_PRESENCE_INTERVAL_S="0.2", REALTIME_POLL_INTERVAL_S="0.05", **env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -59,7 +78,7 @@ class SocketProcess:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log_path.read_text()
             try:
-                if self.get("/health/")[0] == 200:
+                if listens(self.process.pid, self.port) and self.get("/health/")[0] == 200:
                     return
             except OSError:
                 pass

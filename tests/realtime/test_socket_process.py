@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.subprocess]
 def processes(transactional_db, tmp_path):
     started: list[SocketProcess] = []
 
-    def start(**env: str) -> SocketProcess:
-        started.append(SocketProcess(tmp_path, **env))
+    def start(*, port: int | None = None, reuse_port: bool = False, **env: str) -> SocketProcess:
+        started.append(SocketProcess(tmp_path, port=port, reuse_port=reuse_port, **env))
         return started[-1]
 
     yield start
@@ -179,6 +179,37 @@ def test_sigterm_tells_clients_to_reconnect_and_closes_1012(processes, authed):
     assert closed.value.rcvd.code == 1012
     # uvicorn re-raises the signal it handled once it has shut down cleanly.
     assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_reuse_port_hands_over_the_port_to_a_new_process_before_the_old_one_stops(processes, authed):
+    user = UserFactory()
+    old = processes(reuse_port=True)
+    ws = authed(old.url, user)
+    new = processes(port=old.port, reuse_port=True)  # ready: it listens on the port itself
+    old.process.send_signal(signal.SIGTERM)
+    assert receive_until(ws, "reconnect") == {"type": "reconnect"}
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1012
+    assert old.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    again = authed(new.url, user)  # the same address, now served by the new process alone
+    while receive_until(again, "subscribed")["room"] != "broadcast":  # joined: what follows is live
+        pass
+    events_emit(events=[("broadcast", "broadcast", {"n": 1})])
+    assert receive_until(again, "event")["data"] == {"n": 1}
+
+
+def test_without_reuse_port_a_second_process_cannot_bind_a_served_port(processes):
+    served = processes(reuse_port=True)
+    second = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "runsockets", "--port", str(served.port)],
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert "address already in use" in second.stderr.lower()
 
 
 def test_socket_process_readiness_checks_the_channel_layer(processes):
