@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.realtime import PYTHON, bench_env, manage, prepare, rss_kib  # noqa: E402
+from bench.server import listens  # noqa: E402
 
 FDS = 65536
 PROPERTY_ROOM = "property:900001"
@@ -397,25 +398,6 @@ class SocketProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-
-def listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` has a TCP socket listening on ``port`` (/proc: its descriptors'
-    socket inodes against the LISTEN rows of its network namespace's tables)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
-                return True
-    return False
 
 
 WRITER = """

@@ -1,6 +1,5 @@
 """Real socket processes (manage.py runsockets) against this test database."""
 
-import contextlib
 import json
 import os
 import signal
@@ -14,6 +13,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection
+
+from bench.server import listens
 
 
 def free_port() -> int:
@@ -32,23 +33,6 @@ def process_env(**extra: str) -> dict[str, str]:
     else:
         env["DATABASE_URL"] = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}").geturl()
     return env
-
-
-def listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` itself listens on ``port`` (with --reuse-port another may too):
-    its descriptors' socket inodes against the LISTEN rows of /proc/<pid>/net/tcp."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:[") : -1])
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
-                return True
-    return False
 
 
 class SocketProcess:
