@@ -6,6 +6,7 @@ migrated database of its own.
 """
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -156,3 +157,13 @@ def test_counts_from_two_gunicorn_workers_add_up_in_one_scrape(gunicorn_two_work
     _get(port, "/api/v1/no-such-endpoint/")
     status, body = _get(port, "/metrics")
     assert parse_metrics(body.decode())[NOT_FOUND] == REQUESTS + 1
+
+
+def test_a_long_query_string_gets_the_api_s_json_answer_not_gunicorn_s_html_414(gunicorn_two_workers):
+    port, _ = gunicorn_two_workers
+    path = "/api/v1/properties/?page_size=" + "9" * 6000  # a request line of about 6 KB
+
+    status, body = _get(port, path)
+
+    assert status == 400
+    assert json.loads(body)["error"]["fields"]["page_size"]
