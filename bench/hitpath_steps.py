@@ -17,17 +17,14 @@ scaled out of the way as bench/run.py scales them).
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.instructions import read_counts  # noqa: E402
+from bench.instructions import read_counts, under_callgrind  # noqa: E402
 
 
 def _steps(path: str, token: str, requests: int) -> list[str]:
@@ -131,34 +128,13 @@ def main() -> int:
     if args.inside:
         json.dump(_steps(args.path, args.token, args.requests), sys.stdout)
         return 0
-    if not shutil.which("valgrind"):
-        sys.exit("needs valgrind (Debian: apt-get install valgrind)")
     env = {"DJANGO_ENV": "development", "DJANGO_DEBUG": "0", "RATE_LIMIT_SCALE": "1000000", **os.environ}
     env.setdefault("CACHE_ENABLED", "1")
-    with tempfile.TemporaryDirectory(prefix="staybase-steps-") as directory:
-        completed = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--dump-before=os_getppid",
-                f"--callgrind-out-file={directory}/callgrind.out",
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--inside",
-                f"--path={args.path}",
-                f"--token={args.token}",
-                f"--requests={args.requests}",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-        if completed.returncode:
-            sys.exit(f"failed:\n{completed.stderr[-3000:]}")
-        names = json.loads(completed.stdout)
-        counts = read_counts(Path(directory), "callgrind.out.", names, args.requests)
+    argv = [str(Path(__file__).resolve()), "--inside", f"--path={args.path}", f"--token={args.token}",
+            f"--requests={args.requests}"]  # fmt: skip
+    with under_callgrind(argv, env=env) as (stdout, directory):
+        names = json.loads(stdout)
+        counts = read_counts(directory, "callgrind.out.", names, args.requests)
     print(f"| step ({args.path}, {args.requests} calls each, callgrind) | M instructions per call |")
     print("|---|---:|")
     for name in names:

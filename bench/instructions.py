@@ -14,7 +14,12 @@ import argparse
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 WARM_UP = 3
@@ -75,6 +80,24 @@ def main() -> None:
         os.getppid()  # dump: exactly the measured calls
         results.append({"name": request["name"], "status": int(status.split()[0]), "bytes": length})
     json.dump(results, sys.stdout)
+
+
+@contextmanager
+def under_callgrind(argv: list[str], *, env: dict[str, str], stdin: str | None = None) -> Iterator[tuple[str, Path]]:
+    """Runs ``python argv...`` (from the repository root) under callgrind, dumping before each
+    ``os.getppid()``; yields its stdout and the directory of the dumps (``callgrind.out.N``)."""
+    if not shutil.which("valgrind"):
+        sys.exit("needs valgrind (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="staybase-callgrind-") as directory:
+        completed = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--dump-before=os_getppid",
+             f"--callgrind-out-file={directory}/callgrind.out", sys.executable, *argv],
+            cwd=Path(__file__).resolve().parent.parent, env=env, input=stdin,
+            capture_output=True, text=True, timeout=3600,
+        )  # fmt: skip
+        if completed.returncode:
+            sys.exit(f"{' '.join(argv)} failed under callgrind:\n{completed.stderr[-3000:]}")
+        yield completed.stdout, Path(directory)
 
 
 def read_counts(directory: Path, prefix: str, names: list[str], requests: int) -> dict[str, float]:

@@ -18,12 +18,10 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402
-from bench.instructions import read_counts  # noqa: E402
+from bench.instructions import read_counts, under_callgrind  # noqa: E402
 from bench.scenarios import ALL_SCENARIOS, SCENARIOS, SIZES, SUITES, VARIANTS, Scenario, Variant  # noqa: E402
 from bench.server import HOST, Server, app_server, cpu_seconds, free_port  # noqa: E402
 
@@ -426,35 +424,14 @@ def _count_instructions(
     env: dict[str, str], scenarios: list[Scenario], requests: dict[str, load.Request], count: int
 ) -> dict[str, float]:
     """Instructions per request of each scenario (bench/instructions.py under callgrind)."""
-    if not shutil.which("valgrind"):
-        sys.exit("--instructions needs valgrind (Debian: apt-get install valgrind); pass --instructions 0.")
     payload = [
         {"name": s.name, "method": s.method, "path": requests[s.name].path, "headers": requests[s.name].headers}
         for s in scenarios
     ]
-    with tempfile.TemporaryDirectory(prefix="staybase-callgrind-") as directory:
-        completed = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--dump-before=os_getppid",
-                f"--callgrind-out-file={directory}/callgrind.out",
-                sys.executable,
-                "-m",
-                "bench.instructions",
-                f"--requests={count}",
-            ],
-            cwd=ROOT,
-            env=env,
-            input=json.dumps(payload),
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-        if completed.returncode:
-            sys.exit(f"bench.instructions failed:\n{completed.stderr[-3000:]}")
-        statuses = {item["name"]: item["status"] for item in json.loads(completed.stdout)}
-        counted = read_counts(Path(directory), "callgrind.out.", [s.name for s in scenarios], count)
+    argv = ["-m", "bench.instructions", f"--requests={count}"]
+    with under_callgrind(argv, env=env, stdin=json.dumps(payload)) as (stdout, directory):
+        statuses = {item["name"]: item["status"] for item in json.loads(stdout)}
+        counted = read_counts(directory, "callgrind.out.", [s.name for s in scenarios], count)
     print(f"== instructions/request ({count} requests, callgrind): {statuses}", flush=True)
     return counted
 

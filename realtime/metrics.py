@@ -33,14 +33,16 @@ limit_checks_failed_total = Counter(
     "Connection-limit operations that could not reach Redis (admit: the socket was let in).",
     ["operation"],
 )
+# Stops of the loop, from a millisecond (noticeable in a delivery) to seconds.
+STALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 loop_lag_seconds = Histogram(
     "staybase_realtime_loop_lag_seconds",
     "How late the socket process's event loop woke a 10 ms sleep: every delivery waits as long.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    buckets=STALL_BUCKETS,
 )
 gc_pause_seconds = Histogram(
     "staybase_realtime_gc_pause_seconds",
     "Garbage collections in the socket process, by generation: the loop stops for each.",
     ["generation"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    buckets=STALL_BUCKETS,
 )
